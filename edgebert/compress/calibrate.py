@@ -1,0 +1,67 @@
+"""Calibration: run the fp32 graph on sample inputs and record what each linear sees.
+
+Only real tokens count (padding rows are masked out of every statistic); per linear input we
+keep per-channel min/max over all tokens and a bounded random sample of token rows, from
+which ranges (min-max, percentile, MSE) and SmoothQuant factors are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgebert.compress import reference
+from edgebert.compress.graph import Graph, Node
+
+
+@dataclass
+class InputStats:
+    """What one linear saw: per-channel extrema (exact) and a sample of token rows."""
+
+    channel_min: np.ndarray
+    channel_max: np.ndarray
+    rows: list[np.ndarray] = field(default_factory=list)
+    n_rows: int = 0
+
+    @property
+    def sample(self) -> np.ndarray:
+        return np.concatenate(self.rows, axis=0)  # (rows, in_features)
+
+    @property
+    def absmax(self) -> np.ndarray:
+        return np.maximum(np.abs(self.channel_min), np.abs(self.channel_max))
+
+
+class Calibrator:
+    """Observer for ``reference.run`` that accumulates ``InputStats`` per linear node."""
+
+    def __init__(self, max_rows: int = 4096, seed: int = 0) -> None:
+        self.stats: dict[str, InputStats] = {}
+        self.max_rows = max_rows
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, node: Node, x: np.ndarray, mask: np.ndarray) -> None:
+        rows = x[mask.astype(bool)] if x.ndim == 3 else x  # (tokens, in_features)
+        if rows.size == 0:
+            return
+        st = self.stats.get(node.name)
+        if st is None:
+            st = self.stats[node.name] = InputStats(rows.min(0), rows.max(0))
+        else:
+            np.minimum(st.channel_min, rows.min(0), out=st.channel_min)
+            np.maximum(st.channel_max, rows.max(0), out=st.channel_max)
+        budget = self.max_rows - st.n_rows
+        if budget > 0:
+            take = rows if len(rows) <= budget else rows[self._rng.choice(len(rows), budget, replace=False)]
+            st.rows.append(take.copy())
+            st.n_rows += len(take)
+
+
+def calibrate(g: Graph, batches: Iterable[dict[str, np.ndarray]], max_rows: int = 4096) -> dict[str, InputStats]:
+    """Run the graph on every batch of feeds; returns the statistics of each linear's input."""
+    cal = Calibrator(max_rows=max_rows)
+    for feeds in batches:
+        reference.run(g, feeds, observer=cal)
+    return cal.stats

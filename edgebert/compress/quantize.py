@@ -1,0 +1,90 @@
+"""Quantization maths: pure functions on numpy arrays, no I/O.
+
+Conventions follow ONNX ``QuantizeLinear``: ``q = saturate(round_half_even(x / scale) + zp)``,
+``x ~= (q - zp) * scale``. Weights are symmetric int8 in [-127, 127] (zero point 0) so that a
+zero weight stays exactly zero; activations are asymmetric uint8 in [0, 255] with a range that
+always contains 0 so that zero (padding, ReLU/GELU floor) is represented exactly
+(Jacob et al., "Quantization and Training of Neural Networks for Efficient
+Integer-Arithmetic-Only Inference", CVPR 2018).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT8_MAX = 127
+UINT8_MAX = 255
+_TINY = np.float32(1e-12)
+
+
+def symmetric_scales(absmax: np.ndarray) -> np.ndarray:
+    """Per-channel scales ``absmax / 127``; an all-zero channel gets scale 1 (its codes are 0)."""
+    absmax = np.asarray(absmax, dtype=np.float32)
+    return np.where(absmax > _TINY, absmax / INT8_MAX, np.float32(1.0)).astype(np.float32)
+
+
+def quantize_symmetric(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8: one scale per index of ``axis``. Returns (codes int8, scales)."""
+    w = np.asarray(w, dtype=np.float32)
+    reduce_axes = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+    scales = symmetric_scales(np.abs(w).max(axis=reduce_axes) if w.size else np.zeros(w.shape[axis]))
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    codes = np.clip(np.rint(w / scales.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return codes, scales
+
+
+def dequantize_symmetric(codes: np.ndarray, scales: np.ndarray, axis: int = 0) -> np.ndarray:
+    shape = [1] * codes.ndim
+    shape[axis] = -1
+    return codes.astype(np.float32) * scales.reshape(shape).astype(np.float32)
+
+
+def affine_params(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
+    """uint8 scale and zero point covering [lo, hi] extended to contain 0."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo <= float(_TINY):
+        return np.float32(1.0), np.uint8(0)
+    scale = np.float32((hi - lo) / UINT8_MAX)
+    zero_point = np.clip(np.rint(-lo / scale), 0, UINT8_MAX)
+    return scale, np.uint8(zero_point)
+
+
+def quantize_affine(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:
+    """uint8 codes ``saturate(round(x / scale) + zero_point)`` (broadcasting scale/zp)."""
+    q = np.rint(np.asarray(x, dtype=np.float32) / scale) + np.asarray(zero_point, dtype=np.float32)
+    return np.clip(q, 0, UINT8_MAX).astype(np.uint8)
+
+
+def dequantize_affine(q: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:
+    return (q.astype(np.float32) - np.asarray(zero_point, dtype=np.float32)) * np.float32(scale)
+
+
+def dynamic_affine_params(x: np.ndarray) -> tuple[np.float32, np.uint8]:
+    """ONNX ``DynamicQuantizeLinear``: range of x extended to 0, scale=(max-min)/255."""
+    return affine_params(float(np.min(x)), float(np.max(x)))
+
+
+def percentile_range(sample: np.ndarray, percentile: float) -> tuple[float, float]:
+    """Clip range keeping the central ``percentile`` % of values on each side."""
+    if not 50.0 < percentile <= 100.0:
+        raise ValueError(f"percentile: expected a value in (50, 100], found {percentile}")
+    lo, hi = np.percentile(sample, [100.0 - percentile, percentile])
+    return float(lo), float(hi)
+
+
+def mse_range(sample: np.ndarray, lo: float, hi: float, steps: int = 40) -> tuple[float, float]:
+    """Clip range in [lo, hi] whose uint8 quantization of ``sample`` has the least squared error.
+
+    Searches shrink factors of the min-max range (the "MSE" calibration of Banner et al.,
+    "Post-training 4-bit quantization", and of TensorRT/ORT's percentile/entropy cousins).
+    """
+    sample = np.asarray(sample, dtype=np.float32).ravel()
+    best, best_err = (lo, hi), np.inf
+    for factor in np.linspace(1.0, 0.3, steps):
+        cand_lo, cand_hi = lo * factor, hi * factor
+        scale, zp = affine_params(cand_lo, cand_hi)
+        err = float(np.mean((dequantize_affine(quantize_affine(sample, scale, zp), scale, zp) - sample) ** 2))
+        if err < best_err:
+            best, best_err = (cand_lo, cand_hi), err
+    return best

@@ -1,0 +1,124 @@
+"""Numpy reference semantics of the graph ops (see ``graph.py``).
+
+Used for calibration (an observer sees every linear's input), for fidelity searches during
+conversion, and as the oracle the emitters are tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from edgebert.compress.graph import Graph, Node
+from edgebert.compress.quantize import dynamic_affine_params, quantize_affine
+
+Observer = Callable[[Node, np.ndarray, np.ndarray], None]
+MASK_VALUE = np.float32(-1e4)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf  # scipy ships with scikit-learn; host-side only
+
+    return erf(x).astype(np.float32)
+
+
+def _table(g: Graph, node: Node, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    scale = node.attrs.get(f"{key}_scale")
+    return g.tensors[node.attrs[key]], (g.tensors[scale] if scale else None)
+
+
+def _gather(table: np.ndarray, scale: np.ndarray | None, index: np.ndarray) -> np.ndarray:
+    rows = table[index].astype(np.float32)
+    return rows * scale[index][..., None] if scale is not None else rows
+
+
+def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return ((x - mean) / np.sqrt(var + np.float32(eps)) * gamma + beta).astype(np.float32)
+
+
+def linear(g: Graph, node: Node, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    w = g.tensors[a["weight"]]  # (out, in)
+    bias = g.tensors[a["bias"]] if a.get("bias") else np.float32(0.0)
+    act = a.get("act", "none")
+    if w.dtype == np.float32 and act == "none":
+        return (x @ w.T + bias).astype(np.float32)
+    w_scale = g.tensors[a["weight_scale"]]  # (out,)
+    if act == "static":
+        if a.get("input_mul"):
+            x = x * g.tensors[a["input_mul"]]  # SmoothQuant: x / s
+        scale, zp = np.float32(a["act_scale"]), np.uint8(a["act_zero_point"])
+        q = quantize_affine(x, scale, zp)
+    elif act == "dynamic":
+        scale, zp = dynamic_affine_params(x)
+        q = quantize_affine(x, scale, zp)
+    else:
+        raise ValueError(f"{node.name}: expected act static or dynamic for int8 weights, found {act!r}")
+    acc = (q.astype(np.int32) - np.int32(zp)) @ w.T.astype(np.int32)  # exact int32 accumulation
+    return (acc.astype(np.float32) * (scale * w_scale) + bias).astype(np.float32)
+
+
+def attention(qkv: np.ndarray, mask: np.ndarray, heads: int) -> np.ndarray:
+    b, s, three_h = qkv.shape
+    hd = three_h // (3 * heads)
+    parts = qkv.reshape(b, s, 3, heads, hd).transpose(2, 0, 3, 1, 4)  # (3, b, heads, s, hd)
+    q, k, v = parts[0], parts[1], parts[2]
+    scores = q @ k.transpose(0, 1, 3, 2) + (1.0 - mask[:, None, None, :].astype(np.float32)) * MASK_VALUE
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    probs = scores / scores.sum(-1, keepdims=True)
+    return (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, heads * hd).astype(np.float32)
+
+
+def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    m = mask.astype(np.float32)[..., None]
+    if mode == "cls":
+        out = h[:, 0]
+    elif mode == "max":
+        out = (h + (1.0 - m) * MASK_VALUE).max(1)
+    else:
+        out = (h * m).sum(1) / np.maximum(m.sum(1), np.float32(1e-9))
+    if normalize:
+        out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), np.float32(1e-12))
+    return out.astype(np.float32)
+
+
+def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None) -> dict[str, np.ndarray]:
+    """Execute the graph; ``observer(node, x, mask)`` sees each linear's input before it runs."""
+    env: dict[str, np.ndarray] = dict(feeds)
+    mask = feeds.get("attention_mask")
+    for node in g.nodes:
+        x = [env[i] for i in node.inputs]
+        a = node.attrs
+        if node.op == "embedding":
+            ids = x[0]
+            out = _gather(*_table(g, node, "word"), ids)
+            positions = np.arange(ids.shape[1])
+            out = out + _gather(*_table(g, node, "position"), positions)[None]
+        elif node.op == "layernorm":
+            out = layernorm(x[0], g.tensors[a["gamma"]], g.tensors[a["beta"]], a["eps"])
+        elif node.op == "linear":
+            if observer is not None:
+                observer(node, x[0], mask if mask is not None else np.ones(x[0].shape[:-1]))
+            out = linear(g, node, x[0])
+        elif node.op == "attention":
+            out = attention(x[0], x[1], a["heads"])
+        elif node.op == "add":
+            out = x[0] + x[1]
+        elif node.op == "gelu":
+            if a.get("approximate") == "tanh":
+                c = np.float32(math.sqrt(2.0 / math.pi))
+                out = 0.5 * x[0] * (1.0 + np.tanh(c * (x[0] + np.float32(0.044715) * x[0] ** 3)))
+            else:
+                out = 0.5 * x[0] * (1.0 + _erf(x[0] / np.float32(math.sqrt(2.0))))
+        elif node.op == "relu":
+            out = np.maximum(x[0], np.float32(0.0))
+        elif node.op == "pool":
+            out = pool(x[0], x[1], a["mode"], a["normalize"])
+        else:  # pragma: no cover - Node validates op names
+            raise ValueError(node.op)
+        env[node.outputs[0]] = out.astype(np.float32)
+    return {name: env[name] for name in g.outputs}

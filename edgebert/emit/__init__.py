@@ -1,0 +1,1 @@
+"""Emitters: turn the graph form (``edgebert.compress.graph``) into runnable formats."""

@@ -1,0 +1,159 @@
+"""Load a Hugging Face BERT-architecture checkpoint directory without network access.
+
+A checkpoint directory holds ``config.json``, ``model.safetensors`` (or, only with an explicit
+opt-in, a pickle ``pytorch_model.bin``), ``tokenizer.json`` or ``vocab.txt``, and optionally the
+sentence-transformers files ``modules.json`` and ``1_Pooling/config.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from edgebert.errors import CheckpointError
+from edgebert.model.config import BertConfig
+from edgebert.model.tokenizer import load_tokenizer
+
+POOLING_MODES = ("mean", "cls", "max")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Sentence-transformers pooling: how token states become one sentence embedding."""
+
+    mode: str = "mean"
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in POOLING_MODES:
+            raise CheckpointError(f"pooling: expected one of {POOLING_MODES}, found {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: config, fp32 weights under BertModel names, tokenizer, pooling."""
+
+    directory: Path
+    config: BertConfig
+    weights: dict[str, np.ndarray] = field(repr=False)
+    tokenizer: Tokenizer = field(repr=False)
+    pooling: Pooling | None
+    max_seq_length: int
+    sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: expected JSON, found a parse error ({exc})") from None
+    if not isinstance(raw, (dict, list)):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    return raw
+
+
+def _read_pooling(model_dir: Path) -> Pooling | None:
+    modules_path = model_dir / "modules.json"
+    if not modules_path.is_file():
+        return None
+    modules = _read_json(modules_path)
+    if not isinstance(modules, list):
+        raise CheckpointError(f"{modules_path}: expected a JSON list of modules, found an object")
+    types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
+    pooling_dirs = [m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")]
+    if not pooling_dirs:
+        return None
+    config_path = model_dir / pooling_dirs[0] / "config.json"
+    mode = "mean"
+    if config_path.is_file():
+        raw = _read_json(config_path)
+        if raw.get("pooling_mode_cls_token"):
+            mode = "cls"
+        elif raw.get("pooling_mode_max_tokens"):
+            mode = "max"
+        elif not raw.get("pooling_mode_mean_tokens", True):
+            raise CheckpointError(
+                f"{config_path}: expected mean, cls or max pooling, found another pooling mode"
+            )
+    return Pooling(mode=mode, normalize=any(t.endswith("Normalize") for t in types))
+
+
+def _read_weights(model_dir: Path, allow_pickle: bool) -> tuple[dict[str, np.ndarray], Path]:
+    st_path, bin_path = model_dir / "model.safetensors", model_dir / "pytorch_model.bin"
+    if st_path.is_file():
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(st_path)), st_path
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{st_path}: expected a safetensors file, found a corrupt one ({exc})"
+            ) from None
+    if bin_path.is_file():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{bin_path}: expected model.safetensors, found only a pickle checkpoint; "
+                "pickle can run code, pass --allow-pickle (allow_pickle=True) if you trust it"
+            )
+        import torch
+
+        try:
+            state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad pickle
+            raise CheckpointError(f"{bin_path}: expected a torch state dict, found: {exc}") from None
+        return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}, bin_path
+    raise CheckpointError(f"{model_dir}: expected model.safetensors, found no weights file")
+
+
+def _normalize_names(weights: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
+    """Strip a leading ``bert.`` / ``model.`` prefix so that names match BertModel's."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in weights.items():
+        for prefix in ("bert.", "model."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        out[name] = value
+    if "embeddings.word_embeddings.weight" not in out:
+        raise CheckpointError(
+            f"{source}: expected BERT weights (embeddings.word_embeddings.weight), found none"
+        )
+    return out
+
+
+def load_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> Checkpoint:
+    """Load a checkpoint directory; raises CheckpointError with a one-line reason on bad input."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: expected a checkpoint directory, found no such directory")
+    config = BertConfig.from_file(model_dir / "config.json")
+    raw_weights, weights_path = _read_weights(model_dir, allow_pickle)
+    weights = _normalize_names(raw_weights, weights_path)
+    max_seq = config.max_position_embeddings
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_seq = min(max_seq, int(_read_json(st_config).get("max_seq_length", max_seq)))
+    tokenizer = load_tokenizer(model_dir, max_length=max_seq)
+    return Checkpoint(
+        directory=model_dir,
+        config=config,
+        weights=weights,
+        tokenizer=tokenizer,
+        pooling=_read_pooling(model_dir),
+        max_seq_length=max_seq,
+        sha256=sha256_file(weights_path),
+    )
