@@ -10,13 +10,13 @@ __version__ = "0.1.0"
 __all__ = ["EdgeBertError", "__version__", "convert"]
 
 if TYPE_CHECKING:
-    from edgebert.convert import convert
+    from edgebert.converter import convert
 
 
 def __getattr__(name: str) -> Any:
     # torch-heavy converter is imported lazily so that `import edgebert` stays light on devices
     if name == "convert":
-        from edgebert.convert import convert
+        from edgebert.converter import convert
 
         return convert
     raise AttributeError(name)

@@ -6,7 +6,6 @@ Every EdgeBertError becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -75,7 +74,7 @@ def report_table(artifact) -> str:  # noqa: ANN001
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from edgebert.convert import convert
+    from edgebert.converter import convert
 
     scheme = _scheme(args)
     with _progress(not args.quiet and not args.json) as progress:
@@ -90,7 +89,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgebert.convert import convert
+    from edgebert.converter import convert
     from edgebert.model.zoo import corpus_path, find_minilm, make_random_bert
 
     model_dir = find_minilm() if args.model in ("auto", "minilm") else None
@@ -100,13 +99,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="edgebert-demo-"))
     if model_dir is None:
         print("all-MiniLM-L6-v2 is not installed: using the bundled random-weight BERT-Tiny")
-        model_dir = make_random_bert(work / "bert-tiny-random", "bert-tiny")
+        name = "bert-tiny-random"
+        model_dir = make_random_bert(work / name, "bert-tiny")
     else:
+        name = "all-MiniLM-L6-v2"
         print(f"converting all-MiniLM-L6-v2 from {model_dir}")
     with _progress(True) as progress:
         artifact = convert(model_dir, work / "artifact-int8", "int8", corpus_path(), force=True,
-                           name=None if args.model == "tiny" or "random" in str(model_dir) else "all-MiniLM-L6-v2",
-                           progress=progress)
+                           name=name, progress=progress)
     print(report_table(artifact))
     print(f"\nmanifest: {artifact.path / 'manifest.json'}")
     return 0

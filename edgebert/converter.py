@@ -223,6 +223,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             metrics=metrics,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        manifest = Manifest.from_json(manifest.to_json())  # what a reader of the file will see
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         _install(tmp, out_dir)
     except BaseException:

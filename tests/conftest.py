@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgebert.model.zoo import corpus_path, make_random_bert
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight BERT-Tiny (L2/H128) sentence-transformers checkpoint directory."""
+    return make_random_bert(tmp_path_factory.mktemp("ckpt") / "bert-tiny", "bert-tiny", seed=1)
+
+
+@pytest.fixture(scope="session")
+def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lines = corpus_path().read_text(encoding="utf-8").splitlines()[:60]
+    path = tmp_path_factory.mktemp("cal") / "calibration.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_ckpt: Path, calibration_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    import edgebert
+
+    return edgebert.convert(tiny_ckpt, tmp_path_factory.mktemp("art") / "tiny-int8", "int8", calibration_file)

