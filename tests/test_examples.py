@@ -1,0 +1,22 @@
+"""Every example runs on its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("[0-9]*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(script: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(script.parent.parent)}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                            timeout=600, env=env)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "similarity" in result.stdout
