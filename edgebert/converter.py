@@ -201,9 +201,12 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
         fp32_bytes = model_bytes if graph is fp32 else to_onnx(fp32).SerializeToString()
         metrics = _measure(fp32, model_bytes, fp32_bytes, ckpt.tokenizer, eval_lines, held_out, progress)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        tmp.chmod(0o755)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: expected a writable location, found: {exc.strerror or exc}") from None
     try:
         (tmp / "model.onnx").write_bytes(model_bytes)
         ckpt.tokenizer.save(str(tmp / "tokenizer.json"))
@@ -226,6 +229,9 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
         manifest = Manifest.from_json(manifest.to_json())  # what a reader of the file will see
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         _install(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"{out_dir}: expected to write the artifact, found: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -85,3 +85,20 @@ def test_demo_with_the_tiny_model(tmp_path: Path, capsys) -> None:
 
     assert code == 0
     assert "bert-tiny-random-int8" in out and (tmp_path / "demo" / "artifact-int8" / "model.onnx").is_file()
+
+
+def test_output_under_a_file_is_refused(work: Path, calibration_file: Path, capsys) -> None:
+    (work / "afile").write_text("x")
+
+    code, _, err = _run(["convert", str(work / "ckpt"), "--calibration", str(calibration_file),
+                         "--out", str(work / "afile" / "out"), "--quiet"], capsys)
+
+    assert code == 2 and "expected a writable location" in err
+
+
+def test_device_side_modules_do_not_import_torch() -> None:
+    code = "import sys, edgebert, edgebert.artifact, edgebert.errors; print('torch' in sys.modules)"
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert result.stdout.strip() == "False", result.stderr
