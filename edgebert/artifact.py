@@ -51,6 +51,8 @@ class Manifest:
     files: dict[str, FileEntry]
     onnx: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "onnxruntime"
+    memory: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
 

@@ -144,6 +144,18 @@ def _measure(fp32: Graph, model_bytes: bytes, fp32_bytes: bytes, tokenizer, text
     }
 
 
+def memory_estimate(cfg: dict, max_seq: int, model_bytes: int, tokenizer_bytes: int) -> dict:
+    """Flash and peak RAM an ONNX Runtime device needs at batch 1 and the longest sequence.
+
+    Peak RAM is an estimate: initializers held in memory (~ model.onnx) plus the live fp32
+    activations of one layer (hidden state x3, QKV, two attention score tensors, two FFN tensors).
+    """
+    s, h, f, heads = max_seq, cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"]
+    activations = 4 * (3 * s * h + 3 * s * h + 2 * heads * s * s + 2 * s * f)
+    return {"flash_bytes": model_bytes + tokenizer_bytes, "peak_ram_bytes": model_bytes + activations,
+            "seq": max_seq, "method": "estimate: weights + one layer's live activations at batch 1"}
+
+
 def _silent(step: str, done: int, total: int) -> None:
     pass
 
@@ -224,6 +236,9 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             files=file_entries(tmp, ["model.onnx", "tokenizer.json", "graph.safetensors"]),
             onnx=_onnx_summary(model),
             metrics=metrics,
+            runtime="onnxruntime",
+            memory=memory_estimate(ckpt.config.to_dict(), ckpt.max_seq_length, len(model_bytes),
+                                   (tmp / "tokenizer.json").stat().st_size),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         manifest = Manifest.from_json(manifest.to_json())  # what a reader of the file will see

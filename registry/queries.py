@@ -1,0 +1,78 @@
+"""The registry's SPARQL questions, as templates over the ``eb:`` terms (see rules.py)."""
+
+from __future__ import annotations
+
+from registry.vocab import PREFIXES
+
+# An artifact ?a fits device ?d: memory, runtime, precision (when declared) and every op it uses.
+COMPATIBLE = """
+  ?d eb:ramBytes ?dram ; eb:flashBytes ?dflash .
+  ?a eb:requiresRamBytes ?ram ; eb:requiresFlashBytes ?flash ; eb:runtime ?runtime .
+  FILTER(?ram <= ?dram && ?flash <= ?dflash)
+  ?d eb:supportsRuntime ?runtime .
+  OPTIONAL { ?a eb:precision ?precision }
+  FILTER(!BOUND(?precision) || EXISTS { ?d eb:supportsPrecision ?precision })
+  FILTER NOT EXISTS { ?a eb:usesOp ?op . FILTER NOT EXISTS { ?runtime eb:supportsOp ?op } }
+"""
+
+MATCH = PREFIXES + """
+SELECT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity WHERE {
+  BIND(<%(device)s> AS ?d)
+""" + COMPATIBLE + """
+  BIND(?a AS ?artifact)
+  OPTIONAL { ?a schema:identifier ?id }
+  OPTIONAL { ?a eb:sizeBytes ?size }
+  OPTIONAL { ?a eb:fidelityMean ?fidelity }
+} ORDER BY DESC(COALESCE(?fidelity, -1.0)) ASC(COALESCE(?size, ?flash)) ?artifact
+"""
+
+DEVICES_FOR = PREFIXES + """
+SELECT ?device ?id ?dram ?dflash WHERE {
+  BIND(<%(artifact)s> AS ?a)
+  ?d a eb:Device .
+""" + COMPATIBLE + """
+  BIND(?d AS ?device)
+  OPTIONAL { ?d schema:identifier ?id }
+} ORDER BY ?device
+"""
+
+DEPLOYMENTS = PREFIXES + """
+SELECT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
+  ?deployment a eb:Deployment ; eb:device ?device ; eb:artifact ?artifact ; eb:status ?status ;
+              prov:startedAtTime ?time .
+  OPTIONAL { ?deployment eb:previousArtifact ?previous }
+  %(filter)s
+} ORDER BY ?device DESC(?time)
+"""
+
+OUTDATED = PREFIXES + """
+SELECT ?device ?current ?newer ?created WHERE {
+  ?dep a eb:Deployment ; eb:status "active" ; eb:device ?d ; eb:artifact ?current .
+  ?current eb:family ?family ; schema:dateCreated ?t0 .
+  ?a eb:family ?family ; schema:dateCreated ?created .
+  FILTER(?created > ?t0)
+""" + COMPATIBLE + """
+  BIND(?d AS ?device)
+  BIND(?a AS ?newer)
+} ORDER BY ?device DESC(?created)
+"""
+
+LINEAGE = PREFIXES + """
+SELECT ?entity ?type ?name ?depth WHERE {
+  { BIND(<%(artifact)s> AS ?entity) BIND(0 AS ?depth) }
+  UNION
+  { <%(artifact)s> prov:wasDerivedFrom ?entity . BIND(1 AS ?depth) }
+  UNION
+  { <%(artifact)s> prov:wasDerivedFrom/prov:wasDerivedFrom ?entity . BIND(2 AS ?depth) }
+  UNION
+  { <%(artifact)s> prov:wasDerivedFrom/prov:wasDerivedFrom/prov:wasDerivedFrom+ ?entity . BIND(3 AS ?depth) }
+  OPTIONAL { ?entity a ?type . FILTER(STRSTARTS(STR(?type), STR(eb:))) }
+  OPTIONAL { ?entity schema:name ?name }
+} ORDER BY ?depth
+"""
+
+RESOLVE = PREFIXES + """
+SELECT ?thing WHERE {
+  { BIND(<%(iri)s> AS ?thing) ?thing ?p ?o } UNION { ?thing schema:identifier %(literal)s }
+} LIMIT 2
+"""

@@ -1,0 +1,251 @@
+"""The Registry: one facade over a store for describing and asking about the fleet.
+
+Every write goes the same way: build quads (``describe``), load them into a scratch in-memory
+Oxigraph store, run the derivation rules there (``rules``), check what matching needs, then
+send the result to the real store as ONE SPARQL Update (drop the things' graphs, insert the new
+ones): the store executes it atomically, so a failed or refused write leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+
+from edgebert.artifact import Artifact
+from edgebert.errors import InputError
+from registry import queries
+from registry.describe import (
+    DescriptionError,
+    artifact_iri,
+    graph_for,
+    manifest_quads,
+    rdf_file_quads,
+    read_td_file,
+    tds_to_quads,
+    validate_td_json,
+)
+from registry.rules import rule_updates
+from registry.store import Store, StoreError, insert_data, open_store
+from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, lit, runtime_ops
+
+DEPLOYMENT_GRAPH = "urn:edgebert:graph:deployments"
+STATUSES = ("pending", "active", "failed", "rolled-back", "superseded")
+
+
+@dataclass(frozen=True)
+class Match:
+    artifact: str
+    id: str | None
+    runtime: str
+    precision: str | None
+    ram_bytes: int
+    flash_bytes: int
+    size_bytes: int | None
+    fidelity: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _short(value: str | None) -> str | None:
+    return value.removeprefix(EB) if value else value
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        if not self.store.query(PREFIXES + "ASK { eb:onnxruntime eb:supportsOp ?op }")[0]["ask"]:
+            self._load_ontology()
+
+    @classmethod
+    def open(cls, spec: str) -> Registry:
+        return cls(open_store(spec))
+
+    # ---------------------------------------------------------------- writes
+    def _load_ontology(self) -> None:
+        onto = list(ox.parse(data_path("edgebert.ttl").read_bytes(), format=ox.RdfFormat.TURTLE))
+        g = ox.NamedNode(ONTOLOGY_GRAPH)
+        quads = [ox.Quad(q.subject, q.predicate, q.object, g) for q in onto]
+        for runtime, ops in runtime_ops().items():
+            quads += [ox.Quad(ox.NamedNode(EB + runtime), ox.NamedNode(EB + "supportsOp"), ox.Literal(op), g)
+                      for op in ops]
+        self.store.update(f"DROP SILENT GRAPH <{ONTOLOGY_GRAPH}> ;\n" + insert_data(quads))
+
+    def _write(self, quads: list[ox.Quad], check_devices: bool = True) -> list[str]:
+        """Derive, check and atomically write quads; returns the graphs written."""
+        scratch = ox.Store()
+        scratch.extend(ox.Quad(q.subject, q.predicate, q.object, ox.DefaultGraph()) for q in quads)
+        for update in rule_updates():
+            scratch.update(update)
+        owner: dict[str, ox.NamedNode] = {}
+        for q in quads:
+            if not isinstance(q.graph_name, ox.DefaultGraph):
+                owner.setdefault(str(q.subject), q.graph_name)
+        if check_devices:
+            self._check_devices(scratch)
+        original = {(str(q.subject), str(q.predicate), str(q.object)) for q in quads}
+        derived = [ox.Quad(t.subject, t.predicate, t.object, owner[str(t.subject)]) for t in scratch
+                   if (str(t.subject), str(t.predicate), str(t.object)) not in original and str(t.subject) in owner]
+        graphs = sorted({str(q.graph_name.value) for q in quads if isinstance(q.graph_name, ox.NamedNode)})
+        drops = "".join(f"DROP SILENT GRAPH <{g}> ;\n" for g in graphs)
+        self.store.update(drops + insert_data(quads + derived))
+        return graphs
+
+    @staticmethod
+    def _check_devices(scratch: ox.Store) -> None:
+        checks = [
+            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:ramBytes ?x }", "eb:ramBytes (RAM in bytes)"),
+            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:flashBytes ?x }", "eb:flashBytes (flash in bytes)"),
+            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:supportsRuntime ?x }",
+             f"eb:supportsRuntime (one of {', '.join(RUNTIMES)})"),
+            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:supportsPrecision ?x }",
+             f"eb:supportsPrecision (one of {', '.join(PRECISIONS)})"),
+        ]
+        for pattern, what in checks:
+            rows = list(scratch.query(PREFIXES + f"SELECT ?d WHERE {{ {pattern} }} LIMIT 1"))
+            if rows:
+                raise DescriptionError(f"device {rows[0]['d'].value}: expected {what}, found none")
+        known = {f"<{EB}{r}>" for r in RUNTIMES} | {f"<{EB}{p}>" for p in PRECISIONS}
+        for prop in ("supportsRuntime", "supportsPrecision"):
+            for row in scratch.query(PREFIXES + f"SELECT ?d ?v WHERE {{ ?d eb:{prop} ?v }}"):
+                if str(row["v"]) not in known:
+                    raise DescriptionError(f"device {row['d'].value}: expected eb:{prop} among "
+                                           f"{', '.join(RUNTIMES if 'Runtime' in prop else PRECISIONS)}, "
+                                           f"found {row['v']}")
+
+    def add_tds(self, tds: list[dict], validate: bool = True) -> list[str]:
+        """Add or replace devices given as WoT TD 1.1 JSON objects; returns their IRIs."""
+        if validate:
+            for td in tds:
+                validate_td_json(td, f"TD {td.get('id', '(no id)') if isinstance(td, dict) else ''}")
+        self._write(tds_to_quads(tds))
+        return [td["id"] for td in tds]
+
+    def add_device_file(self, path: str | Path) -> list[str]:
+        """A TD JSON-LD file (one TD or a list) or an RDF file (Turtle…) of devices."""
+        tds, quads = read_td_file(Path(path))
+        if tds:
+            return self.add_tds(tds, validate=False)
+        self._write(quads)
+        return [r["d"] for r in self._devices_in(quads)]
+
+    def _devices_in(self, quads: list[ox.Quad]) -> list[dict]:
+        graphs = {str(q.graph_name.value) for q in quads if isinstance(q.graph_name, ox.NamedNode)}
+        values = " ".join(f"<{g}>" for g in graphs)
+        return self.store.query(PREFIXES + f"SELECT DISTINCT ?d WHERE {{ VALUES ?g {{ {values} }} "
+                                           "GRAPH ?g { ?d a eb:Device } }")
+
+    def import_file(self, path: str | Path) -> int:
+        """Import any RDF file as is (S3N / SeLoC-ML descriptions take part in matching)."""
+        quads = rdf_file_quads(Path(path))
+        self._write(quads)
+        return len(quads)
+
+    def add_artifact(self, artifact_dir: str | Path) -> str:
+        """Add an artifact from its directory; every file's sha256 is verified first."""
+        art = Artifact.load(artifact_dir, verify=True)
+        self._write(manifest_quads(art))
+        return artifact_iri(art.manifest.artifact_id)
+
+    def add_artifacts(self, artifacts: list[Artifact]) -> list[str]:
+        quads = [q for a in artifacts for q in manifest_quads(a)]
+        self._write(quads)
+        return [artifact_iri(a.manifest.artifact_id) for a in artifacts]
+
+    def record_deployment(self, device: str, artifact: str, status: str = "active",
+                          when: str | None = None) -> str:
+        """Record that ``artifact`` was put on ``device``; an active one supersedes the previous."""
+        if status not in STATUSES:
+            raise InputError(f"status: expected one of {', '.join(STATUSES)}, found {status!r}")
+        d, a = self.resolve(device), self.resolve(artifact)
+        when = when or datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        dep = f"urn:edgebert:deployment:{time.time_ns()}"
+        prev = self.store.query(PREFIXES + f"""SELECT ?dep ?a WHERE {{ ?dep a eb:Deployment ; eb:device <{d}> ;
+                                               eb:status "active" ; eb:artifact ?a }}""")
+        previous = f'; eb:previousArtifact <{prev[0]["a"]}>' if prev else ""
+        supersede = "" if status != "active" else f"""
+          DELETE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "active" }} }}
+          INSERT {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "superseded" }} }}
+          WHERE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device <{d}> ; eb:status "active" }} }} ;"""
+        self.store.update(PREFIXES + supersede + f"""
+          INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{
+            <{dep}> a eb:Deployment, prov:Activity ; eb:device <{d}> ; eb:artifact <{a}> ;
+              eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {previous} . }} }}""")
+        return dep
+
+    def delete_thing(self, thing: str) -> None:
+        target = self.resolve(thing)
+        self.store.update(f"DROP GRAPH <{graph_for(target)}>")
+
+    # ---------------------------------------------------------------- reads
+    def resolve(self, ref: str) -> str:
+        """An IRI for a thing given its IRI or its schema:identifier."""
+        safe_iri = ref if ":" in ref and " " not in ref and "<" not in ref and ">" not in ref else "urn:x-none"
+        rows = self.store.query(queries.RESOLVE % {"iri": safe_iri, "literal": lit(ref)})
+        if not rows:
+            raise InputError(f"{ref}: expected a device or artifact known to the registry, found none")
+        return str(rows[0]["thing"])
+
+    def match(self, device: str) -> list[Match]:
+        d = self.resolve(device)
+        rows = self.store.query(queries.MATCH % {"device": d})
+        return [Match(r["artifact"], r["id"], _short(r["runtime"]), _short(r["precision"]), r["ram"], r["flash"],
+                      r["size"], r["fidelity"]) for r in rows]
+
+    def devices_for(self, artifact: str) -> list[dict[str, Any]]:
+        a = self.resolve(artifact)
+        return [{"device": r["device"], "id": r["id"], "ram_bytes": r["dram"], "flash_bytes": r["dflash"]}
+                for r in self.store.query(queries.DEVICES_FOR % {"artifact": a})]
+
+    def deployments(self, device: str | None = None) -> list[dict[str, Any]]:
+        flt = f"FILTER(?device = <{self.resolve(device)}>)" if device else ""
+        return self.store.query(queries.DEPLOYMENTS % {"filter": flt})
+
+    def outdated(self) -> list[dict[str, Any]]:
+        """Devices whose active artifact has a newer compatible version (the newest one each)."""
+        best: dict[str, dict[str, Any]] = {}
+        for r in self.store.query(queries.OUTDATED):
+            best.setdefault(r["device"], {"device": r["device"], "current": r["current"], "newer": r["newer"],
+                                          "created": r["created"]})
+        return list(best.values())
+
+    def lineage(self, artifact: str) -> list[dict[str, Any]]:
+        return self.store.query(queries.LINEAGE % {"artifact": self.resolve(artifact)})
+
+    def query(self, sparql: str) -> list[dict[str, Any]]:
+        return self.store.query(sparql)
+
+    def get_td(self, thing: str) -> dict:
+        """The device as a TD 1.1 JSON-LD document (the stored TD, or one built from its RDF)."""
+        from registry.td_export import device_td
+
+        return device_td(self, self.resolve(thing))
+
+    def list_devices(self, offset: int = 0, limit: int = 100) -> list[str]:
+        rows = self.store.query(PREFIXES + f"SELECT ?d WHERE {{ ?d a eb:Device }} ORDER BY ?d "
+                                           f"OFFSET {int(offset)} LIMIT {int(limit)}")
+        return [r["d"] for r in rows]
+
+    def count_devices(self) -> int:
+        return int(self.store.query(PREFIXES + "SELECT (COUNT(?d) AS ?n) WHERE { ?d a eb:Device }")[0]["n"])
+
+    def dump(self, path: str | Path) -> None:
+        self.store.dump(Path(path))
+
+    def restore(self, path: str | Path) -> None:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: expected a dump file, found no such file")
+        self.store.restore(Path(path))
+
+
+def open_registry(spec: str) -> Registry:
+    """``memory`` | ``DIR`` (embedded Oxigraph) | ``http(s)://…/query`` (SPARQL 1.1 endpoint)."""
+    return Registry.open(spec)
+
+
+__all__ = ["Match", "Registry", "StoreError", "open_registry"]

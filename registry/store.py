@@ -1,0 +1,216 @@
+"""Triple stores behind the registry, chosen by name (``open_store``).
+
+- ``memory`` or a directory path: Oxigraph embedded (pyoxigraph), persistent when a path is given.
+- ``http(s)://…``: any SPARQL 1.1 endpoint (query + update), e.g. ``oxigraph serve
+  --union-default-graph``, Apache Jena Fuseki or GraphDB. ``…/query`` URLs get ``…/update`` as
+  their update endpoint unless one is given.
+
+Both answer SPARQL over the union of their named graphs and apply each write as one SPARQL
+Update request, which both execute atomically: a failed write leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgebert.errors import EdgeBertError
+
+Row = dict[str, Any]
+
+
+class StoreError(EdgeBertError):
+    """The store is unreachable, refused a request, or was asked malformed SPARQL."""
+
+
+def _python_value(kind: str, value: str, datatype: str | None) -> Any:
+    if kind == "literal" and datatype:
+        if datatype.endswith(("#integer", "#int", "#long", "#nonNegativeInteger")):
+            return int(value)
+        if datatype.endswith(("#double", "#decimal", "#float")):
+            return float(value)
+        if datatype.endswith("#boolean"):
+            return value == "true"
+    return value
+
+
+def _nquads_term(b: dict[str, str]) -> str:
+    if b["type"] == "uri":
+        return f"<{b['value']}>"
+    if b["type"] == "bnode":
+        return f"_:{b['value']}"
+    value = json.dumps(b["value"], ensure_ascii=False)
+    if "xml:lang" in b:
+        return f"{value}@{b['xml:lang']}"
+    return f"{value}^^<{b['datatype']}>" if "datatype" in b else value
+
+
+def insert_data(quads: list[Any]) -> str:
+    """One SPARQL ``INSERT DATA`` for pyoxigraph quads, grouped by graph."""
+    by_graph: dict[str, list[str]] = {}
+    for q in quads:
+        graph = "" if q.graph_name is None or str(q.graph_name) == "DEFAULT" else str(q.graph_name)
+        by_graph.setdefault(graph, []).append(f"{q.subject} {q.predicate} {q.object} .")
+    blocks = [("\n".join(t) if g == "" else f"GRAPH {g} {{\n" + "\n".join(t) + "\n}") for g, t in by_graph.items()]
+    return "INSERT DATA {\n" + "\n".join(blocks) + "\n}"
+
+
+class Store(Protocol):
+    url: str
+
+    def query(self, sparql: str) -> list[Row]: ...
+    def update(self, sparql: str) -> None: ...
+    def dump(self, path: Path) -> None: ...
+    def restore(self, path: Path) -> None: ...
+    def count(self) -> int: ...
+
+
+def _format_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".nq", ".trig"):
+        raise StoreError(f"{path}: expected a .nq (N-Quads) or .trig (TriG) file, found {suffix or 'no suffix'}")
+    return suffix
+
+
+class OxigraphStore:
+    """Embedded Oxigraph; ``path=None`` keeps everything in memory."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        import pyoxigraph as ox
+
+        self._ox = ox
+        self.url = "memory" if path is None else str(path)
+        try:
+            self._store = ox.Store(str(path)) if path is not None else ox.Store()
+        except OSError as exc:
+            raise StoreError(f"{path}: expected an Oxigraph store directory, found: {exc}") from None
+
+    def query(self, sparql: str) -> list[Row]:
+        ox = self._ox
+        try:
+            result = self._store.query(sparql, use_default_graph_as_union=True)
+        except SyntaxError as exc:
+            raise StoreError(f"malformed SPARQL: {exc}") from None
+        if isinstance(result, (bool, ox.QueryBoolean)):
+            return [{"ask": bool(result)}]
+        if isinstance(result, ox.QueryTriples):
+            return [{"subject": t.subject.value, "predicate": t.predicate.value, "object": t.object.value}
+                    for t in result]
+        names = [v.value for v in result.variables]
+        rows = []
+        for solution in result:
+            row: Row = {}
+            for name in names:
+                term = solution[name]
+                if term is None:
+                    row[name] = None
+                elif isinstance(term, ox.Literal):
+                    row[name] = _python_value("literal", term.value, term.datatype.value if term.datatype else None)
+                else:
+                    row[name] = term.value
+            rows.append(row)
+        return rows
+
+    def update(self, sparql: str) -> None:
+        try:
+            self._store.update(sparql)
+        except SyntaxError as exc:
+            raise StoreError(f"malformed SPARQL update: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"{self.url}: the update failed: {exc}") from None
+
+    def dump(self, path: Path) -> None:
+        fmt = self._ox.RdfFormat.N_QUADS if _format_for(path) == ".nq" else self._ox.RdfFormat.TRIG
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._store.dump(output=str(tmp), format=fmt)
+        os.replace(tmp, path)
+
+    def restore(self, path: Path) -> None:
+        fmt = self._ox.RdfFormat.N_QUADS if _format_for(path) == ".nq" else self._ox.RdfFormat.TRIG
+        data = path.read_bytes()
+        try:
+            list(self._ox.parse(data, format=fmt))  # parse first: a bad file must not clear the store
+        except SyntaxError as exc:
+            raise StoreError(f"{path}: expected {path.suffix[1:]} data, found a syntax error: {exc}") from None
+        self._store.clear()
+        self._store.load(data, format=fmt)
+
+    def count(self) -> int:
+        return len(self._store)
+
+    def flush(self) -> None:
+        self._store.flush()
+
+
+class SparqlEndpointStore:
+    """A remote SPARQL 1.1 endpoint over HTTP (query and update endpoints)."""
+
+    def __init__(self, url: str, update_url: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        if update_url is None:
+            update_url = self.url[: -len("/query")] + "/update" if self.url.endswith("/query") else self.url
+        self.update_url = update_url
+        self.timeout = timeout
+
+    def _post(self, url: str, body: str, content_type: str, accept: str) -> bytes:
+        request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
+                                         headers={"Content-Type": content_type, "Accept": accept})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace").strip().splitlines()
+            raise StoreError(f"{url}: the endpoint refused the request (HTTP {exc.code}: "
+                             f"{detail[0] if detail else exc.reason})") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StoreError(f"{url}: expected a reachable SPARQL endpoint, found: {reason}") from None
+
+    def query(self, sparql: str) -> list[Row]:
+        raw = json.loads(self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json"))
+        if "boolean" in raw:
+            return [{"ask": raw["boolean"]}]
+        names = raw["head"]["vars"]
+        return [{n: (_python_value(b[n]["type"], b[n]["value"], b[n].get("datatype")) if n in b else None)
+                 for n in names} for b in raw["results"]["bindings"]]
+
+    def update(self, sparql: str) -> None:
+        self._post(self.update_url, sparql, "application/sparql-update", "*/*")
+
+    def dump(self, path: Path) -> None:
+        if _format_for(path) != ".nq":
+            raise StoreError(f"{path}: dump of a remote endpoint writes N-Quads; name the file .nq")
+        raw = json.loads(self._post(self.url, "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }",
+                                    "application/sparql-query", "application/sparql-results+json"))
+        lines = [" ".join(_nquads_term(b[n]) for n in ("s", "p", "o", "g")) + " .\n"
+                 for b in raw["results"]["bindings"]]
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def restore(self, path: Path) -> None:
+        import pyoxigraph as ox
+
+        fmt = ox.RdfFormat.N_QUADS if _format_for(path) == ".nq" else ox.RdfFormat.TRIG
+        try:
+            quads = list(ox.parse(path.read_bytes(), format=fmt))
+        except SyntaxError as exc:
+            raise StoreError(f"{path}: expected {path.suffix[1:]} data, found a syntax error: {exc}") from None
+        self.update("CLEAR ALL ;\n" + insert_data(quads))  # one request: atomic on the server
+
+    def count(self) -> int:
+        return int(self.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")[0]["n"])
+
+
+def open_store(spec: str) -> Store:
+    """``memory`` | ``DIR`` | ``http(s)://…`` (see module docstring)."""
+    if spec == "memory":
+        return OxigraphStore(None)
+    if urllib.parse.urlparse(spec).scheme in ("http", "https"):
+        return SparqlEndpointStore(spec)
+    return OxigraphStore(Path(spec))

@@ -1,0 +1,73 @@
+"""Export a device as a W3C WoT TD 1.1 JSON-LD document that passes the official JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from registry.describe import validate_td_json
+from registry.vocab import EB, PREFIXES, TD_CONTEXT_URLS
+
+if TYPE_CHECKING:
+    from registry.registry import Registry
+
+_TYPES = {"number", "integer", "boolean", "string", "object", "array", "null"}
+
+
+def device_td(reg: Registry, device: str) -> dict[str, Any]:
+    stored = reg.query(PREFIXES + f"SELECT ?doc WHERE {{ <{device}> eb:tdDocument ?doc }} LIMIT 1")
+    if stored:
+        return json.loads(stored[0]["doc"])
+    facts = reg.query(PREFIXES + f"""SELECT ?title ?desc ?ram ?flash ?arch ?clock WHERE {{
+        <{device}> eb:ramBytes ?ram ; eb:flashBytes ?flash .
+        OPTIONAL {{ <{device}> td:title ?title }} OPTIONAL {{ <{device}> td:description ?desc }}
+        OPTIONAL {{ <{device}> eb:cpuArchitecture ?arch }} OPTIONAL {{ <{device}> eb:cpuClockHz ?clock }} }} LIMIT 1""")
+    if not facts:
+        from registry.describe import DescriptionError
+
+        raise DescriptionError(f"device {device}: expected memory figures to export a TD, found none")
+    f = facts[0]
+    listed = {key: sorted({r["v"].removeprefix(EB) for r in reg.query(
+        PREFIXES + f"SELECT ?v WHERE {{ <{device}> eb:{key} ?v }}")}) for key in
+        ("supportsRuntime", "supportsPrecision", "sensor", "accelerator")}
+    td: dict[str, Any] = {
+        "@context": [TD_CONTEXT_URLS[0], {"eb": EB}],
+        "id": device,
+        "title": f["title"] or device.rsplit("/", 1)[-1],
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "security": "nosec_sc",
+        "eb:ramBytes": f["ram"],
+        "eb:flashBytes": f["flash"],
+        "eb:supportsRuntime": [{"@id": f"eb:{r}"} for r in listed["supportsRuntime"]],
+        "eb:supportsPrecision": [{"@id": f"eb:{p}"} for p in listed["supportsPrecision"]],
+    }
+    if f["desc"]:
+        td["description"] = f["desc"]
+    if f["arch"]:
+        td["eb:cpuArchitecture"] = f["arch"]
+    if f["clock"]:
+        td["eb:cpuClockHz"] = f["clock"]
+    if listed["sensor"]:
+        td["eb:sensor"] = listed["sensor"]
+    if listed["accelerator"]:
+        td["eb:accelerator"] = listed["accelerator"]
+    props: dict[str, Any] = {}
+    for r in reg.query(PREFIXES + f"""SELECT ?name ?title ?type ?href ?desc WHERE {{
+            <{device}> td:hasPropertyAffordance ?p .
+            OPTIONAL {{ ?p td:name ?name }} OPTIONAL {{ ?p td:title ?title }} OPTIONAL {{ ?p td:type ?type }}
+            OPTIONAL {{ ?p td:description ?desc }}
+            OPTIONAL {{ ?p td:hasForm ?form . OPTIONAL {{ ?form td:href ?href }} OPTIONAL {{ ?form hctl:hasTarget ?href }} }}
+        }}"""):
+        name = r["name"] or r["title"] or f"property{len(props)}"
+        if name in props:
+            continue
+        prop: dict[str, Any] = {"forms": [{"href": r["href"] or f"{device}/{name}"}]}
+        if r["type"] in _TYPES:
+            prop["type"] = r["type"]
+        if r["desc"]:
+            prop["description"] = r["desc"]
+        props[name] = prop
+    if props:
+        td["properties"] = props
+    validate_td_json(td, f"exported TD of {device}")
+    return td
