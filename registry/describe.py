@@ -68,6 +68,10 @@ def validate_td_json(td: Any, where: str = "TD") -> None:
         err = min(errors, key=lambda e: len(e.absolute_path))
         field = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise DescriptionError(f"{where}: invalid Thing Description at '{field}': {err.message[:200]}")
+    security = td.get("security")
+    for name in [security] if isinstance(security, str) else security or []:
+        if name not in td.get("securityDefinitions", {}):
+            raise DescriptionError(f"{where}: expected 'security' to name a key of 'securityDefinitions', found {name!r}")
     if "id" not in td:
         raise DescriptionError(f"{where}: expected an 'id' (the device's URI), found none")
     for key in ("eb:ramBytes", "eb:flashBytes"):

@@ -16,7 +16,7 @@ COMPATIBLE = """
 """
 
 MATCH = PREFIXES + """
-SELECT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity WHERE {
+SELECT DISTINCT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity WHERE {
   BIND(<%(device)s> AS ?d)
 """ + COMPATIBLE + """
   BIND(?a AS ?artifact)
@@ -27,7 +27,7 @@ SELECT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity WHERE {
 """
 
 DEVICES_FOR = PREFIXES + """
-SELECT ?device ?id ?dram ?dflash WHERE {
+SELECT DISTINCT ?device ?id ?dram ?dflash WHERE {
   BIND(<%(artifact)s> AS ?a)
   ?d a eb:Device .
 """ + COMPATIBLE + """
@@ -37,7 +37,7 @@ SELECT ?device ?id ?dram ?dflash WHERE {
 """
 
 DEPLOYMENTS = PREFIXES + """
-SELECT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
+SELECT DISTINCT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
   ?deployment a eb:Deployment ; eb:device ?device ; eb:artifact ?artifact ; eb:status ?status ;
               prov:startedAtTime ?time .
   OPTIONAL { ?deployment eb:previousArtifact ?previous }
@@ -46,7 +46,7 @@ SELECT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
 """
 
 OUTDATED = PREFIXES + """
-SELECT ?device ?current ?newer ?created WHERE {
+SELECT DISTINCT ?device ?current ?newer ?created WHERE {
   ?dep a eb:Deployment ; eb:status "active" ; eb:device ?d ; eb:artifact ?current .
   ?current eb:family ?family ; schema:dateCreated ?t0 .
   ?a eb:family ?family ; schema:dateCreated ?created .
@@ -58,7 +58,7 @@ SELECT ?device ?current ?newer ?created WHERE {
 """
 
 LINEAGE = PREFIXES + """
-SELECT ?entity ?type ?name ?depth WHERE {
+SELECT ?entity (SAMPLE(?t) AS ?type) (SAMPLE(?n) AS ?name) ?depth WHERE {
   { BIND(<%(artifact)s> AS ?entity) BIND(0 AS ?depth) }
   UNION
   { <%(artifact)s> prov:wasDerivedFrom ?entity . BIND(1 AS ?depth) }
@@ -66,9 +66,9 @@ SELECT ?entity ?type ?name ?depth WHERE {
   { <%(artifact)s> prov:wasDerivedFrom/prov:wasDerivedFrom ?entity . BIND(2 AS ?depth) }
   UNION
   { <%(artifact)s> prov:wasDerivedFrom/prov:wasDerivedFrom/prov:wasDerivedFrom+ ?entity . BIND(3 AS ?depth) }
-  OPTIONAL { ?entity a ?type . FILTER(STRSTARTS(STR(?type), STR(eb:))) }
-  OPTIONAL { ?entity schema:name ?name }
-} ORDER BY ?depth
+  OPTIONAL { ?entity a ?t . FILTER(STRSTARTS(STR(?t), STR(eb:))) }
+  OPTIONAL { ?entity schema:name ?n }
+} GROUP BY ?entity ?depth ORDER BY ?depth
 """
 
 RESOLVE = PREFIXES + """

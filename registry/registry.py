@@ -76,7 +76,8 @@ class Registry:
                       for op in ops]
         self.store.update(f"DROP SILENT GRAPH <{ONTOLOGY_GRAPH}> ;\n" + insert_data(quads))
 
-    def _write(self, quads: list[ox.Quad], check_devices: bool = True) -> list[str]:
+    def _write(self, quads: list[ox.Quad], check_devices: bool = True, shacl: bool = False,
+               td_shapes: bool = False) -> list[str]:
         """Derive, check and atomically write quads; returns the graphs written."""
         scratch = ox.Store()
         scratch.extend(ox.Quad(q.subject, q.predicate, q.object, ox.DefaultGraph()) for q in quads)
@@ -88,6 +89,10 @@ class Registry:
                 owner.setdefault(str(q.subject), q.graph_name)
         if check_devices:
             self._check_devices(scratch)
+        if shacl:
+            from registry.validate import shacl_check
+
+            shacl_check(scratch, with_td_shapes=td_shapes)
         original = {(str(q.subject), str(q.predicate), str(q.object)) for q in quads}
         derived = [ox.Quad(t.subject, t.predicate, t.object, owner[str(t.subject)]) for t in scratch
                    if (str(t.subject), str(t.predicate), str(t.object)) not in original and str(t.subject) in owner]
@@ -118,12 +123,17 @@ class Registry:
                                            f"{', '.join(RUNTIMES if 'Runtime' in prop else PRECISIONS)}, "
                                            f"found {row['v']}")
 
-    def add_tds(self, tds: list[dict], validate: bool = True) -> list[str]:
-        """Add or replace devices given as WoT TD 1.1 JSON objects; returns their IRIs."""
+    def add_tds(self, tds: list[dict], validate: bool = True, shacl: bool | None = None) -> list[str]:
+        """Add or replace devices given as WoT TD 1.1 JSON objects; returns their IRIs.
+
+        ``validate`` checks each TD against the official TD 1.1 JSON Schema; ``shacl`` (default:
+        for up to 100 TDs at a time) also runs the TD and the registry's SHACL shapes.
+        """
         if validate:
             for td in tds:
                 validate_td_json(td, f"TD {td.get('id', '(no id)') if isinstance(td, dict) else ''}")
-        self._write(tds_to_quads(tds))
+        shacl = len(tds) <= 100 if shacl is None else shacl
+        self._write(tds_to_quads(tds), shacl=shacl, td_shapes=True)
         return [td["id"] for td in tds]
 
     def add_device_file(self, path: str | Path) -> list[str]:
@@ -131,7 +141,7 @@ class Registry:
         tds, quads = read_td_file(Path(path))
         if tds:
             return self.add_tds(tds, validate=False)
-        self._write(quads)
+        self._write(quads, shacl=True)
         return [r["d"] for r in self._devices_in(quads)]
 
     def _devices_in(self, quads: list[ox.Quad]) -> list[dict]:
@@ -149,7 +159,7 @@ class Registry:
     def add_artifact(self, artifact_dir: str | Path) -> str:
         """Add an artifact from its directory; every file's sha256 is verified first."""
         art = Artifact.load(artifact_dir, verify=True)
-        self._write(manifest_quads(art))
+        self._write(manifest_quads(art), shacl=True)
         return artifact_iri(art.manifest.artifact_id)
 
     def add_artifacts(self, artifacts: list[Artifact]) -> list[str]:

@@ -64,6 +64,7 @@ class Store(Protocol):
     url: str
 
     def query(self, sparql: str) -> list[Row]: ...
+    def query_json(self, sparql: str) -> bytes: ...
     def update(self, sparql: str) -> None: ...
     def dump(self, path: Path) -> None: ...
     def restore(self, path: Path) -> None: ...
@@ -115,6 +116,16 @@ class OxigraphStore:
                     row[name] = term.value
             rows.append(row)
         return rows
+
+    def query_json(self, sparql: str) -> bytes:
+        """SPARQL 1.1 Query Results JSON (SELECT/ASK)."""
+        try:
+            result = self._store.query(sparql, use_default_graph_as_union=True)
+            return result.serialize(format=self._ox.QueryResultsFormat.JSON)
+        except SyntaxError as exc:
+            raise StoreError(f"malformed SPARQL: {exc}") from None
+        except (AttributeError, TypeError, ValueError):
+            raise StoreError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE") from None
 
     def update(self, sparql: str) -> None:
         try:
@@ -178,6 +189,9 @@ class SparqlEndpointStore:
         names = raw["head"]["vars"]
         return [{n: (_python_value(b[n]["type"], b[n]["value"], b[n].get("datatype")) if n in b else None)
                  for n in names} for b in raw["results"]["bindings"]]
+
+    def query_json(self, sparql: str) -> bytes:
+        return self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json")
 
     def update(self, sparql: str) -> None:
         self._post(self.update_url, sparql, "application/sparql-update", "*/*")

@@ -1,0 +1,161 @@
+"""Registry behaviour on the embedded Oxigraph store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgebert.errors import ArtifactError, InputError
+from registry.describe import DescriptionError, validate_td_json
+from registry.registry import open_registry
+from registry.store import StoreError
+
+from .conftest import SELOC, make_td
+
+
+def test_seloc_ml_examples_import_as_is_and_the_arduino_gets_the_models_it_can_hold(reg) -> None:
+    reg.import_file(SELOC / "example_tflite_models.ttl")
+    [arduino] = reg.add_device_file(SELOC / "example_arduino_nano_ble_33_td.ttl")
+
+    matches = reg.match(arduino)
+    needs = reg.query("""PREFIX eb: <https://w3id.org/edgebert/ns#> PREFIX schema: <https://schema.org/>
+        SELECT ?id ?r ?f WHERE { ?a eb:requiresRamBytes ?r ; eb:requiresFlashBytes ?f ; schema:identifier ?id }""")
+
+    fitting = {n["id"] for n in needs if n["r"] <= 172_000 and n["f"] <= 628_000}  # 172 kB RAM, 628 kB flash
+    assert {m.id for m in matches} == fitting
+    assert len(fitting) == 22 and len(needs) == 23  # one model needs 207 kB of RAM
+    assert all(m.runtime == "tflite-micro" for m in matches)
+
+
+def test_match_ranks_by_fidelity_then_size_and_filters_memory_precision_and_ops(reg, artifact_factory) -> None:
+    reg.add_tds([make_td("pi", ram=4_000, flash=4_000, precisions=("int8",))])
+    for name, kw in {"best": dict(fidelity=0.999, size=900), "small": dict(fidelity=0.99, size=100),
+                     "big": dict(fidelity=0.99, size=800), "too-much-ram": dict(ram=5_000, fidelity=1.0),
+                     "fp32-only": dict(precision="fp32", fidelity=1.0),
+                     "odd-op": dict(ops=("MatMul", "NoSuchOp"), fidelity=1.0)}.items():
+        reg.add_artifact(artifact_factory(name, **kw))
+
+    ids = [m.id for m in reg.match("pi")]
+
+    assert ids == ["best", "small", "big"]
+
+
+def test_devices_for_an_artifact(reg, artifact_factory) -> None:
+    reg.add_tds([make_td("a", 10_000, 10_000), make_td("b", 500, 10_000), make_td("c", 10_000, 10_000,
+                                                                                 runtimes=("tflite-micro",))])
+    reg.add_artifact(artifact_factory("art", ram=1_000, flash=1_000))
+
+    assert [r["id"] for r in reg.devices_for("art")] == ["a"]
+
+
+def test_deployments_outdated_and_lineage(reg, artifact_factory) -> None:
+    reg.add_tds([make_td("d1", 10_000, 10_000), make_td("d2", 10_000, 10_000), make_td("tiny", 1_500, 10_000)])
+    reg.add_artifact(artifact_factory("v1", ram=1_000, created="2026-01-01T00:00:00+00:00"))
+    reg.add_artifact(artifact_factory("v2", ram=2_000, created="2026-02-01T00:00:00+00:00"))
+    reg.add_artifact(artifact_factory("other", family="digits", created="2026-03-01T00:00:00+00:00",
+                                      weights_sha="b" * 64))
+    for device in ("d1", "tiny"):
+        reg.record_deployment(device, "v1")
+    reg.record_deployment("d2", "v1")
+    reg.record_deployment("d2", "v2")  # supersedes v1 on d2
+
+    outdated = {r["device"]: r["newer"] for r in reg.outdated()}
+    d2 = reg.deployments("d2")
+
+    assert outdated == {"urn:dev:d1": "urn:edgebert:artifact:v2"}  # tiny cannot hold v2; d2 already has it
+    assert [(r["artifact"].rsplit(":", 1)[-1], r["status"]) for r in d2] == [("v2", "active"), ("v1", "superseded")]
+    assert d2[0]["previous"] == "urn:edgebert:artifact:v1"
+    lineage = reg.lineage("v2")
+    assert [r["depth"] for r in lineage] == [0, 1] and lineage[1]["name"] == "minilm"
+
+
+def test_real_converted_artifact_registers_with_its_ops_and_memory(reg, tiny_artifact) -> None:
+    reg.add_tds([make_td("gw", 64_000_000, 64_000_000), make_td("m4", 256_000, 1_000_000, runtimes=("tflite-micro",))])
+
+    iri = reg.add_artifact(tiny_artifact.path)
+
+    assert [r["id"] for r in reg.devices_for(iri)] == ["gw"]
+    ops = reg.query(f"SELECT ?op WHERE {{ <{iri}> <https://w3id.org/edgebert/ns#usesOp> ?op }}")
+    assert "com.microsoft.MatMulIntegerToFloat" in {r["op"] for r in ops}
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda td: td.pop("title"), "'title' is a required property"),
+    (lambda td: td.pop("eb:ramBytes"), "expected 'eb:ramBytes'"),
+    (lambda td: td.update({"eb:flashBytes": -1}), "eb:flashBytes' a positive integer"),
+    (lambda td: td.update({"security": "basic_sc"}), "securityDefinitions"),
+    (lambda td: td.update({"eb:supportsPrecision": [{"@id": "eb:int4"}]}), "supportsPrecision among"),
+    (lambda td: td.update({"properties": {"t": {"forms": "not-a-list"}}}), "properties/t/forms"),
+])
+def test_invalid_tds_are_refused_and_the_store_is_unchanged(reg, change, match: str) -> None:
+    reg.add_tds([make_td("ok", 1000, 1000)])
+    before = reg.store.count()
+    td = make_td("bad", 1000, 1000)
+    change(td)
+
+    with pytest.raises(DescriptionError, match=match):
+        reg.add_tds([make_td("fine", 1000, 1000), td])  # one bad TD: nothing of the batch lands
+
+    assert reg.store.count() == before
+
+
+def test_manifest_with_a_wrong_sha256_is_refused(reg, artifact_factory) -> None:
+    path = artifact_factory("tampered")
+    (path / "model.onnx").write_bytes(b"y" * 500)
+    before = reg.store.count()
+
+    with pytest.raises(ArtifactError, match="sha256"):
+        reg.add_artifact(path)
+    assert reg.store.count() == before
+
+
+def test_malformed_sparql_and_unknown_things(reg) -> None:
+    with pytest.raises(StoreError, match="malformed SPARQL"):
+        reg.query("SELEC ?x WHERE {}")
+    with pytest.raises(InputError, match="nosuch: expected a device or artifact"):
+        reg.match("nosuch")
+
+
+def test_exported_td_passes_the_official_schema_for_an_imported_turtle_device(reg) -> None:
+    [arduino] = reg.add_device_file(SELOC / "example_arduino_nano_ble_33_td.ttl")
+
+    td = reg.get_td(arduino)
+
+    validate_td_json(td)  # raises if invalid
+    assert td["eb:ramBytes"] == 172_000 and "accelerometer" in td["eb:sensor"] and "Temperature" in td["properties"]
+
+
+@pytest.mark.parametrize("suffix", [".nq", ".trig"])
+def test_dump_restore_round_trip_and_persistence(tmp_path: Path, suffix: str) -> None:
+    store_dir = tmp_path / "store"
+    reg = open_registry(str(store_dir))
+    reg.add_tds([make_td("keep", 1000, 2000)])
+    reg.dump(tmp_path / f"dump{suffix}")
+    reg.add_tds([make_td("later", 1000, 2000)])
+    (tmp_path / "bad.nq").write_text("this is not n-quads\n")
+
+    with pytest.raises(StoreError, match="syntax error"):
+        reg.restore(tmp_path / "bad.nq")
+    assert reg.count_devices() == 2  # a bad dump does not clear the store
+    reg.restore(tmp_path / f"dump{suffix}")
+    assert reg.list_devices() == ["urn:dev:keep"]
+    del reg
+    assert open_registry(str(store_dir)).list_devices() == ["urn:dev:keep"]
+
+
+def test_td_with_a_remote_context_is_refused_offline(reg) -> None:
+    td = make_td("x", 1, 1)
+    td["@context"] = ["https://www.w3.org/2022/wot/td/v1.1", "https://example.org/context.jsonld"]
+
+    with pytest.raises(DescriptionError, match="remote context"):
+        reg.add_tds([td], validate=False)
+
+
+def test_td_json_file_round_trips(reg, tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps([make_td("f1", 10, 10), make_td("f2", 10, 10)]))
+
+    assert reg.add_device_file(path) == ["urn:dev:f1", "urn:dev:f2"]
+    assert reg.get_td("f1")["id"] == "urn:dev:f1"
