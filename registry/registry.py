@@ -188,6 +188,38 @@ class Registry:
               eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {previous} . }} }}""")
         return dep
 
+    def record_deployments(self, pairs: list[tuple[str, str]], status: str = "active") -> int:
+        """Bulk form of ``record_deployment`` for IRIs (one atomic update); returns the count."""
+        if status not in STATUSES:
+            raise InputError(f"status: expected one of {', '.join(STATUSES)}, found {status!r}")
+        when = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        stamp = time.time_ns()
+        values = " ".join(f"<{d}>" for d, _ in pairs)
+        supersede = "" if status != "active" else f"""
+          DELETE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "active" }} }}
+          INSERT {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "superseded" }} }}
+          WHERE {{ VALUES ?d {{ {values} }} GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device ?d ; eb:status "active" }} }} ;"""
+        body = "\n".join(
+            f'<urn:edgebert:deployment:{stamp}-{i}> a eb:Deployment ; eb:device <{d}> ; eb:artifact <{a}> ; '
+            f'eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime .' for i, (d, a) in enumerate(pairs))
+        self.store.update(PREFIXES + supersede + f"INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ {body} }} }}")
+        return len(pairs)
+
+    def rdflib_dataset(self):  # noqa: ANN201 - rdflib.Dataset; imported lazily
+        """The same data through rdflib's API (Oxigraph store via oxrdflib, or a remote endpoint)."""
+        import rdflib
+
+        from registry.store import OxigraphStore
+
+        if isinstance(self.store, OxigraphStore):
+            from oxrdflib import OxigraphStore as RdflibOxigraph
+
+            return rdflib.Dataset(store=RdflibOxigraph(store=self.store._store), default_union=True)
+        from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+
+        remote = SPARQLUpdateStore(self.store.url, self.store.update_url)  # type: ignore[attr-defined]
+        return rdflib.Dataset(store=remote, default_union=True)
+
     def delete_thing(self, thing: str) -> None:
         target = self.resolve(thing)
         self.store.update(f"DROP GRAPH <{graph_for(target)}>")

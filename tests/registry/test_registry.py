@@ -159,3 +159,24 @@ def test_td_json_file_round_trips(reg, tmp_path: Path) -> None:
 
     assert reg.add_device_file(path) == ["urn:dev:f1", "urn:dev:f2"]
     assert reg.get_td("f1")["id"] == "urn:dev:f1"
+
+
+def test_rdflib_api_sees_the_same_store(reg) -> None:
+    reg.add_tds([make_td("via-rdflib", 1234, 5678)])
+
+    ds = reg.rdflib_dataset()
+    rows = list(ds.query("SELECT ?ram WHERE { <urn:dev:via-rdflib> <https://w3id.org/edgebert/ns#ramBytes> ?ram }"))
+
+    assert [int(r[0]) for r in rows] == [1234]
+
+
+def test_bulk_deployments_supersede_previous_ones(reg, artifact_factory) -> None:
+    reg.add_tds([make_td("b1", 10_000, 10_000), make_td("b2", 10_000, 10_000)])
+    a1 = reg.add_artifact(artifact_factory("a1"))
+    a2 = reg.add_artifact(artifact_factory("a2"))
+
+    reg.record_deployments([("urn:dev:b1", a1), ("urn:dev:b2", a1)])
+    reg.record_deployments([("urn:dev:b1", a2)])
+
+    active = {(r["device"], r["artifact"]) for r in reg.deployments() if r["status"] == "active"}
+    assert active == {("urn:dev:b1", a2), ("urn:dev:b2", a1)}

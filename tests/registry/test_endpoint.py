@@ -1,0 +1,81 @@
+"""The registry on a real SPARQL 1.1 server: `oxigraph serve`, started by the test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.describe import DescriptionError
+from registry.registry import open_registry
+from registry.store import StoreError
+
+from .conftest import SELOC, make_td
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("oxigraph")
+    assert exe, "the oxigraph server (PyPI package 'oxigraph') is a test dependency"
+    port = free_port()
+    proc = subprocess.Popen([exe, "serve", "--location", str(tmp_path_factory.mktemp("oxi")), "--bind",
+                             f"127.0.0.1:{port}", "--union-default-graph"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/query"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_matching_on_a_remote_endpoint(endpoint: str) -> None:
+    reg = open_registry(endpoint)
+    reg.import_file(SELOC / "example_tflite_models.ttl")
+    [arduino] = reg.add_device_file(SELOC / "example_arduino_nano_ble_33_td.ttl")
+
+    assert len(reg.match(arduino)) == 22
+
+
+def test_failed_remote_write_leaves_the_store_as_it_was(endpoint: str) -> None:
+    reg = open_registry(endpoint)
+    reg.add_tds([make_td("remote-ok", 1000, 1000)])
+    before = reg.store.count()
+    bad = make_td("remote-bad", 1000, 1000)
+    bad["eb:supportsRuntime"] = [{"@id": "eb:nope"}]
+
+    with pytest.raises(DescriptionError):
+        reg.add_tds([make_td("remote-also", 1000, 1000), bad])
+    assert reg.store.count() == before
+
+
+def test_remote_dump_and_restore(endpoint: str, tmp_path: Path) -> None:
+    reg = open_registry(endpoint)
+    reg.add_tds([make_td("remote-dumped", 1000, 1000)])
+    reg.dump(tmp_path / "remote.nq")
+    reg.add_tds([make_td("remote-after", 1000, 1000)])
+
+    reg.restore(tmp_path / "remote.nq")
+
+    devices = reg.list_devices(limit=1000)
+    assert "urn:dev:remote-dumped" in devices and "urn:dev:remote-after" not in devices
+
+
+def test_unreachable_endpoint_is_one_clear_error() -> None:
+    with pytest.raises(StoreError, match="expected a reachable SPARQL endpoint"):
+        open_registry(f"http://127.0.0.1:{free_port()}/query")

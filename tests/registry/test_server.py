@@ -1,0 +1,105 @@
+"""The TD Directory API over real HTTP (uvicorn on a free port)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from registry.registry import open_registry
+from registry.server import create_app
+
+from .conftest import SELOC, make_td
+from .test_endpoint import free_port
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    reg = open_registry("memory")
+    reg.import_file(SELOC / "example_tflite_models.ttl")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(reg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def call(method: str, url: str, body: object | None = None, content_type: str = "application/td+json"):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_put_get_replace_delete(base_url: str) -> None:
+    td = make_td("http-1", 200_000, 700_000, runtimes=("tflite-micro",))
+    url = f"{base_url}/things/urn:dev:http-1"
+
+    assert call("PUT", url, td)[0] == 201
+    assert call("PUT", url, {**td, "title": "renamed"})[0] == 204
+    status, headers, body = call("GET", url)
+    assert status == 200 and headers["content-type"].startswith("application/td+json")
+    assert json.loads(body)["title"] == "renamed"
+    assert call("DELETE", url)[0] == 204
+    assert call("GET", url)[0] == 404
+
+
+def test_post_assigns_an_id_and_matches_work(base_url: str) -> None:
+    td = make_td("anon", 200_000, 700_000, runtimes=("tflite-micro",))
+    del td["id"]
+
+    status, headers, _ = call("POST", f"{base_url}/things", td)
+    thing = headers["location"].removeprefix("/things/")
+    status_m, _, body = call("GET", f"{base_url}/devices/{thing}/matches")
+
+    assert status == 201 and thing.startswith("urn:uuid:")
+    assert status_m == 200 and len(json.loads(body)) == 22
+
+
+def test_invalid_td_is_problem_json_naming_the_field(base_url: str) -> None:
+    td = make_td("broken", 1, 1)
+    del td["eb:flashBytes"]
+
+    status, headers, body = call("PUT", f"{base_url}/things/urn:dev:broken", td)
+
+    problem = json.loads(body)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    assert problem["status"] == 400 and "eb:flashBytes" in problem["detail"]
+
+
+def test_listing_pages_with_a_next_link(base_url: str) -> None:
+    for i in range(5):
+        call("PUT", f"{base_url}/things/urn:dev:page-{i}", make_td(f"page-{i}", 10, 10))
+
+    status, headers, body = call("GET", f"{base_url}/things?offset=0&limit=2")
+    _, _, rest = call("GET", f"{base_url}/things?offset=2&limit=1000")
+
+    assert status == 200 and len(json.loads(body)) == 2 and 'rel="next"' in headers["link"]
+    assert len(json.loads(body)) + len(json.loads(rest)) >= 5
+
+
+def test_sparql_search_get_and_post(base_url: str) -> None:
+    q = "SELECT (COUNT(*) AS ?n) WHERE { ?s a <https://w3id.org/tinyml-schema/neural-network-schema#NeuralNetwork> }"
+
+    status, _, body = call("GET", f"{base_url}/search/sparql?query={urllib.parse.quote(q)}")
+    status_p, _, body_p = call("POST", f"{base_url}/search/sparql", q.encode(), "application/sparql-query")
+    bad, headers, problem = call("POST", f"{base_url}/search/sparql", b"SELEC nope", "application/sparql-query")
+
+    assert status == status_p == 200
+    assert json.loads(body)["results"]["bindings"][0]["n"]["value"] == "23" == json.loads(body_p)["results"][
+        "bindings"][0]["n"]["value"]
+    assert bad == 400 and "malformed SPARQL" in json.loads(problem)["detail"]
