@@ -28,6 +28,7 @@ from registry.vocab import (
     XSD,
     datetime_lit,
     iri,
+    is_iri,
     lit,
     td_context,
     td_schema,
@@ -74,6 +75,8 @@ def validate_td_json(td: Any, where: str = "TD") -> None:
             raise DescriptionError(f"{where}: expected 'security' to name a key of 'securityDefinitions', found {name!r}")
     if "id" not in td:
         raise DescriptionError(f"{where}: expected an 'id' (the device's URI), found none")
+    if not isinstance(td["id"], str) or not is_iri(td["id"]):
+        raise DescriptionError(f"{where}: expected 'id' an absolute IRI, found {td['id']!r}")
     for key in ("eb:ramBytes", "eb:flashBytes"):
         if key not in td:
             raise DescriptionError(f"{where}: expected '{key}' (a device's memory figure in bytes), found none")

@@ -45,16 +45,32 @@ SELECT DISTINCT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
 } ORDER BY ?device DESC(?time)
 """
 
-OUTDATED = PREFIXES + """
-SELECT DISTINCT ?device ?current ?newer ?created WHERE {
-  ?dep a eb:Deployment ; eb:status "active" ; eb:device ?d ; eb:artifact ?current .
-  ?current eb:family ?family ; schema:dateCreated ?t0 .
-  ?a eb:family ?family ; schema:dateCreated ?created .
-  FILTER(?created > ?t0)
-""" + COMPATIBLE + """
-  BIND(?d AS ?device)
-  BIND(?a AS ?newer)
-} ORDER BY ?device DESC(?created)
+# `outdated` asks three small questions and joins them in Python (registry.outdated): one SPARQL
+# join over every (deployment, newer version) pair was 4.7 s for 10k devices; this is < 1 s.
+ACTIVE_DEPLOYMENTS = PREFIXES + """
+SELECT DISTINCT ?device ?current ?family ?created WHERE {
+  ?dep a eb:Deployment ; eb:status "active" ; eb:device ?device ; eb:artifact ?current .
+  ?current eb:family ?family ; schema:dateCreated ?created .
+}
+"""
+
+DEPLOYED_DEVICE_CAPABILITIES = PREFIXES + """
+SELECT ?device ?ram ?flash (GROUP_CONCAT(DISTINCT STR(?rt); separator=" ") AS ?runtimes)
+       (GROUP_CONCAT(DISTINCT STR(?p); separator=" ") AS ?precisions) WHERE {
+  ?dep a eb:Deployment ; eb:status "active" ; eb:device ?device .
+  ?device eb:ramBytes ?ram ; eb:flashBytes ?flash .
+  OPTIONAL { ?device eb:supportsRuntime ?rt } OPTIONAL { ?device eb:supportsPrecision ?p }
+} GROUP BY ?device ?ram ?flash
+"""
+
+# versioned artifacts whose runtime runs every op they use (checked once per artifact)
+RUNNABLE_VERSIONS = PREFIXES + """
+SELECT DISTINCT ?artifact ?family ?created ?ram ?flash ?runtime ?precision WHERE {
+  ?artifact eb:family ?family ; schema:dateCreated ?created ; eb:requiresRamBytes ?ram ;
+            eb:requiresFlashBytes ?flash ; eb:runtime ?runtime .
+  OPTIONAL { ?artifact eb:precision ?precision }
+  FILTER NOT EXISTS { ?artifact eb:usesOp ?op . FILTER NOT EXISTS { ?runtime eb:supportsOp ?op } }
+}
 """
 
 LINEAGE = PREFIXES + """

@@ -31,7 +31,7 @@ from registry.describe import (
 )
 from registry.rules import rule_updates
 from registry.store import Store, StoreError, insert_data, open_store
-from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, lit, runtime_ops
+from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, is_iri, lit, runtime_ops
 
 DEPLOYMENT_GRAPH = "urn:edgebert:graph:deployments"
 STATUSES = ("pending", "active", "failed", "rolled-back", "superseded")
@@ -50,6 +50,11 @@ class Match:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _when(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _short(value: str | None) -> str | None:
@@ -192,6 +197,9 @@ class Registry:
         """Bulk form of ``record_deployment`` for IRIs (one atomic update); returns the count."""
         if status not in STATUSES:
             raise InputError(f"status: expected one of {', '.join(STATUSES)}, found {status!r}")
+        bad = next((x for pair in pairs for x in pair if not is_iri(x)), None)
+        if bad is not None:
+            raise InputError(f"deployment: expected device and artifact IRIs, found {bad!r}")
         when = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         stamp = time.time_ns()
         values = " ".join(f"<{d}>" for d, _ in pairs)
@@ -227,7 +235,7 @@ class Registry:
     # ---------------------------------------------------------------- reads
     def resolve(self, ref: str) -> str:
         """An IRI for a thing given its IRI or its schema:identifier."""
-        safe_iri = ref if ":" in ref and " " not in ref and "<" not in ref and ">" not in ref else "urn:x-none"
+        safe_iri = ref if is_iri(ref) else "urn:x-none"
         rows = self.store.query(queries.RESOLVE % {"iri": safe_iri, "literal": lit(ref)})
         if not rows:
             raise InputError(f"{ref}: expected a device or artifact known to the registry, found none")
@@ -249,12 +257,30 @@ class Registry:
         return self.store.query(queries.DEPLOYMENTS % {"filter": flt})
 
     def outdated(self) -> list[dict[str, Any]]:
-        """Devices whose active artifact has a newer compatible version (the newest one each)."""
-        best: dict[str, dict[str, Any]] = {}
-        for r in self.store.query(queries.OUTDATED):
-            best.setdefault(r["device"], {"device": r["device"], "current": r["current"], "newer": r["newer"],
-                                          "created": r["created"]})
-        return list(best.values())
+        """Devices whose active artifact has a newer version (same ``eb:family``, later
+        ``schema:dateCreated``) that fits them; the newest such version for each device."""
+        caps = {r["device"]: (r["ram"], r["flash"], set(r["runtimes"].split()), set(r["precisions"].split()))
+                for r in self.store.query(queries.DEPLOYED_DEVICE_CAPABILITIES)}
+        versions: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        for r in self.store.query(queries.RUNNABLE_VERSIONS):
+            versions.setdefault(r["family"], []).append((_when(r["created"]), r))
+        for family in versions.values():
+            family.sort(key=lambda v: v[0], reverse=True)  # newest first
+        out = []
+        for dep in self.store.query(queries.ACTIVE_DEPLOYMENTS):
+            if dep["device"] not in caps:
+                continue
+            ram, flash, runtimes, precisions = caps[dep["device"]]
+            since = _when(dep["created"])
+            for created, a in versions.get(dep["family"], []):
+                if created <= since:
+                    break
+                if (a["ram"] <= ram and a["flash"] <= flash and a["runtime"] in runtimes
+                        and (a["precision"] is None or a["precision"] in precisions)):
+                    out.append({"device": dep["device"], "current": dep["current"], "newer": a["artifact"],
+                                "created": a["created"]})
+                    break
+        return sorted(out, key=lambda r: r["device"])
 
     def lineage(self, artifact: str) -> list[dict[str, Any]]:
         return self.store.query(queries.LINEAGE % {"artifact": self.resolve(artifact)})

@@ -22,6 +22,7 @@ from edgebert.errors import EdgeBertError, InputError
 from registry.describe import DescriptionError
 from registry.registry import Registry, open_registry
 from registry.store import StoreError
+from registry.vocab import is_iri
 
 TD_JSON = "application/td+json"
 
@@ -61,6 +62,8 @@ def create_app(reg: Registry) -> FastAPI:
         return td
 
     def _exists(thing_id: str) -> bool:
+        if not is_iri(thing_id):
+            raise DescriptionError(f"URL: expected a Thing id that is an absolute IRI, found {thing_id!r}")
         return bool(reg.query(f"ASK {{ <{thing_id}> a <https://w3id.org/edgebert/ns#Device> }}")[0]["ask"])
 
     @app.put("/things/{thing_id:path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,14 @@ def td_schema() -> dict:
 @cache
 def runtime_ops() -> dict[str, list[str]]:
     return json.loads(data_path("runtime_ops.json").read_text(encoding="utf-8"))
+
+
+_IRI = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>"{}|\\^`]*$')
+
+
+def is_iri(value: str) -> bool:
+    """An absolute IRI that can be written between <> in SPARQL without escaping anything."""
+    return bool(_IRI.match(value))
 
 
 def iri(value: str) -> str:

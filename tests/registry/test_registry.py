@@ -180,3 +180,31 @@ def test_bulk_deployments_supersede_previous_ones(reg, artifact_factory) -> None
 
     active = {(r["device"], r["artifact"]) for r in reg.deployments() if r["status"] == "active"}
     assert active == {("urn:dev:b1", a2), ("urn:dev:b2", a1)}
+
+
+@pytest.mark.parametrize("ref", ["urn:dev:x> } ; DROP ALL ; <a:b", 'urn:dev:"x"', "x y"])
+def test_refs_that_are_not_iris_cannot_reach_the_sparql_text(reg, ref: str) -> None:
+    reg.add_tds([make_td("safe", 1000, 1000)])
+
+    with pytest.raises(InputError, match="expected a device or artifact"):
+        reg.match(ref)
+    assert reg.list_devices() == ["urn:dev:safe"]
+
+
+def test_outdated_agrees_with_match(reg, artifact_factory) -> None:
+    reg.add_tds([make_td("small", 3_000, 3_000, precisions=("int8",)), make_td("large", 10**6, 10**6),
+                 make_td("mcu", 10**6, 10**6, runtimes=("tflite-micro",))])
+    specs = [("v1", 1_000, "int8", ("MatMul",)), ("v2", 2_000, "int8", ("MatMul",)),
+             ("v3", 5_000, "int8", ("MatMul",)), ("v4", 1_000, "fp32", ("MatMul",)),
+             ("v5", 1_000, "int8", ("NoSuchOp",))]
+    for month, (name, ram, precision, ops) in enumerate(specs, start=1):
+        reg.add_artifact(artifact_factory(name, ram=ram, precision=precision, ops=ops,
+                                          created=f"2026-0{month}-01T00:00:00+00:00"))
+    reg.record_deployments([("urn:dev:small", "urn:edgebert:artifact:v1"),
+                            ("urn:dev:large", "urn:edgebert:artifact:v1")])
+
+    newest = {r["device"]: r["newer"].rsplit(":", 1)[-1] for r in reg.outdated()}
+
+    assert newest == {"urn:dev:small": "v2", "urn:dev:large": "v4"}  # v5's op runs nowhere; v3 too big for small
+    for device, name in newest.items():
+        assert name in {m.id for m in reg.match(device)}

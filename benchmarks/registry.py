@@ -1,0 +1,245 @@
+"""Benchmark: the semantic registry at fleet scale, against rdflib's default in-memory store.
+
+Generates 10,000 devices (WoT TDs) of 20 kinds and 1,000 artifacts (50 model families x 20
+versions, varied precision/runtime/memory/ops), plus one active deployment per device. Measures
+ingest time (TD JSON Schema validation + JSON-LD + rules + write), latency of `match` per device
+(median, p99 over a sample), of `devices-for` per artifact, of `outdated` over the whole fleet, and
+the store's size on disk. The same queries then run on rdflib's default in-memory store (its own
+SPARQL engine) over the same triples, each capped in time, in a child process.
+
+    python benchmarks/registry.py [--devices 10000] [--artifacts 1000] [--cap 60] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# this file is named like the package it measures: keep its own folder off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from edgebert.artifact import Artifact, FileEntry, Manifest  # noqa: E402
+from registry import queries  # noqa: E402
+from registry.registry import open_registry  # noqa: E402
+
+KINDS = [  # (name, ram, flash, runtimes, precisions, arch, clock MHz)
+    ("cortex-m0", 32_768, 262_144, ("c99",), ("int8", "binary"), "cortex-m0", 48),
+    ("cortex-m4-s", 131_072, 524_288, ("tflite-micro", "c99"), ("int8", "binary"), "cortex-m4", 64),
+    ("cortex-m4", 262_144, 1_048_576, ("tflite-micro", "c99"), ("int8", "binary", "fp32"), "cortex-m4", 64),
+    ("cortex-m7", 524_288, 2_097_152, ("tflite-micro", "c99"), ("int8", "binary", "fp32"), "cortex-m7", 216),
+    ("cortex-m33", 393_216, 1_572_864, ("tflite-micro",), ("int8",), "cortex-m33", 110),
+    ("cortex-m55", 1_048_576, 4_194_304, ("tflite-micro", "c99"), ("int8", "binary"), "cortex-m55", 400),
+    ("esp32", 327_680, 4_194_304, ("tflite-micro",), ("int8", "fp32"), "xtensa", 240),
+    ("esp32-s3", 524_288, 8_388_608, ("tflite-micro", "c99"), ("int8", "fp32", "binary"), "xtensa", 240),
+    ("nrf52840", 262_144, 1_048_576, ("tflite-micro",), ("int8",), "cortex-m4", 64),
+    ("rp2040", 270_336, 2_097_152, ("tflite-micro", "c99"), ("int8",), "cortex-m0+", 133),
+    ("pi-zero", 536_870_912, 8_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32"), "armv6", 1000),
+    ("pi-3", 1_073_741_824, 16_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32"), "aarch64", 1200),
+    ("pi-4", 4_294_967_296, 32_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32", "binary"), "aarch64", 1500),
+    ("pi-5", 8_589_934_592, 64_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32", "binary"), "aarch64", 2400),
+    ("jetson-nano", 4_294_967_296, 16_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32"), "aarch64", 1430),
+    ("coral-dev", 1_073_741_824, 8_000_000_000, ("litert",), ("int8",), "aarch64", 1500),
+    ("gateway-x86", 17_179_869_184, 256_000_000_000, ("onnxruntime", "litert"), ("int8", "fp32"), "x86_64", 3000),
+    ("phone-arm", 6_442_450_944, 64_000_000_000, ("litert", "onnxruntime"), ("int8", "fp32"), "aarch64", 2800),
+    ("industrial-pc", 8_589_934_592, 128_000_000_000, ("onnxruntime",), ("fp32", "int8"), "x86_64", 2200),
+    ("sensor-hub", 65_536, 524_288, ("c99",), ("binary", "int8"), "cortex-m4", 80),
+]
+ONNX_OPS = ["MatMul", "Add", "Gather", "LayerNormalization", "Softmax", "Transpose", "Reshape", "Mul",
+            "com.microsoft.MatMulIntegerToFloat", "QuantizeLinear", "Erf", "Div"]
+TFLM_OPS = ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "SOFTMAX", "RESHAPE", "ADD", "MUL", "QUANTIZE"]
+C99_OPS = ["linear", "relu", "conv2d", "pool", "softmax"]
+
+
+def fleet_tds(n: int, rng: random.Random) -> list[dict]:
+    tds = []
+    for i in range(n):
+        name, ram, flash, runtimes, precisions, arch, mhz = KINDS[i % len(KINDS)]
+        tds.append({"@context": ["https://www.w3.org/2022/wot/td/v1.1"], "id": f"urn:dev:fleet:{name}:{i:05d}",
+                    "title": f"{name} #{i}", "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+                    "security": "nosec_sc", "eb:ramBytes": ram, "eb:flashBytes": flash,
+                    "eb:cpuArchitecture": arch, "eb:cpuClockHz": mhz * 1_000_000,
+                    "eb:supportsRuntime": [{"@id": f"eb:{r}"} for r in runtimes],
+                    "eb:supportsPrecision": [{"@id": f"eb:{p}"} for p in precisions],
+                    "eb:memberOf": {"@id": f"urn:fleet:{rng.choice(['north', 'south', 'lab'])}"},
+                    "properties": {"status": {"type": "string", "forms": [{"href": f"mqtt://broker/dev/{i}/status"}]}}})
+    return tds
+
+
+def fleet_artifacts(n: int, rng: random.Random) -> list[Artifact]:
+    out = []
+    families = 50
+    for i in range(n):
+        family, version = i % families, i // families
+        runtime = ("onnxruntime", "litert", "tflite-micro", "c99")[family % 4]
+        ops = {"onnxruntime": ONNX_OPS, "litert": TFLM_OPS, "tflite-micro": TFLM_OPS, "c99": C99_OPS}[runtime]
+        small = runtime in ("tflite-micro", "c99")
+        ram = rng.randint(8_000, 600_000) if small else rng.randint(20_000_000, 2_000_000_000)
+        flash = rng.randint(20_000, 3_000_000) if small else rng.randint(5_000_000, 400_000_000)
+        precision = rng.choice(("int8", "int8", "binary", "fp32"))
+        manifest = Manifest(
+            artifact_id=f"fam{family:02d}-v{version:02d}", toolkit_version="0.1.0",
+            source={"name": f"family-{family:02d}", "weights_sha256": f"{family:064x}", "directory": "-"},
+            architecture={"type": "bert"}, precision=precision, quantization={},
+            files={"model.onnx": FileEntry(flash, f"{i:064x}")}, onnx={"ops": rng.sample(ops, k=min(5, len(ops)))},
+            metrics={"fidelity": {"mean": rng.uniform(0.95, 0.999), "worst": 0.9}},
+            memory={"flash_bytes": flash, "peak_ram_bytes": ram},
+            created=f"2026-{1 + version % 12:02d}-{1 + version // 12:02d}T00:00:00+00:00")
+        out.append(Artifact(Path("-"), manifest))
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def _rdflib_child(dump: str, plan: list[tuple[str, list[str]]], cap: float, conn) -> None:  # noqa: ANN001
+    import rdflib
+
+    t = time.perf_counter()
+    ds = rdflib.Dataset(default_union=True)
+    ds.parse(dump, format="nquads")
+    conn.send(("load", time.perf_counter() - t))
+    for label, sparqls in plan:  # the same SPARQL the registry sends (outdated: its three queries)
+        t = time.perf_counter()
+        rows = sum(len(list(ds.query(q))) for q in sparqls)
+        conn.send((label, time.perf_counter() - t, rows))
+
+
+def rdflib_baseline(dump: Path, plan: list[tuple[str, list[str]]], cap: float) -> dict:
+    """Each step gets ``cap`` seconds; the child is killed at the first one that overruns."""
+    parent, child = mp.Pipe()
+    proc = mp.get_context("fork").Process(target=_rdflib_child, args=(str(dump), plan, cap, child))
+    proc.start()
+    result: dict = {}
+    for step in ["load"] + [label for label, _ in plan]:
+        if not parent.poll(cap):
+            result[step] = {"seconds": None, "note": f"> {cap:.0f} s cap, stopped"}
+            break
+        msg = parent.recv()
+        result[msg[0]] = {"seconds": msg[1], **({"rows": msg[2]} if len(msg) > 2 else {})}
+    proc.kill()
+    proc.join()
+    return result
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--artifacts", type=int, default=1_000)
+    parser.add_argument("--samples", type=int, default=200, help="devices sampled for match latency")
+    parser.add_argument("--cap", type=float, default=60.0, help="seconds per rdflib step before it is stopped")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "registry.json"))
+    args = parser.parse_args()
+    rng = random.Random(0)
+    tds, artifacts = fleet_tds(args.devices, rng), fleet_artifacts(args.artifacts, rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        store_dir = Path(tmp) / "store"
+        reg = open_registry(str(store_dir))
+        t = time.perf_counter()
+        for i in range(0, len(tds), 1000):
+            reg.add_tds(tds[i:i + 1000])  # TD JSON Schema per TD; rules + device checks per batch
+        t_devices = time.perf_counter() - t
+        t = time.perf_counter()
+        reg.add_artifacts(artifacts)
+        t_artifacts = time.perf_counter() - t
+        # deploy each device's best match of the oldest version of its family, then measure
+        device_ids = [td["id"] for td in tds]
+        t = time.perf_counter()
+        pairs = []
+        for kind_index in range(len(KINDS)):
+            best = reg.match(device_ids[kind_index])
+            if best:
+                oldest = min((m for m in best), key=lambda m: m.id)
+                pairs += [(d, oldest.artifact) for d in device_ids[kind_index::len(KINDS)]]
+        reg.record_deployments(pairs)
+        t_deploy = time.perf_counter() - t
+        ingest = t_devices + t_artifacts
+        sample = rng.sample(device_ids, min(args.samples, len(device_ids)))
+        reg.match(sample[0])  # warm
+        match_ms = []
+        for d in sample:
+            t = time.perf_counter()
+            reg.match(d)
+            match_ms.append((time.perf_counter() - t) * 1e3)
+        art_sample = rng.sample([f"urn:edgebert:artifact:{a.manifest.artifact_id}" for a in artifacts], 50)
+        dfor_ms = []
+        for a in art_sample:
+            t = time.perf_counter()
+            reg.devices_for(a)
+            dfor_ms.append((time.perf_counter() - t) * 1e3)
+        outdated_s = []
+        for _ in range(3):
+            t = time.perf_counter()
+            outdated = reg.outdated()
+            outdated_s.append(time.perf_counter() - t)
+        triples = reg.store.count()
+        reg.store.flush()
+        size = dir_size(store_dir)
+        dump = Path(tmp) / "fleet.nq"
+        reg.dump(dump)
+        plan = [("match", [queries.MATCH % {"device": sample[0]}]),
+                ("devices-for", [queries.DEVICES_FOR % {"artifact": art_sample[0]}]),
+                ("outdated", [queries.ACTIVE_DEPLOYMENTS, queries.DEPLOYED_DEVICE_CAPABILITIES,
+                              queries.RUNNABLE_VERSIONS])]
+        oxi_single = {}
+        for label, sparqls in plan:
+            t = time.perf_counter()
+            for sparql in sparqls:
+                reg.query(sparql)
+            oxi_single[label] = time.perf_counter() - t
+        base = rdflib_baseline(dump, plan, args.cap)
+
+    result = {
+        "devices": args.devices, "artifacts": args.artifacts, "deployments": len(pairs), "triples": triples,
+        "ingest_s": ingest, "ingest_devices_s": t_devices, "ingest_artifacts_s": t_artifacts, "deploy_s": t_deploy,
+        "match_ms": {"median": statistics.median(match_ms), "p99": pct(match_ms, 0.99), "n": len(match_ms)},
+        "devices_for_ms": {"median": statistics.median(dfor_ms), "p99": pct(dfor_ms, 0.99), "n": len(dfor_ms)},
+        "outdated_s": {"median": statistics.median(outdated_s), "rows": len(outdated)},
+        "store_bytes_on_disk": size, "oxigraph_single_query_s": oxi_single, "rdflib_memory_baseline": base,
+    }
+    print(f"\nregistry: {args.devices} devices of {len(KINDS)} kinds, {args.artifacts} artifacts, "
+          f"{len(pairs)} deployments, {triples} triples")
+    print(f"{'measure':<30}{'Oxigraph (edgebert)':>24}{'rdflib in-memory':>30}{'ratio':>8}")
+
+    def rd(step: str) -> str:
+        b = base.get(step)
+        return "(not reached)" if b is None else (b["note"] if b["seconds"] is None else f"{b['seconds'] * 1e3:.1f} ms")
+
+    def ratio(step: str) -> str:
+        b = base.get(step)
+        return f"{b['seconds'] / oxi_single[step]:.0f}x" if b and b["seconds"] else "-"
+
+    rows = [("ingest (TDs + artifacts)", f"{ingest:.1f} s", rd("load") + " (parse only)", ""),
+            ("match, median / p99", f"{result['match_ms']['median']:.1f} / {result['match_ms']['p99']:.1f} ms",
+             rd("match"), ratio("match")),
+            ("devices-for, median / p99",
+             f"{result['devices_for_ms']['median']:.1f} / {result['devices_for_ms']['p99']:.1f} ms",
+             rd("devices-for"), ratio("devices-for")),
+            ("outdated, whole fleet", f"{result['outdated_s']['median'] * 1e3:.0f} ms ({len(outdated)} rows)",
+             rd("outdated"), ratio("outdated")),
+            ("store on disk", f"{size / 1e6:.1f} MB", "-", "")]
+    for r in rows:
+        print(f"{r[0]:<30}{r[1]:>24}{r[2]:>30}{r[3]:>8}")
+    targets = {"ingest <= 30 s": ingest <= 30, "match median <= 20 ms": result["match_ms"]["median"] <= 20,
+               "outdated <= 1 s": result["outdated_s"]["median"] <= 1.0}
+    print("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
