@@ -53,23 +53,32 @@ def _scheme(args: argparse.Namespace):  # noqa: ANN202
         raise EdgeBertError(str(exc)) from None
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
 def report_table(artifact) -> str:  # noqa: ANN001
     """A short plain-text report of an artifact's manifest."""
     m = artifact.manifest
     cfg = m.architecture["config"]
+    shape = (f"MLP {'-'.join(str(n) for n in [cfg['input_dim'], *cfg['hidden'], cfg['n_outputs']])}"
+             if m.architecture["type"] == "mlp" else f"L{cfg['num_hidden_layers']}/H{cfg['hidden_size']}")
+    params = m.architecture["parameters"]
     lines = [f"artifact    {artifact.path}", f"id          {m.artifact_id}",
-             f"model       {m.source['name']}: L{cfg['num_hidden_layers']}/H{cfg['hidden_size']}, "
-             f"{m.architecture['parameters'] / 1e6:.1f} M parameters",
+             f"model       {m.source['name']}: {shape}, "
+             + (f"{params / 1e6:.1f} M parameters" if params >= 1e5 else f"{params} parameters"),
              f"precision   {m.precision}",
-             f"model.onnx  {m.files['model.onnx'].bytes / 1e6:.2f} MB "
-             f"(fp32 would be {m.architecture['parameters'] * 4 / 1e6:.1f} MB)"]
+             f"model.onnx  {_size(m.files['model.onnx'].bytes)} (fp32 weights: {_size(m.architecture['parameters'] * 4)})"]
     fid, lat = m.metrics.get("fidelity"), m.metrics.get("latency")
     if fid:
-        lines.append(f"fidelity    cosine to fp32: mean {fid['mean']:.4f}, worst {fid['worst']:.4f} "
-                     f"on {fid['texts']} {'held-out' if fid['held_out'] else 'calibration'} sentences")
+        count = f"{fid['texts']} sentences" if "texts" in fid else f"{fid['samples']} samples"
+        lines.append(f"fidelity    {fid['metric']}: mean {fid['mean']:.4f}, worst {fid['worst']:.4f} "
+                     f"on {count} ({'held out' if fid['held_out'] else 'calibration'})"
+                     + (f"; argmax agreement {fid['argmax_agreement']:.3f}" if "argmax_agreement" in fid else ""))
     if lat:
-        lines.append(f"latency     {lat['median_ms']:.2f} ms (fp32 {lat['fp32_median_ms']:.2f} ms), batch {lat['batch']}, "
-                     f"seq {lat['seq']}, {lat['threads']} thread, ONNX Runtime CPU")
+        seq = f", seq {lat['seq']}" if "seq" in lat else ""
+        lines.append(f"latency     {lat['median_ms']:.3f} ms (fp32 {lat['fp32_median_ms']:.3f} ms), batch {lat['batch']}"
+                     f"{seq}, {lat['threads']} thread, ONNX Runtime CPU")
     return "\n".join(lines)
 
 

@@ -11,23 +11,25 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import onnx
+from tokenizers import Tokenizer
 
 from edgebert import __version__
 from edgebert.artifact import Artifact, Manifest, file_entries
-from edgebert.compress import reference
 from edgebert.compress.calibrate import calibrate
 from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
-from edgebert.compress.lower import lower_bert
+from edgebert.compress.lower import lower_bert, lower_mlp
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
-from edgebert.model.checkpoint import load_checkpoint
+from edgebert.model.checkpoint import load_checkpoint, sha256_file
 from edgebert.model.encoder import BertEncoder
+from edgebert.model.tinyml import is_mlp_dir, load_mlp
 from edgebert.model.tokenizer import encode_batch
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -57,6 +59,66 @@ def split_held_out(lines: list[str]) -> tuple[list[str], list[str], bool]:
         return lines, lines, False
     n_eval = max(1, int(len(lines) * HELD_OUT_FRACTION))
     return lines[:-n_eval], lines[-n_eval:], True
+
+
+def read_array(path: str | Path, input_dim: int) -> np.ndarray:
+    """A (rows, input_dim) float array from a .npy file (pickle refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: expected a calibration .npy file, found no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: expected a numpy .npy array without pickle, found: {exc}") from None
+    if data.ndim != 2 or data.shape[1] != input_dim or data.shape[0] == 0:
+        raise InputError(f"{path}: expected an array of shape (rows, {input_dim}), found {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all():
+        raise InputError(f"{path}: expected finite numbers, found dtype {data.dtype} or NaN/Inf values")
+    return data.astype(np.float32)
+
+
+@dataclass
+class Source:
+    """What the pipeline needs from a model directory, whatever its family."""
+
+    fp32: Graph
+    name: str
+    weights_sha256: str
+    config: dict
+    calibration: list[dict[str, np.ndarray]]
+    evaluation: list[dict[str, np.ndarray]]
+    held_out: bool
+    tokenizer: Tokenizer | None = None
+    max_seq_length: int = 0
+
+
+def _bert_source(model_dir: Path, calibration: str | Path | list[str] | None, allow_pickle: bool, need: bool) -> Source:
+    if isinstance(calibration, (str, Path)) and Path(calibration).suffix == ".npy":
+        raise InputError(f"{calibration}: expected UTF-8 text (one sentence per line) for a BERT model, found a .npy file")
+    lines = read_text_lines(calibration) if isinstance(calibration, (str, Path)) else list(calibration or [])
+    if need and not lines:
+        raise InputError("calibration: expected at least one sentence, found none")
+    ckpt = load_checkpoint(model_dir, allow_pickle=allow_pickle)
+    fp32 = lower_bert(BertEncoder.from_checkpoint(ckpt))
+    cal, ev, held = split_held_out(lines) if lines else ([], [], False)
+    return Source(fp32, model_name(ckpt.directory), ckpt.sha256, ckpt.config.to_dict(), list(_batches(ckpt.tokenizer, cal)),
+                  list(_batches(ckpt.tokenizer, ev)), held, ckpt.tokenizer, ckpt.max_seq_length)
+
+
+def _mlp_source(model_dir: Path, calibration: str | Path | list[str] | None, need: bool) -> Source:
+    cfg, weights = load_mlp(model_dir)
+    rows = np.zeros((0, cfg.input_dim), np.float32)
+    if calibration is not None:
+        if not isinstance(calibration, (str, Path)) or Path(calibration).suffix != ".npy":
+            raise InputError(f"--calibration: expected a .npy array of inputs for an MLP model, found {calibration!r}")
+        rows = read_array(calibration, cfg.input_dim)
+    if need and not len(rows):
+        raise InputError("--calibration: expected a .npy array of model inputs for int8 conversion, found none")
+    n_eval = max(1, int(len(rows) * HELD_OUT_FRACTION)) if len(rows) >= MIN_LINES_FOR_HOLD_OUT else 0
+    cal, ev = (rows[:-n_eval], rows[-n_eval:]) if n_eval else (rows, rows)
+    batches = [{"x": cal[i:i + 256]} for i in range(0, len(cal), 256)]
+    return Source(lower_mlp(cfg, weights), model_name(model_dir), sha256_file(model_dir / "model.safetensors"),
+                  cfg.to_dict(), batches, [{"x": ev}] if len(ev) else [], bool(n_eval))
 
 
 def _batches(tokenizer, texts: list[str], batch_size: int = 16) -> Iterator[dict[str, np.ndarray]]:  # noqa: ANN001
@@ -118,38 +180,55 @@ def _quantization_summary(g: Graph, precision: str, scheme: Int8Scheme | None) -
     }
 
 
-def _measure(fp32: Graph, model_bytes: bytes, fp32_bytes: bytes, tokenizer, texts: list[str],  # noqa: ANN001
-             held_out: bool, progress: Progress) -> dict:
+def _measure(src: Source, model_bytes: bytes, fp32_bytes: bytes, progress: Progress) -> dict:
     from edgebert import measure
 
     progress("measure", 0, 3)
-    ref = np.concatenate([reference.run(fp32, f)[fp32.outputs[-1]] for f in _batches(tokenizer, texts)])
-    order = sorted(texts, key=len)
-    sess = measure.session(model_bytes)
-    got = measure.embeddings(sess, tokenizer, order, batch_size=16)
-    if "sentence_embedding" not in fp32.outputs:  # compare mean-pooled token states
-        ref = measure.embeddings(measure.session(fp32_bytes), tokenizer, order, batch_size=16)
-    cos = measure.cosine(got, ref)
+    sess, ref_sess = measure.session(model_bytes), measure.session(fp32_bytes)
+    out_name = src.fp32.outputs[-1]
+    got = np.concatenate([sess.run([out_name], f)[0] for f in src.evaluation])
+    ref = np.concatenate([ref_sess.run([out_name], f)[0] for f in src.evaluation])
+    if src.tokenizer is not None and out_name != "sentence_embedding":  # mean-pool token states
+        masks = [f["attention_mask"][..., None].astype(np.float32) for f in src.evaluation]
+        pool = [(sess.run(["last_hidden_state"], f)[0], ref_sess.run(["last_hidden_state"], f)[0]) for f in src.evaluation]
+        got = np.concatenate([(h * m).sum(1) / m.sum(1) for (h, _), m in zip(pool, masks, strict=True)])
+        ref = np.concatenate([(r * m).sum(1) / m.sum(1) for (_, r), m in zip(pool, masks, strict=True)])
+    cos = measure.cosine(got, ref) if got.shape[1] > 1 else 1.0 - np.abs(got - ref)[:, 0] / (np.abs(ref).max() + 1e-9)
+    metric = ("cosine of sentence embeddings to the fp32 model" if src.tokenizer is not None else
+              "cosine of outputs to the fp32 model" if got.shape[1] > 1 else "1 - |error| / max|fp32 output|")
+    fidelity = {"metric": metric, "mean": float(cos.mean()), "worst": float(cos.min()),
+                "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out}
+    if src.config.get("loss") == "xent":
+        fidelity["argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
+    if src.config.get("loss") == "mse":
+        fidelity["max_abs_error"] = float(np.abs(got - ref).max())
     progress("measure", 1, 3)
-    vocab = int(fp32.meta["config"]["vocab_size"])
-    max_seq = min(128, int(fp32.meta["config"]["max_position_embeddings"]))
-    lat = measure.median(measure.latency_ms(sess, 1, max_seq, runs=20, vocab=vocab))
-    progress("measure", 2, 3)
-    lat_fp32 = measure.median(measure.latency_ms(measure.session(fp32_bytes), 1, max_seq, runs=20, vocab=vocab))
+    if src.tokenizer is not None:
+        vocab = int(src.config["vocab_size"])
+        seq = min(128, int(src.config["max_position_embeddings"]))
+        lat, lat32 = (measure.median(measure.latency_ms(s, 1, seq, runs=20, vocab=vocab)) for s in (sess, ref_sess))
+        latency = {"batch": 1, "seq": seq, "threads": 1, "median_ms": lat, "fp32_median_ms": lat32}
+    else:
+        x = {"x": src.evaluation[0]["x"][:1]}
+        lat, lat32 = (measure.median(measure.timed(lambda s=s: s.run(None, x), runs=200)) for s in (sess, ref_sess))
+        latency = {"batch": 1, "threads": 1, "median_ms": lat, "fp32_median_ms": lat32}
     progress("measure", 3, 3)
-    return {
-        "fidelity": {"metric": "cosine of sentence embeddings to the fp32 model", "mean": float(cos.mean()),
-                     "worst": float(cos.min()), "texts": len(texts), "held_out": held_out},
-        "latency": {"batch": 1, "seq": max_seq, "threads": 1, "median_ms": lat, "fp32_median_ms": lat_fp32},
-    }
+    return {"fidelity": fidelity, "latency": latency}
 
 
-def memory_estimate(cfg: dict, max_seq: int, model_bytes: int, tokenizer_bytes: int) -> dict:
-    """Flash and peak RAM an ONNX Runtime device needs at batch 1 and the longest sequence.
+def memory_estimate(fp32: Graph, max_seq: int, model_bytes: int, tokenizer_bytes: int) -> dict:
+    """Flash and peak RAM an ONNX Runtime device needs at batch 1 (and the longest sequence).
 
-    Peak RAM is an estimate: initializers held in memory (~ model.onnx) plus the live fp32
-    activations of one layer (hidden state x3, QKV, two attention score tensors, two FFN tensors).
+    Peak RAM is an estimate: initializers held in memory (~ model.onnx) plus live fp32 activations:
+    for BERT one layer's (hidden state x3, QKV, two attention score tensors, two FFN tensors),
+    for an MLP the two widest consecutive layers.
     """
+    cfg = fp32.meta["config"]
+    if fp32.meta["architecture"] == "mlp":
+        sizes = [cfg["input_dim"], *cfg["hidden"], cfg["n_outputs"]]
+        activations = 4 * max(a + b for a, b in zip(sizes, sizes[1:], strict=False))
+        return {"flash_bytes": model_bytes, "peak_ram_bytes": model_bytes + activations,
+                "method": "estimate: weights + the two widest layers' activations at batch 1"}
     s, h, f, heads = max_seq, cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"]
     activations = 4 * (3 * s * h + 3 * s * h + 2 * heads * s * s + 2 * s * f)
     return {"flash_bytes": model_bytes + tokenizer_bytes, "peak_ram_bytes": model_bytes + activations,
@@ -164,39 +243,38 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             calibration: str | Path | list[str] | None = None, *, force: bool = False,
             allow_pickle: bool = False, scheme: Int8Scheme | None = None, measure: bool = True,
             name: str | None = None, progress: Progress = _silent) -> Artifact:
-    """Convert a checkpoint directory into an artifact directory and return the Artifact.
+    """Convert a model directory into an artifact directory and return the Artifact.
 
-    ``calibration`` is a UTF-8 text file (one sentence per line) or a list of sentences; it is
-    required for int8. 20% of its lines (when there are at least 10) are held out of
-    calibration and used to measure fidelity.
+    BERT checkpoints take ``calibration`` as a UTF-8 text file (one sentence per line) or a list
+    of sentences; TinyML MLP directories (``edgebert tinyml train``) take a ``.npy`` array of
+    inputs. It is required for int8. 20% of it (when there are at least 10 lines or rows) is held
+    out of calibration and used to measure fidelity.
     """
-    out_dir = Path(out_dir)
+    out_dir, model_dir = Path(out_dir), Path(model_dir)
     if precision not in CONVERT_PRECISIONS:
         raise InputError(f"--precision: expected one of {', '.join(CONVERT_PRECISIONS)}, found {precision!r}")
     _check_out_dir(out_dir, force)
     if calibration is None and precision == "int8":
-        raise InputError("--calibration: expected a text file for int8 conversion, found none")
-    lines = read_text_lines(calibration) if isinstance(calibration, (str, Path)) else list(calibration or [])
-    if precision == "int8" and not lines:
-        raise InputError("calibration: expected at least one sentence, found none")
+        raise InputError("--calibration: expected a text file (BERT) or .npy array (MLP) for int8 conversion, found none")
     progress("load", 0, 1)
-    ckpt = load_checkpoint(model_dir, allow_pickle=allow_pickle)
-    fp32 = lower_bert(BertEncoder.from_checkpoint(ckpt))
+    if is_mlp_dir(model_dir):
+        src = _mlp_source(model_dir, calibration, need=precision == "int8")
+    else:
+        src = _bert_source(model_dir, calibration, allow_pickle, need=precision == "int8")
+    fp32 = src.fp32
     progress("load", 1, 1)
-    cal_lines, eval_lines, held_out = split_held_out(lines) if lines else ([], [], False)
 
     scheme = scheme or Int8Scheme()
     graph = fp32
     if precision == "int8":
-        batches = list(_batches(ckpt.tokenizer, cal_lines))
         done = 0
 
         def counted() -> Iterator[dict[str, np.ndarray]]:
             nonlocal done
-            for b in batches:
+            for b in src.calibration:
                 yield b
                 done += 1
-                progress("calibrate", done, len(batches))
+                progress("calibrate", done, len(src.calibration))
 
         stats = calibrate(fp32, counted())
         progress("quantize", 0, 1)
@@ -209,9 +287,9 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
         raise ConversionError(f"emitted ONNX: expected a valid model, found: {exc}") from None
     model_bytes = model.SerializeToString()
     metrics = {}
-    if measure and eval_lines:
+    if measure and src.evaluation:
         fp32_bytes = model_bytes if graph is fp32 else to_onnx(fp32).SerializeToString()
-        metrics = _measure(fp32, model_bytes, fp32_bytes, ckpt.tokenizer, eval_lines, held_out, progress)
+        metrics = _measure(src, model_bytes, fp32_bytes, progress)
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -221,24 +299,27 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
         raise InputError(f"{out_dir}: expected a writable location, found: {exc.strerror or exc}") from None
     try:
         (tmp / "model.onnx").write_bytes(model_bytes)
-        ckpt.tokenizer.save(str(tmp / "tokenizer.json"))
+        files = ["model.onnx", "graph.safetensors"]
+        if src.tokenizer is not None:
+            src.tokenizer.save(str(tmp / "tokenizer.json"))
+            files.insert(1, "tokenizer.json")
         graph.save(tmp / "graph.safetensors")
-        name = name or model_name(ckpt.directory)
+        name = name or src.name
+        extra_flash = (tmp / "tokenizer.json").stat().st_size if src.tokenizer is not None else 0
         manifest = Manifest(
-            artifact_id=f"{name}-{precision}-{ckpt.sha256[:8]}",
+            artifact_id=f"{name}-{precision}-{src.weights_sha256[:8]}",
             toolkit_version=__version__,
-            source={"directory": str(ckpt.directory.resolve()), "name": name, "weights_sha256": ckpt.sha256},
-            architecture={"type": "bert", "config": ckpt.config.to_dict(), "max_seq_length": ckpt.max_seq_length,
-                          "pooling": graph.meta.get("pooling"), "parameters": int(sum(
-                              t.size for k, t in fp32.tensors.items()))},
+            source={"directory": str(model_dir.resolve()), "name": name, "weights_sha256": src.weights_sha256},
+            architecture={"type": fp32.meta["architecture"], "config": src.config, "max_seq_length": src.max_seq_length,
+                          "pooling": graph.meta.get("pooling"),
+                          "parameters": int(sum(t.size for t in fp32.tensors.values()))},
             precision=precision,
             quantization=_quantization_summary(graph, precision, scheme if precision == "int8" else None),
-            files=file_entries(tmp, ["model.onnx", "tokenizer.json", "graph.safetensors"]),
+            files=file_entries(tmp, files),
             onnx=_onnx_summary(model),
             metrics=metrics,
             runtime="onnxruntime",
-            memory=memory_estimate(ckpt.config.to_dict(), ckpt.max_seq_length, len(model_bytes),
-                                   (tmp / "tokenizer.json").stat().st_size),
+            memory=memory_estimate(fp32, src.max_seq_length, len(model_bytes), extra_flash),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         manifest = Manifest.from_json(manifest.to_json())  # what a reader of the file will see

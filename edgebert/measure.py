@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,18 @@ def latency_ms(sess: ort.InferenceSession, batch: int = 1, seq: int = 128, runs:
     for _ in range(runs):
         start = time.perf_counter()
         sess.run(None, feeds)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def timed(call: Callable[[], object], runs: int = 100, warmup: int = 10) -> list[float]:
+    """Wall times (ms) of ``runs`` calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
         times.append((time.perf_counter() - start) * 1e3)
     return times
 

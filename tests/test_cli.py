@@ -70,7 +70,7 @@ def test_convert_cli_in_a_subprocess_prints_the_report(work: Path, calibration_f
                             capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 0, result.stderr
-    assert "fidelity    cosine to fp32" in result.stdout and "precision   int8" in result.stdout
+    assert "fidelity    cosine of sentence embeddings to the fp32 model" in result.stdout and "precision   int8" in result.stdout
     assert (work / "out" / "manifest.json").is_file()
 
 

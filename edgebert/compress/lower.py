@@ -80,3 +80,23 @@ def lower_bert(model: BertEncoder) -> Graph:
             "pooling": None if model.pooling is None else
             {"mode": model.pooling.mode, "normalize": model.pooling.normalize}}
     return Graph(("input_ids", "attention_mask"), outputs, nodes, tensors, meta)
+
+
+def lower_mlp(cfg, weights: dict[str, np.ndarray]) -> Graph:  # noqa: ANN001 - edgebert.model.tinyml.MlpConfig
+    """An MLP (linear/ReLU stack) to the graph form; the last hidden activation is ``features``."""
+    tensors: dict[str, np.ndarray] = {}
+    nodes: list[Node] = []
+    x = "x"
+    n_layers = len(cfg.sizes) - 1
+    for i in range(n_layers):
+        name = f"layers.{i}"
+        tensors[f"{name}.weight"] = np.asarray(weights[f"{name}.weight"], np.float32)
+        tensors[f"{name}.bias"] = np.asarray(weights[f"{name}.bias"], np.float32)
+        out = "output" if i == n_layers - 1 else f"{name}.pre"
+        nodes.append(Node("linear", name, (x,), (out,), {"weight": f"{name}.weight", "bias": f"{name}.bias"}))
+        if i < n_layers - 1:
+            x = "features" if i == n_layers - 2 else f"{name}.act"
+            nodes.append(Node("relu", f"{name}.relu", (out,), (x,)))
+    meta = {"architecture": "mlp", "config": cfg.to_dict(),
+            "output_dims": {"features": cfg.sizes[-2], "output": cfg.n_outputs}, "input_dim": cfg.input_dim}
+    return Graph(("x",), ("features", "output"), nodes, tensors, meta)

@@ -150,11 +150,13 @@ def to_onnx(g: Graph, producer_version: str = "0", fused: bool = True) -> onnx.M
     standard ONNX ops only, for other runtimes.
     """
     b = _Builder(g, fused)
-    env: dict[str, str] = {"input_ids": "input_ids", "attention_mask": "attention_mask"}
-    mask_f = b.op("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)[0]  # (b, s)
-    inv = b.op("Sub", [b.const("one_f", np.float32(1.0)), mask_f], "mask")[0]
-    mask_add = b.op("Mul", [inv, b.const("mask_value", np.float32(-1e4))], "mask")[0]
-    mask_add = b.op("Unsqueeze", [mask_add, b.const("axes12", np.array([1, 2], np.int64))], "mask")[0]
+    env: dict[str, str] = {name: name for name in g.inputs}
+    mask_f = mask_add = ""
+    if "attention_mask" in g.inputs:
+        mask_f = b.op("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)[0]  # (b, s)
+        inv = b.op("Sub", [b.const("one_f", np.float32(1.0)), mask_f], "mask")[0]
+        mask_add = b.op("Mul", [inv, b.const("mask_value", np.float32(-1e4))], "mask")[0]
+        mask_add = b.op("Unsqueeze", [mask_add, b.const("axes12", np.array([1, 2], np.int64))], "mask")[0]
     for n in g.nodes:
         ins = [env[i] for i in n.inputs]
         a = n.attrs
@@ -191,7 +193,7 @@ def to_onnx(g: Graph, producer_version: str = "0", fused: bool = True) -> onnx.M
             raise ValueError(n.op)
         for o in n.outputs:
             env[o] = out
-    hidden = int(g.meta["config"]["hidden_size"]) if "config" in g.meta else None
+    hidden = g.meta.get("config", {}).get("hidden_size")
     outputs = []
     for name in g.outputs:
         # make the graph output carry its public name
@@ -201,9 +203,14 @@ def to_onnx(g: Graph, producer_version: str = "0", fused: bool = True) -> onnx.M
             for i, inp in enumerate(p.input):
                 if inp == env[name]:
                     p.input[i] = name
-        dims = ["batch", "seq", hidden] if name == "last_hidden_state" else ["batch", hidden]
+        if name in g.meta.get("output_dims", {}):
+            dims = ["batch", g.meta["output_dims"][name]]
+        else:
+            dims = ["batch", "seq", hidden] if name == "last_hidden_state" else ["batch", hidden]
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
-    inputs = [helper.make_tensor_value_info(i, TensorProto.INT64, ["batch", "seq"]) for i in g.inputs]
+    inputs = [helper.make_tensor_value_info(i, TensorProto.INT64, ["batch", "seq"]) if i in ("input_ids", "attention_mask")
+              else helper.make_tensor_value_info(i, TensorProto.FLOAT, ["batch", g.meta.get("input_dim")])
+              for i in g.inputs]
     graph = helper.make_graph(b.nodes, "edgebert", inputs, outputs, list(b.inits.values()))
     opsets = [helper.make_opsetid("", OPSET)]
     if any(n.domain == "com.microsoft" for n in b.nodes):
