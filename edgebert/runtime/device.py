@@ -1,0 +1,117 @@
+"""A device process: serve inference and learn online from a stream of JSON messages.
+
+``Device.handle(message) -> reply`` is the seam the MQTT side plugs into; ``run_stream`` drives it
+from JSON lines (a file or stdin). A message is ``{"x": …}`` (predict) or ``{"x": …, "y": …}``
+(predict, then learn: prequential evaluation). ``x`` is a sentence for text artifacts, a list of
+numbers for TinyML ones. The learner's state is saved atomically every ``save_every`` updates and
+at the end, and loaded at start, so a restarted device resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from edgebert.errors import EdgeBertError, InputError
+from edgebert.runtime.engine import Engine
+from edgebert.runtime.online import OnlineLearner
+
+MODES = ("head", "full")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    mode: str = "head"  # head: frozen backbone + trainable head; full: the whole TinyML net (all layers)
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    hidden: tuple[int, ...] = ()
+    replay: int = 0
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"--mode: expected one of {MODES}, found {self.mode!r}")
+        if self.lr <= 0 or self.save_every <= 0 or self.replay < 0:
+            raise InputError("device: expected lr > 0, save_every > 0 and replay >= 0")
+
+
+class Device:
+    def __init__(self, engine: Engine, config: DeviceConfig = DeviceConfig(), state_path: Path | None = None) -> None:
+        self.engine, self.config, self.state_path = engine, config, state_path
+        self.learner = self._learner()
+        self.seen = self.correct = self.errors = 0
+        self._since_save = 0
+
+    def _learner(self) -> OnlineLearner:
+        if self.state_path is not None and self.state_path.is_file():
+            return OnlineLearner.load(self.state_path)
+        cfg = self.engine.manifest.architecture.get("config", {})
+        loss = "mse" if cfg.get("loss") == "mse" else "xent"
+        if self.config.mode == "full":
+            if self.engine.is_text:
+                raise InputError("--mode full: expected a TinyML artifact, found a text artifact (use --mode head)")
+            labels = list(range(cfg["n_outputs"])) if loss == "xent" else None
+            return OnlineLearner.from_weights(self.engine.trainable_weights(), loss, optimizer=self.config.optimizer,
+                                              lr=self.config.lr, replay=self.config.replay, labels=labels)
+        n_out = cfg.get("n_outputs", 1) if loss == "mse" else 0  # classes are added as labels arrive
+        return OnlineLearner(self.engine.feature_dim, n_out, self.config.hidden, loss, self.config.optimizer,
+                             self.config.lr, self.config.replay)
+
+    def _inputs(self, x: Any) -> np.ndarray:
+        if self.config.mode == "full":
+            arr = np.asarray(x, np.float32)
+            return arr[None] if arr.ndim == 1 else arr
+        return self.engine.features(x)
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Predict for ``x``; when ``y`` is given, learn from it after predicting."""
+        if not isinstance(message, dict) or "x" not in message:
+            raise InputError(f"message: expected an object with 'x' (and optionally 'y'), found {str(message)[:80]}")
+        x = message["x"]
+        if self.engine.is_text and not isinstance(x, str):
+            raise InputError(f"x: expected a sentence (string) for a text artifact, found {type(x).__name__}")
+        if not self.engine.is_text and not (isinstance(x, list) and all(isinstance(v, (int, float)) for v in x)):
+            raise InputError("x: expected a list of numbers for a TinyML artifact")
+        feats = self._inputs(x)
+        reply: dict[str, Any] = {"prediction": self.learner.predict_one(feats[0])}
+        if "y" in message:
+            y = message["y"]
+            if self.learner.loss == "xent" and not isinstance(y, (str, int)):
+                raise InputError(f"y: expected a class label (string or integer), found {type(y).__name__}")
+            reply["loss"] = self.learner.learn_one(feats[0], y if self.learner.loss == "xent" else np.atleast_1d(y))
+            self.seen += 1
+            self.correct += int(self.learner.loss == "xent" and reply["prediction"] == y)
+            self._since_save += 1
+            if self.state_path is not None and self._since_save >= self.config.save_every:
+                self.save()
+        return reply
+
+    def save(self) -> None:
+        if self.state_path is not None:
+            self.learner.save(self.state_path)
+            self._since_save = 0
+
+    def run_stream(self, lines: Iterable[str], out: TextIO) -> int:
+        """Handle JSON lines; a bad line gets an error reply and the stream goes on. Returns errors."""
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                reply = self.handle(json.loads(line))
+            except json.JSONDecodeError as exc:
+                reply = {"error": f"line {number}: expected a JSON object, found invalid JSON ({exc.msg})"}
+            except EdgeBertError as exc:
+                reply = {"error": f"line {number}: {exc}"}
+            if "error" in reply:
+                self.errors += 1
+            else:
+                reply = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in reply.items()}
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+        self.save()
+        return self.errors

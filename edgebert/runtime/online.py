@@ -1,0 +1,319 @@
+"""On-device online learning (TinyOL, Ren et al. 2021): small dense nets in float32 numpy.
+
+Forward and backward passes are written by hand (no autograd) and checked against finite
+differences in the tests. Method names follow river, the online-learning library:
+``learn_one``/``learn_many`` return the loss before the update, ``predict_one``/``predict``/
+``predict_proba``. Classification labels are any str/int; an unseen label adds a class (a new
+output unit) at run time. ``get_weights``/``set_weights`` exchange named arrays
+(``layers.{i}.weight`` (out, in), ``layers.{i}.bias``) for federated learning; ``save``/``load``
+write safetensors atomically (weights, optimizer state, replay buffer, labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebert.errors import InputError
+
+LOSSES = ("xent", "mse")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class OnlineLearner:
+    def __init__(self, input_dim: int, n_outputs: int, hidden: Sequence[int] = (), loss: str = "xent",
+                 optimizer: str = "sgd", lr: float = 0.01, replay: int = 0, replay_batch: int = 8,
+                 momentum: float = 0.0, seed: int = 0, labels: Sequence[Hashable] | None = None) -> None:
+        if loss not in LOSSES:
+            raise InputError(f"loss: expected one of {LOSSES}, found {loss!r}")
+        if optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer: expected one of {OPTIMIZERS}, found {optimizer!r}")
+        if input_dim <= 0 or n_outputs < 0 or any(h <= 0 for h in hidden) or lr <= 0:
+            raise InputError(f"OnlineLearner: expected positive sizes and lr, found input_dim={input_dim}, "
+                             f"n_outputs={n_outputs}, hidden={tuple(hidden)}, lr={lr}")
+        self.input_dim, self.loss, self.optimizer, self.lr = input_dim, loss, optimizer, float(lr)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.momentum = momentum
+        self._rng = np.random.default_rng(seed)
+        sizes = [input_dim, *self.hidden, n_outputs]
+        # W (in, out) for x @ W; He init for ReLU layers, zeros for the output layer (a new head starts neutral)
+        self.W: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+            last = i == len(sizes) - 2
+            scale = 0.0 if last else np.sqrt(2.0 / n_in)
+            self.W.append((self._rng.standard_normal((n_in, n_out)) * scale).astype(np.float32))
+            self.b.append(np.zeros(n_out, np.float32))
+        self._reset_optimizer()
+        self.labels: list[Hashable] = list(labels) if labels is not None else []
+        if loss == "xent" and labels is not None and len(self.labels) != n_outputs:
+            raise InputError(f"labels: expected {n_outputs} labels, found {len(self.labels)}")
+        self.replay_size, self.replay_batch = int(replay), int(replay_batch)
+        self._buf_x = np.zeros((self.replay_size, input_dim), np.float32)
+        self._buf_y: list[Any] = [None] * self.replay_size
+        self._seen = 0
+        self.steps = 0
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_outputs(self) -> int:
+        return self.W[-1].shape[1]
+
+    def _reset_optimizer(self) -> None:
+        self._m = [np.zeros_like(p) for p in self.params()]
+        self._v = [np.zeros_like(p) for p in self.params()] if self.optimizer == "adam" else []
+        self._t = 0
+
+    def params(self) -> list[np.ndarray]:
+        return [p for pair in zip(self.W, self.b, strict=True) for p in pair]
+
+    def add_class(self, label: Hashable) -> int:
+        """Add an output unit for ``label`` (zero-initialised); returns its index."""
+        if label in self.labels:
+            return self.labels.index(label)
+        self.labels.append(label)
+        grow = len(self.labels) - self.n_outputs
+        if grow > 0:
+            self.W[-1] = np.concatenate([self.W[-1], np.zeros((self.W[-1].shape[0], grow), np.float32)], axis=1)
+            self.b[-1] = np.concatenate([self.b[-1], np.zeros(grow, np.float32)])
+            k = len(self.W) - 1  # grow the optimizer state of the last layer alike
+            for state in (self._m, self._v):
+                if state:
+                    state[2 * k] = np.concatenate([state[2 * k], np.zeros((state[2 * k].shape[0], grow), np.float32)], 1)
+                    state[2 * k + 1] = np.concatenate([state[2 * k + 1], np.zeros(grow, np.float32)])
+        return len(self.labels) - 1
+
+    # ------------------------------------------------------------------ maths
+    def _forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        acts = [X]
+        h = X
+        for i, (W, b) in enumerate(zip(self.W, self.b, strict=True)):
+            h = h @ W + b  # (batch, out)
+            if i < len(self.W) - 1:
+                h = np.maximum(h, 0.0)
+            acts.append(h)
+        return h, acts
+
+    def _targets(self, Y: Any, n: int) -> np.ndarray:
+        if self.loss == "mse":
+            t = np.asarray(Y, np.float32).reshape(n, -1)
+            if t.shape[1] != self.n_outputs:
+                raise InputError(f"y: expected {self.n_outputs} value(s) per sample, found {t.shape[1]}")
+            return t
+        labels = [Y] if n == 1 and not isinstance(Y, (list, tuple, np.ndarray)) else list(Y)
+        return np.array([self.add_class(y) if y not in self.labels else self.labels.index(y) for y in labels])
+
+    def loss_and_grads(self, X: np.ndarray, T: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """Mean loss over the batch and its gradient w.r.t. every parameter (W0, b0, W1, b1, …)."""
+        losses, grads = self._losses_and_grads(X, T)
+        return float(losses.mean()), grads
+
+    def _losses_and_grads(self, X: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        out, acts = self._forward(X)
+        n = X.shape[0]
+        if self.loss == "xent":
+            z = out - out.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            p = e / e.sum(axis=1, keepdims=True)
+            losses = -np.log(p[np.arange(n), T] + 1e-12)
+            delta = p
+            delta[np.arange(n), T] -= 1.0
+            delta /= n  # dL/d(out) of the mean loss
+        else:
+            diff = out - T
+            losses = (diff * diff).mean(axis=1)
+            delta = diff * (2.0 / diff.size)
+        grads: list[np.ndarray] = [np.empty(0)] * (2 * len(self.W))
+        for i in range(len(self.W) - 1, -1, -1):
+            grads[2 * i] = acts[i].T @ delta  # (in, out)
+            grads[2 * i + 1] = delta.sum(axis=0)
+            if i:
+                delta = (delta @ self.W[i].T) * (acts[i] > 0)  # through the ReLU
+        return losses, grads
+
+    def _step(self, grads: list[np.ndarray]) -> None:
+        params = self.params()
+        if self.optimizer == "sgd":
+            for j, (p, g) in enumerate(zip(params, grads, strict=True)):
+                if self.momentum:
+                    m = self._m[j]
+                    m *= self.momentum
+                    m += g
+                    g = m
+                p -= self.lr * g
+        else:  # Adam (Kingma & Ba, 2015)
+            self._t += 1
+            b1, b2, eps = 0.9, 0.999, 1e-8
+            c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
+            for p, g, m, v in zip(params, grads, self._m, self._v, strict=True):
+                m *= b1
+                m += (1.0 - b1) * g
+                v *= b2
+                v += (1.0 - b2) * (g * g)
+                p -= (self.lr / c1) * m / (np.sqrt(v / c2) + eps)
+        self.steps += 1
+
+    # ------------------------------------------------------------------ river-style API
+    def _as_matrix(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, np.float32)
+        if X.ndim == 1:
+            X = X[None]
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            raise InputError(f"x: expected {self.input_dim} features per sample, found shape {X.shape}")
+        return X
+
+    def learn_many(self, X: Any, Y: Any) -> float:
+        X = self._as_matrix(X)
+        T = self._targets(Y, X.shape[0])
+        loss, grads = self.loss_and_grads(X, T)
+        self._step(grads)
+        return loss
+
+    def learn_one(self, x: Any, y: Any) -> float:
+        """One SGD/Adam step on (x, y) (plus a replayed minibatch when the buffer is on)."""
+        X = self._as_matrix(x)
+        T = self._targets(y, 1)
+        if self.replay_size and self._seen:
+            k = min(self._seen, self.replay_size, self.replay_batch)
+            idx = self._rng.integers(0, min(self._seen, self.replay_size), k)
+            X2 = np.concatenate([X, self._buf_x[idx]])
+            T2 = np.concatenate([T, np.stack([self._buf_y[i] for i in idx]) if self.loss == "mse"
+                                 else np.array([self._buf_y[i] for i in idx])])
+            losses, grads = self._losses_and_grads(X2, T2)
+            loss = float(losses[0])  # the new sample's loss, before the update
+        else:
+            losses, grads = self._losses_and_grads(X, T)
+            loss = float(losses[0])
+        self._step(grads)
+        if self.replay_size:  # reservoir sampling keeps a uniform sample of the stream
+            slot = self._seen if self._seen < self.replay_size else int(self._rng.integers(0, self._seen + 1))
+            if slot < self.replay_size:
+                self._buf_x[slot] = X[0]
+                self._buf_y[slot] = T[0]
+            self._seen += 1
+        return loss
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        out, _ = self._forward(self._as_matrix(X))
+        if self.loss != "xent":
+            raise InputError("predict_proba: expected a classifier (loss xent), found a regressor")
+        z = np.exp(out - out.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> list[Any] | np.ndarray:
+        out, _ = self._forward(self._as_matrix(X))
+        if self.loss == "mse":
+            return out
+        if not self.labels:
+            return [None] * out.shape[0]
+        return [self.labels[i] for i in out[:, : len(self.labels)].argmax(axis=1)]
+
+    def predict_one(self, x: Any) -> Any:
+        result = self.predict(x)
+        return result[0] if self.loss == "xent" else result[0].tolist()
+
+    def predict_proba_one(self, x: Any) -> dict[Hashable, float]:
+        return dict(zip(self.labels, self.predict_proba(x)[0].tolist(), strict=False))
+
+    # ------------------------------------------------------------------ weights and state
+    def get_weights(self) -> dict[str, np.ndarray]:
+        out = {}
+        for i, (W, b) in enumerate(zip(self.W, self.b, strict=True)):
+            out[f"layers.{i}.weight"] = W.T.copy()  # (out, in), the torch / graph-form convention
+            out[f"layers.{i}.bias"] = b.copy()
+        return out
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        for i in range(len(self.W)):
+            w, b = weights.get(f"layers.{i}.weight"), weights.get(f"layers.{i}.bias")
+            if w is None or b is None:
+                raise InputError(f"weights: expected layers.{i}.weight and layers.{i}.bias, found {sorted(weights)}")
+            if w.shape != self.W[i].T.shape or b.shape != self.b[i].shape:
+                raise InputError(f"weights: expected layers.{i} of shapes {self.W[i].T.shape}/{self.b[i].shape}, "
+                                 f"found {w.shape}/{b.shape}")
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise InputError(f"weights: expected finite values in layers.{i}, found NaN/Inf")
+            self.W[i] = np.ascontiguousarray(w.T, np.float32)
+            self.b[i] = np.asarray(b, np.float32).copy()
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        state = self.get_weights()
+        for j, m in enumerate(self._m):
+            state[f"opt.m.{j}"] = m
+        for j, v in enumerate(self._v):
+            state[f"opt.v.{j}"] = v
+        if self.replay_size:
+            state["replay.x"] = self._buf_x
+            if self.loss == "mse":
+                state["replay.y"] = np.stack([y if y is not None else np.zeros(self.n_outputs, np.float32)
+                                              for y in self._buf_y]).astype(np.float32)
+            else:
+                state["replay.y"] = np.array([-1 if y is None else int(y) for y in self._buf_y], np.int64)
+        return state
+
+    def state_bytes(self) -> int:
+        """Bytes of training state held in RAM: weights, optimizer state, replay buffer."""
+        return int(sum(a.nbytes for a in self.state_arrays().values()))
+
+    def config(self) -> dict[str, Any]:
+        return {"input_dim": self.input_dim, "n_outputs": self.n_outputs, "hidden": list(self.hidden),
+                "loss": self.loss, "optimizer": self.optimizer, "lr": self.lr, "replay": self.replay_size,
+                "replay_batch": self.replay_batch, "momentum": self.momentum}
+
+    def save(self, path: str | Path) -> None:
+        """Write weights, optimizer state, replay buffer and labels as safetensors, atomically."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        meta = {"config": json.dumps(self.config()), "labels": json.dumps(self.labels),
+                "progress": json.dumps({"steps": self.steps, "t": self._t, "seen": self._seen})}
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.state_arrays().items()}, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnlineLearner:
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+                arrays = {k: f.get_tensor(k) for k in f.keys()}
+            cfg = json.loads(meta["config"])
+            labels = json.loads(meta["labels"])
+            progress = json.loads(meta["progress"])
+        except FileNotFoundError:
+            raise InputError(f"{path}: expected a learner state file, found no such file") from None
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: expected a learner state (safetensors with config), found: {exc!r}") from None
+        learner = cls(cfg["input_dim"], cfg["n_outputs"], cfg["hidden"], cfg["loss"], cfg["optimizer"], cfg["lr"],
+                      cfg["replay"], cfg["replay_batch"], cfg.get("momentum", 0.0))
+        learner.labels = labels
+        learner.set_weights(arrays)
+        learner._m = [arrays[f"opt.m.{j}"] for j in range(len(learner._m))] if learner._m else []
+        learner._v = [arrays[f"opt.v.{j}"] for j in range(len(learner._v))] if learner._v else []
+        learner.steps, learner._t, learner._seen = progress["steps"], progress["t"], progress["seen"]
+        if learner.replay_size:
+            learner._buf_x = arrays["replay.x"]
+            ys = arrays["replay.y"]
+            learner._buf_y = [None if (learner.loss == "xent" and y < 0) else y for y in
+                              (ys.tolist() if learner.loss == "xent" else list(ys))]
+        return learner
+
+    @classmethod
+    def from_weights(cls, weights: dict[str, np.ndarray], loss: str, **kwargs: Any) -> OnlineLearner:
+        """A learner for a whole net given as named arrays (e.g. a TinyML artifact's graph)."""
+        n = len([k for k in weights if k.endswith(".weight")])
+        shapes = [weights[f"layers.{i}.weight"].shape for i in range(n)]
+        learner = cls(shapes[0][1], shapes[-1][0], [s[0] for s in shapes[:-1]], loss, **kwargs)
+        learner.set_weights(weights)
+        return learner
