@@ -26,3 +26,18 @@ def tiny_artifact(tiny_ckpt: Path, calibration_file: Path, tmp_path_factory: pyt
     import edgebert
 
     return edgebert.convert(tiny_ckpt, tmp_path_factory.mktemp("art") / "tiny-int8", "int8", calibration_file)
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgebert.model.tinyml import train
+
+    return train("digits", tmp_path_factory.mktemp("tinyml") / "digits", steps=300)[0]
+
+
+@pytest.fixture(scope="session")
+def digits_artifact(digits_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    import edgebert
+
+    return edgebert.convert(digits_model, tmp_path_factory.mktemp("art") / "digits-int8", "int8",
+                            digits_model / "calibration.npy")

@@ -1,0 +1,130 @@
+"""OnlineLearner: hand-written gradients vs finite differences, learning, classes, state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebert.errors import InputError
+from edgebert.runtime import OnlineLearner
+
+
+def numeric_grads(learner: OnlineLearner, X: np.ndarray, T: np.ndarray, eps: float = 1e-3) -> list[np.ndarray]:
+    out = []
+    for p in learner.params():
+        g = np.zeros_like(p, dtype=np.float64)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + eps
+            up = learner.loss_and_grads(X, T)[0]
+            p[idx] = old - eps
+            down = learner.loss_and_grads(X, T)[0]
+            p[idx] = old
+            g[idx] = (up - down) / (2 * eps)
+        out.append(g)
+    return out
+
+
+@pytest.mark.parametrize("loss, hidden", [("xent", ()), ("xent", (7, 5)), ("mse", ()), ("mse", (6,))])
+def test_gradients_match_finite_differences(loss: str, hidden: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(0)
+    learner = OnlineLearner(4, 3, hidden, loss, seed=1)
+    for W in learner.W:  # non-zero output layer so that every gradient is exercised
+        W += rng.normal(0, 0.5, W.shape).astype(np.float32)
+    X = rng.normal(0, 1, (5, 4))
+    T = rng.integers(0, 3, 5) if loss == "xent" else rng.normal(0, 1, (5, 3))
+    for i in range(len(learner.W)):  # float64 copies for a clean finite difference
+        learner.W[i], learner.b[i] = learner.W[i].astype(np.float64), learner.b[i].astype(np.float64)
+
+    _, analytic = learner.loss_and_grads(X, T)
+    numeric = numeric_grads(learner, X, T)
+
+    for a, n in zip(analytic, numeric, strict=True):
+        np.testing.assert_allclose(a, n, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_learning_a_separable_stream_with_classes_added_at_run_time(optimizer: str) -> None:
+    rng = np.random.default_rng(0)
+    centers = {"a": np.array([2.0, 0, 0]), "b": np.array([0, 2.0, 0]), "c": np.array([0, 0, 2.0])}
+    learner = OnlineLearner(3, 0, optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 0.05)
+
+    for step in range(600):
+        label = "abc"[step % 2] if step < 300 else "abc"[step % 3]  # class "c" appears mid-stream
+        learner.learn_one(centers[label] + rng.normal(0, 0.3, 3), label)
+
+    test = [(centers[k] + rng.normal(0, 0.3, 3), k) for k in "abc" for _ in range(20)]
+    accuracy = np.mean([learner.predict_one(x) == y for x, y in test])
+    assert learner.labels == ["a", "b", "c"] and learner.n_outputs == 3
+    assert accuracy > 0.95
+    assert set(learner.predict_proba_one(centers["c"])) == {"a", "b", "c"}
+
+
+def test_regression_loss_falls() -> None:
+    rng = np.random.default_rng(0)
+    learner = OnlineLearner(1, 1, (16,), "mse", "adam", lr=0.01)
+    xs = rng.uniform(-1, 1, (2000, 1))
+
+    losses = [learner.learn_one(x, 3.0 * x) for x in xs]
+
+    assert np.mean(losses[-200:]) < 0.05 * np.mean(losses[:200])
+
+
+def test_replay_buffer_keeps_a_bounded_sample() -> None:
+    learner = OnlineLearner(2, 0, replay=16, replay_batch=4)
+
+    for i in range(100):
+        learner.learn_one([float(i % 2), 1.0], str(i % 2))
+
+    assert learner._seen == 100 and learner._buf_x.shape == (16, 2)
+    assert {y for y in learner._buf_y} <= {0, 1}
+
+
+def test_weights_round_trip_and_bad_weights_are_refused() -> None:
+    a, b = OnlineLearner(4, 2, (3,), seed=1), OnlineLearner(4, 2, (3,), seed=2)
+    a.W[-1] += 1.0
+
+    b.set_weights(a.get_weights())
+
+    np.testing.assert_array_equal(b.predict_proba(np.ones((1, 4))) if b.labels else b._forward(np.ones((1, 4)))[0],
+                                  a._forward(np.ones((1, 4)))[0])
+    assert a.get_weights()["layers.0.weight"].shape == (3, 4)  # (out, in)
+    with pytest.raises(InputError, match="expected layers.1 of shapes"):
+        b.set_weights({**a.get_weights(), "layers.1.weight": np.zeros((5, 5), np.float32)})
+    with pytest.raises(InputError, match="NaN"):
+        b.set_weights({**a.get_weights(), "layers.0.bias": np.full(3, np.nan, np.float32)})
+
+
+@pytest.mark.parametrize("optimizer, replay", [("adam", 0), ("sgd", 8)])
+def test_save_load_resumes_exactly(tmp_path: Path, optimizer: str, replay: int) -> None:
+    rng = np.random.default_rng(0)
+    data = [(rng.normal(0, 1, 5), int(rng.integers(0, 3))) for _ in range(40)]
+    straight = OnlineLearner(5, 0, (4,), optimizer=optimizer, replay=replay, seed=3)
+    for x, y in data:
+        straight.learn_one(x, y)
+    resumed = OnlineLearner(5, 0, (4,), optimizer=optimizer, replay=replay, seed=3)
+    for x, y in data[:20]:
+        resumed.learn_one(x, y)
+
+    resumed.save(tmp_path / "state.safetensors")
+    loaded = OnlineLearner.load(tmp_path / "state.safetensors")
+    loaded._rng = resumed._rng  # the replay sampler's position
+    for x, y in data[20:]:
+        loaded.learn_one(x, y)
+
+    for k, v in straight.get_weights().items():
+        np.testing.assert_allclose(loaded.get_weights()[k], v, rtol=1e-6, atol=1e-7)
+    assert loaded.labels == straight.labels and list(tmp_path.iterdir()) == [tmp_path / "state.safetensors"]
+
+
+def test_bad_inputs_are_clear() -> None:
+    learner = OnlineLearner(3, 1, loss="mse")
+
+    with pytest.raises(InputError, match="expected 3 features"):
+        learner.learn_one([1.0, 2.0], [1.0])
+    with pytest.raises(InputError, match="loss: expected one of"):
+        OnlineLearner(3, 1, loss="hinge")
+    with pytest.raises(InputError, match="expected a learner state"):
+        OnlineLearner.load(Path(__file__))
