@@ -38,7 +38,7 @@ class OnlineLearner:
                              f"n_outputs={n_outputs}, hidden={tuple(hidden)}, lr={lr}")
         self.input_dim, self.loss, self.optimizer, self.lr = input_dim, loss, optimizer, float(lr)
         self.hidden = tuple(int(h) for h in hidden)
-        self.momentum = momentum
+        self.momentum = float(momentum)
         self._rng = np.random.default_rng(seed)
         sizes = [input_dim, *self.hidden, n_outputs]
         # W (in, out) for x @ W; He init for ReLU layers, zeros for the output layer (a new head starts neutral)
@@ -65,7 +65,8 @@ class OnlineLearner:
         return self.W[-1].shape[1]
 
     def _reset_optimizer(self) -> None:
-        self._m = [np.zeros_like(p) for p in self.params()]
+        needs_m = self.optimizer == "adam" or bool(self.momentum)
+        self._m = [np.zeros_like(p) for p in self.params()] if needs_m else []
         self._v = [np.zeros_like(p) for p in self.params()] if self.optimizer == "adam" else []
         self._t = 0
 
