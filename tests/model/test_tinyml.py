@@ -59,3 +59,21 @@ def test_mlp_dir_with_wrong_shapes_is_refused(digits_model, tmp_path: Path) -> N
 
     with pytest.raises(CheckpointError, match=r"layers.0.weight of shape \(16, 64\)"):
         load_mlp(bad)
+
+
+def test_tinyml_train_cli_then_convert_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "edgebert", *a], capture_output=True, text=True,  # noqa: E731
+                                    timeout=300)
+    out = tmp_path / "digits"
+
+    trained = run("tinyml", "train", "digits", "--out", str(out), "--steps", "100")
+    again = run("tinyml", "train", "digits", "--out", str(out), "--steps", "100")
+    converted = run("convert", str(out), "--calibration", str(out / "calibration.npy"), "--out", str(tmp_path / "a"),
+                    "--quiet")
+
+    assert trained.returncode == 0 and "edgebert convert" in trained.stdout
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert converted.returncode == 0 and "MLP 64-32-32-10" in converted.stdout and "argmax agreement" in converted.stdout
