@@ -1,0 +1,105 @@
+"""Aggregation maths: named float32 arrays in, named float32 arrays out; no I/O.
+
+- ``fedavg``: sample-weighted average of client weights (McMahan et al., 2017).
+- ``reptile_update``: theta <- theta + eps * mean_i(phi_i - theta) (Nichol et al., 2018;
+  TinyReptile, Ren et al., 2023). With eps = 1 and sample weights it is FedAvg.
+- ``fedprox_gradient``: the device-side proximal term mu * (w - w_global) (Li et al., 2020).
+- Robust options on updates (deltas): norm clipping, coordinate-wise median, trimmed mean
+  (Yin et al., 2018).
+- ``check_update``: the reason an update must be rejected (wrong names/shapes, NaN/Inf), or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Weights = dict[str, np.ndarray]
+ROBUST = ("none", "median", "trimmed_mean")
+
+
+def check_update(update: Weights, reference: Weights) -> str | None:
+    """Why ``update`` cannot be aggregated with ``reference``'s layout, or None if it can."""
+    if set(update) != set(reference):
+        missing, extra = sorted(set(reference) - set(update)), sorted(set(update) - set(reference))
+        return f"expected tensors {sorted(reference)}, found missing {missing} and extra {extra}"
+    for name, ref in reference.items():
+        arr = update[name]
+        if arr.shape != ref.shape:
+            return f"expected {name} of shape {ref.shape}, found {arr.shape}"
+        if not np.issubdtype(arr.dtype, np.floating):
+            return f"expected {name} as floats, found {arr.dtype}"
+        if not np.isfinite(arr).all():
+            return f"expected finite values in {name}, found NaN/Inf"
+    return None
+
+
+def fedavg(weights: Sequence[Weights], samples: Sequence[int]) -> Weights:
+    """Sample-weighted mean of client weights."""
+    if not weights or len(weights) != len(samples):
+        raise ValueError(f"fedavg: expected as many sample counts as clients (>0), found {len(weights)} and {len(samples)}")
+    total = float(sum(samples))
+    if total <= 0:
+        raise ValueError("fedavg: expected a positive total sample count")
+    return {k: (sum(w[k].astype(np.float64) * (n / total) for w, n in zip(weights, samples, strict=True))
+                ).astype(np.float32) for k in weights[0]}
+
+
+def deltas(weights: Sequence[Weights], base: Weights) -> list[Weights]:
+    return [{k: w[k] - base[k] for k in base} for w in weights]
+
+
+def clip_norm(delta: Weights, max_norm: float) -> Weights:
+    """Scale a whole update so that its global L2 norm is at most ``max_norm``."""
+    norm = float(np.sqrt(sum(float((v.astype(np.float64) ** 2).sum()) for v in delta.values())))
+    if norm <= max_norm or norm == 0.0:
+        return delta
+    return {k: (v * (max_norm / norm)).astype(np.float32) for k, v in delta.items()}
+
+
+def combine(updates: Sequence[Weights], samples: Sequence[int], rule: str = "none", trim: float = 0.1) -> Weights:
+    """One update from many: sample-weighted mean, coordinate-wise median, or trimmed mean."""
+    if rule == "none":
+        return fedavg(updates, samples)
+    stacked = {k: np.stack([u[k] for u in updates]) for k in updates[0]}
+    if rule == "median":
+        return {k: np.median(v, axis=0).astype(np.float32) for k, v in stacked.items()}
+    if rule == "trimmed_mean":
+        cut = int(len(updates) * trim)
+        if 2 * cut >= len(updates):
+            raise ValueError(f"trimmed_mean: trim {trim} removes every one of {len(updates)} updates")
+        return {k: np.sort(v, axis=0)[cut:len(updates) - cut].mean(axis=0).astype(np.float32) for k, v in stacked.items()}
+    raise ValueError(f"rule: expected one of {ROBUST}, found {rule!r}")
+
+
+def reptile_update(theta: Weights, adapted: Sequence[Weights], samples: Sequence[int], step: float = 1.0,
+                   rule: str = "none", max_norm: float | None = None, trim: float = 0.1) -> Weights:
+    """theta + step * combine_i(clip(phi_i - theta)). ``step=1, rule='none'`` is FedAvg."""
+    ups = deltas(adapted, theta)
+    if max_norm is not None:
+        ups = [clip_norm(u, max_norm) for u in ups]
+    move = combine(ups, samples, rule, trim)
+    return {k: (theta[k] + step * move[k]).astype(np.float32) for k in theta}
+
+
+def fedprox_gradient(weights: Weights, global_weights: Weights, mu: float) -> Weights:
+    """Gradient of (mu/2)||w - w_global||^2, added to the local loss's gradient on the device."""
+    return {k: (mu * (weights[k] - global_weights[k])).astype(np.float32) for k in weights}
+
+
+def quantize_int8(delta: Weights, residual: Weights | None) -> tuple[dict[str, tuple[np.ndarray, float]], Weights]:
+    """Per-tensor symmetric int8 of (delta + residual) with error feedback (Seide et al., 2014):
+    returns the codes with their scale, and the new residual (what int8 could not carry)."""
+    codes, new_residual = {}, {}
+    for k, v in delta.items():
+        x = v + (residual[k] if residual else 0.0)
+        scale = float(np.abs(x).max()) / 127.0 or 1.0
+        q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
+        codes[k] = (q, scale)
+        new_residual[k] = (x - q.astype(np.float32) * scale).astype(np.float32)
+    return codes, new_residual
+
+
+def dequantize_int8(codes: dict[str, tuple[np.ndarray, float]]) -> Weights:
+    return {k: q.astype(np.float32) * np.float32(scale) for k, (q, scale) in codes.items()}
