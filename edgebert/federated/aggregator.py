@@ -1,0 +1,273 @@
+"""The aggregator: runs a job's rounds over a Channel, persisting its state after every step.
+
+Round r: pick participants (deterministic in (seed, r): fraction of the known devices, at least
+``min_participants``), publish the global model (retained) with the participants and a deadline,
+accept updates (right round, selected, first one per device, valid tensors), close the round on
+quorum or at the deadline (late updates for a closed round are acknowledged as stale), aggregate
+(Reptile step or FedAvg, optional robust rule and clipping), persist, publish the next model.
+
+State on disk (``state_dir``): ``state.json`` (the commit point, written last), the global model
+``model-r{round}.safetensors``, and one ``updates/r{round}-{device}.safetensors`` per accepted
+update. A killed aggregator resumes from it mid-round; it re-announces the round listing the
+devices it still misses, and a device that already sent resends its cached update, so the run ends
+with the model an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebert.errors import InputError
+from edgebert.federated.aggregate import ROBUST, Weights, check_update, dequantize_int8, reptile_update
+from edgebert.federated.protocol import Message
+from edgebert.federated.transport import Channel
+
+ALGORITHMS = ("reptile", "fedavg")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    job: str
+    task: str
+    algorithm: str = "reptile"
+    rounds: int = 10
+    fraction: float = 0.1
+    min_participants: int = 2
+    quorum: float = 1.0  # share of the selected devices whose updates close a round early
+    deadline_s: float = 30.0
+    server_step: float = 1.0  # Reptile's epsilon; FedAvg uses 1
+    robust: str = "none"
+    clip: float | None = None
+    inner_steps: int = 10
+    inner_lr: float = 0.02
+    shots: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"--algorithm: expected one of {ALGORITHMS}, found {self.algorithm!r}")
+        if self.robust not in ROBUST:
+            raise InputError(f"robust: expected one of {ROBUST}, found {self.robust!r}")
+        if not (0 < self.fraction <= 1 and 0 < self.quorum <= 1 and self.rounds > 0 and self.min_participants > 0
+                and self.deadline_s > 0 and self.server_step > 0):
+            raise InputError("job: expected 0 < fraction, quorum <= 1 and positive rounds, min_participants, "
+                             "deadline and server step")
+
+    def to_info(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _save_tensors(path: Path, tensors: Weights, meta: dict[str, str] | None = None) -> None:
+    from safetensors.numpy import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def _load_tensors(path: Path) -> tuple[Weights, dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+@dataclass
+class RoundLog:
+    round: int
+    selected: int
+    accepted: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    closed_by: str = ""
+
+
+class Aggregator:
+    def __init__(self, channel: Channel, config: JobConfig, init: Weights, state_dir: Path,
+                 devices: list[str] | None = None) -> None:
+        self.ch, self.cfg, self.dir = channel, config, Path(state_dir)
+        self.lock = threading.RLock()
+        self.known: set[str] = set(devices or [])
+        self.logs: list[RoundLog] = []
+        self.done = threading.Event()
+        self.round_closed = threading.Condition(self.lock)
+        (self.dir / "updates").mkdir(parents=True, exist_ok=True)
+        if (self.dir / "state.json").is_file():
+            self._resume()
+        else:
+            self.round, self.weights = 0, {k: v.astype(np.float32) for k, v in init.items()}
+            self.selected: list[str] = []
+            self.accepted: dict[str, tuple[Weights, int]] = {}
+            self._commit()
+        self._opened_at = time.monotonic()
+        self._bytes_in0, self._bytes_out0 = channel.received_bytes, channel.sent_bytes
+        self.rejected: dict[str, int] = {}
+        t = channel.topics
+        channel.subscribe(t.updates(config.job), self._on_update)
+        channel.subscribe(t.statuses(), self._on_status)
+
+    # ---------------------------------------------------------------- persistence
+    def _commit(self) -> None:
+        _save_tensors(self.dir / f"model-r{self.round}.safetensors", self.weights)
+        state = {"round": self.round, "selected": self.selected, "logs": [asdict(x) for x in self.logs],
+                 "known": sorted(self.known), "config": self.cfg.to_info()}
+        tmp = self.dir / ".state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.dir / "state.json")  # the commit point
+        for old in self.dir.glob("model-r*.safetensors"):
+            if old.name != f"model-r{self.round}.safetensors":
+                old.unlink(missing_ok=True)
+        for old in (self.dir / "updates").glob("r*-*.safetensors"):
+            if not old.name.startswith(f"r{self.round}-"):
+                old.unlink(missing_ok=True)
+
+    def _resume(self) -> None:
+        state = json.loads((self.dir / "state.json").read_text())
+        self.round, self.selected = int(state["round"]), list(state["selected"])
+        self.known |= set(state.get("known", []))
+        self.logs = [RoundLog(**x) for x in state.get("logs", [])]
+        self.weights = _load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
+        self.accepted = {}
+        for path in sorted((self.dir / "updates").glob(f"r{self.round}-*.safetensors")):
+            tensors, meta = _load_tensors(path)
+            self.accepted[meta["device"]] = (tensors, int(meta["samples"]))
+
+    # ---------------------------------------------------------------- rounds
+    def select(self, round_: int) -> list[str]:
+        pool = sorted(self.known)
+        n = min(len(pool), max(self.cfg.min_participants, int(round(self.cfg.fraction * len(pool)))))
+        rng = np.random.default_rng([self.cfg.seed, round_])
+        return sorted(rng.choice(pool, n, replace=False).tolist()) if n else []
+
+    def start_round(self) -> None:
+        with self.lock:
+            if not self.selected:
+                self.selected = self.select(self.round)
+                self._commit()
+            self._opened_at = time.monotonic()
+            self._bytes_in0, self._bytes_out0 = self.ch.received_bytes, self.ch.sent_bytes
+            self.rejected = {}
+            missing = [d for d in self.selected if d not in self.accepted]
+            info = {"participants": self.selected, "missing": missing, "deadline": time.time() + self.cfg.deadline_s,
+                    "config": self.cfg.to_info()}
+        self.ch.send(self.ch.topics.model(self.cfg.job),
+                     Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
+                             info=info, tensors=self.weights), retain=True)
+        self._maybe_close("quorum")
+
+    def _reject(self, device: str, reason: str) -> None:
+        key = reason.split(":")[0]
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        self.ch.send(self.ch.topics.ack(self.cfg.job, device),
+                     Message("ack", self.ch.me, job=self.cfg.job, round=self.round, info={"accepted": False,
+                                                                                         "reason": reason}))
+
+    def _on_status(self, topic: str, msg: Message) -> None:
+        if msg.kind == "status" and msg.info.get("status") == "online" and topic.split("/")[-2] == msg.sender:
+            with self.lock:
+                self.known.add(msg.sender)
+
+    def _on_update(self, topic: str, msg: Message) -> None:
+        device = topic.rsplit("/", 1)[-1]
+        with self.lock:
+            if msg.kind != "update" or msg.sender != device:
+                self._reject(device, f"unauthenticated: sender {msg.sender!r} does not own topic {topic!r}")
+                return
+            if msg.job != self.cfg.job or msg.round != self.round:
+                self._reject(device, f"stale: expected round {self.round}, found {msg.round}")
+                return
+            if device not in self.selected:
+                self._reject(device, f"not selected: {device} is not a participant of round {self.round}")
+                return
+            if device in self.accepted:
+                self.rejected["duplicate"] = self.rejected.get("duplicate", 0) + 1
+                return
+            tensors = msg.tensors
+            if msg.info.get("encoding") == "int8-delta":
+                try:
+                    codes = {k: (tensors[k], float(tensors[f"{k}.scale"][0])) for k in self.weights}
+                except KeyError as exc:
+                    self._reject(device, f"malformed: expected int8 codes and scales, found no {exc}")
+                    return
+                tensors = {k: self.weights[k] + d for k, d in dequantize_int8(codes).items()}
+            reason = check_update(tensors, self.weights)
+            if reason is None and msg.samples <= 0:
+                reason = f"expected a positive sample count, found {msg.samples}"
+            if reason is not None:
+                self._reject(device, f"invalid: {reason}")
+                return
+            _save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
+                          {"device": device, "samples": str(msg.samples)})
+            self.accepted[device] = (tensors, msg.samples)
+        self.ch.send(self.ch.topics.ack(self.cfg.job, device),
+                     Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
+        self._maybe_close("quorum")
+
+    def _maybe_close(self, why: str) -> None:
+        with self.lock:
+            if self.done.is_set() or not self.selected:
+                return
+            need = max(1, int(np.ceil(self.cfg.quorum * len(self.selected))))
+            if why == "quorum" and len(self.accepted) < need:
+                return
+            if not self.accepted:  # a deadline with nothing in: keep the model, move on
+                new = self.weights
+            else:
+                names = sorted(self.accepted)  # order-independent result
+                step = self.cfg.server_step if self.cfg.algorithm == "reptile" else 1.0
+                new = reptile_update(self.weights, [self.accepted[n][0] for n in names],
+                                     [self.accepted[n][1] for n in names], step=step, rule=self.cfg.robust,
+                                     max_norm=self.cfg.clip)
+            self.logs.append(RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
+                                      time.monotonic() - self._opened_at, self.ch.received_bytes - self._bytes_in0,
+                                      self.ch.sent_bytes - self._bytes_out0, why))
+            self.weights, self.round, self.selected, self.accepted = new, self.round + 1, [], {}
+            self._commit()
+            self.round_closed.notify_all()
+            finished = self.round >= self.cfg.rounds
+        if finished:
+            self.done.set()
+            self.ch.send(self.ch.topics.model(self.cfg.job),
+                         Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
+                                 info={"participants": [], "final": True}, tensors=self.weights), retain=True)
+        else:
+            self.start_round()
+
+    def check_deadline(self) -> None:
+        with self.lock:
+            late = self.selected and not self.done.is_set() and \
+                time.monotonic() - self._opened_at > self.cfg.deadline_s
+        if late:
+            self._maybe_close("deadline")
+
+    def run(self, timeout: float | None = None, wait_for_devices: float = 30.0) -> Weights:
+        """Run every remaining round (blocking); returns the final global model."""
+        deadline = time.monotonic() + wait_for_devices
+        while len(self.known) < self.cfg.min_participants and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if len(self.known) < self.cfg.min_participants:
+            raise InputError(f"job {self.cfg.job}: expected at least {self.cfg.min_participants} devices online, "
+                             f"found {len(self.known)}")
+        if self.round >= self.cfg.rounds:
+            self.done.set()
+            return self.weights
+        self.start_round()
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.done.wait(0.05):
+            self.check_deadline()
+            if end is not None and time.monotonic() > end:
+                break
+        return self.weights
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [asdict(x) for x in self.logs]
