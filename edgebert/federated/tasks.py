@@ -46,6 +46,10 @@ class DeviceTask:
             return float(rng.uniform(0.1, 5.0)), float(rng.uniform(0.0, np.pi))
         return float(rng.uniform(0.5, 1.0)), float(rng.uniform(-0.3, 0.3))  # gain, offset
 
+    def round_data(self, round_: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The device's own ``n`` samples for a round (deterministic in device and round)."""
+        return self.sample(n, np.random.default_rng([self.device_seed, round_]))
+
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         a, b = self._params()
         if self.task == "sine":

@@ -18,9 +18,9 @@ def fleet(bus: InMemoryBus, topics: Topics, n: int, job: str = "sine", int8: boo
     clients = []
     for i in range(n):
         task = DeviceTask("sine", device_seed=i)
-        data = (lambda r, k, t=task, i=i: t.sample(k, np.random.default_rng([i, r])))
         clients.append(DeviceClient(Channel(bus.client(f"dev{i}"), topics, f"dev{i}"), job,
-                                    new_learner("sine", 0.02, seed=i), data, inner_steps=5, int8_updates=int8))
+                                    new_learner("sine", 0.02, seed=i), task.round_data, inner_steps=5,
+                                    int8_updates=int8))
     return clients
 
 
