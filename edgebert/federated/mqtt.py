@@ -74,6 +74,7 @@ class MqttLoop:
         self.sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full buffer means a wake-up is already pending
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._calls: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -82,17 +83,23 @@ class MqttLoop:
         self._thread = threading.Thread(target=self._run, name="edgebert-mqtt", daemon=True)
         self._thread.start()
 
+    def in_loop(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the loop thread (selector changes happen there only)."""
+        if self.in_loop():
+            fn()
+            return
         with self._lock:
             self._calls.append(fn)
         try:
             self._wake_w.send(b"x")
-        except OSError:
+        except (BlockingIOError, OSError):
             pass
 
     def call_wait(self, fn: Callable[[], object], timeout: float = 30.0) -> object:
-        if threading.current_thread() is self._thread:
+        if self.in_loop():
             return fn()
         done = threading.Event()
         box: dict[str, object] = {}

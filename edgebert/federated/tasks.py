@@ -19,7 +19,7 @@ from edgebert.runtime.online import OnlineLearner
 SIZES = {"sine": (1, (40, 40), 1, "mse"), "digits": (64, (32, 32), 10, "xent")}
 
 
-def new_learner(task: str, lr: float, seed: int = 0, optimizer: str = "sgd") -> OnlineLearner:
+def new_learner(task: str, lr: float = 0.01, seed: int = 0, optimizer: str = "sgd") -> OnlineLearner:
     d_in, hidden, d_out, loss = SIZES[task]
     learner = OnlineLearner(d_in, d_out, hidden, loss, optimizer, lr, seed=seed,
                             labels=list(range(d_out)) if loss == "xent" else None)
@@ -80,7 +80,7 @@ def adapt(learner: OnlineLearner, x: np.ndarray, y: np.ndarray, steps: int, batc
 
 
 def few_shot_score(task: str, init: dict[str, np.ndarray], tasks: list[DeviceTask], shots: int = 10,
-                   steps: int = 32, lr: float = 0.02, seed: int = 0) -> float:
+                   steps: int = 32, lr: float = 0.01, seed: int = 0) -> float:
     """Mean MSE (sine) or accuracy (digits) on unseen devices after ``shots``-shot adaptation."""
     scores = []
     for i, t in enumerate(tasks):
