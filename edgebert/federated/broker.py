@@ -61,7 +61,10 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self._broker is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(30)
+            try:
+                asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(10)
+            except (TimeoutError, RuntimeError):
+                pass  # a client that never says goodbye must not keep the process alive
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

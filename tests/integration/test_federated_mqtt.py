@@ -1,0 +1,190 @@
+"""Federated learning through real brokers: Mosquitto (127.0.0.1:1883, or one started by the test)
+and the embedded amqtt broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+
+from edgebert.federated.broker import EmbeddedBroker, free_port
+from edgebert.federated.client import DeviceClient
+from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
+from edgebert.federated.protocol import Message, Topics
+from edgebert.federated.simulate import SimConfig, simulate
+from edgebert.federated.tasks import DeviceTask, new_learner
+from edgebert.federated.transport import Channel, wait_until
+
+MOSQUITTO = "mqtt://127.0.0.1:1883"
+
+
+def mosquitto_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 1883), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_mosquitto = pytest.mark.skipif(not mosquitto_up(), reason="Mosquitto is not running on 127.0.0.1:1883 "
+                                                                 "(.ci/run starts it)")
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[str]:
+    with EmbeddedBroker() as broker:
+        yield broker.url
+
+
+@pytest.mark.parametrize("which", ["mosquitto", "embedded"])
+def test_simulation_runs_every_round_through_a_real_broker(which: str, embedded: str) -> None:
+    if which == "mosquitto" and not mosquitto_up():
+        pytest.skip("Mosquitto is not running")
+    url = MOSQUITTO if which == "mosquitto" else embedded
+
+    result = simulate(SimConfig(devices=30, per_round=6, rounds=3, broker=url, eval_devices=5, int8_updates=True))
+
+    assert [r["accepted"] for r in result["rounds"]] == [6, 6, 6]
+    assert all(r["closed_by"] == "quorum" for r in result["rounds"])
+    assert result["bytes_per_round"]["aggregator"] > 0 and np.isfinite(result["evaluation"]["final"])
+
+
+def devices(url: str, topics: Topics, n: int, loop: MqttLoop, job: str = "sine") -> list[DeviceClient]:
+    out = []
+    for i in range(n):
+        name = f"dev{i}"
+        ch = Channel(MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", loop), topics, name)
+        out.append(DeviceClient(ch, job, new_learner("sine", seed=i), DeviceTask("sine", i).round_data, inner_steps=5))
+    return out
+
+
+def serve(url: str, topics: Topics, state: Path, model_out: Path, rounds: int = 4) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgebert", "federate", "serve", "--broker", url, "--prefix",
+                             topics.prefix, "--fleet", topics.fleet, "--job", "sine", "--rounds", str(rounds),
+                             "--fraction", "1.0", "--min-participants", "4", "--deadline", "60", "--state", str(state),
+                             "--model-out", str(model_out), "--wait", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@needs_mosquitto
+def test_a_killed_aggregator_process_resumes_and_finishes_identically(tmp_path: Path) -> None:
+    loop = MqttLoop()
+    try:
+        # uninterrupted reference run
+        ref_topics = Topics("edgebert-test", f"ref-{uuid.uuid4().hex[:6]}")
+        devices(MOSQUITTO, ref_topics, 4, loop)
+        ref = serve(MOSQUITTO, ref_topics, tmp_path / "ref", tmp_path / "ref.safetensors")
+        assert ref.wait(120) == 0, ref.stderr.read()
+
+        topics = Topics("edgebert-test", f"kill-{uuid.uuid4().hex[:6]}")
+        devices(MOSQUITTO, topics, 4, loop)
+        state = tmp_path / "state"
+        first = serve(MOSQUITTO, topics, state, tmp_path / "out.safetensors")
+        assert wait_until(lambda: len(list((state / "updates").glob("r2-*"))) >= 2, 60, poll=0.001)
+        first.send_signal(signal.SIGKILL)  # mid-round 2, with accepted updates on disk
+        first.wait(10)
+        assert not (tmp_path / "out.safetensors").exists()
+
+        second = serve(MOSQUITTO, topics, state, tmp_path / "out.safetensors")
+        assert second.wait(120) == 0, second.stderr.read()
+    finally:
+        loop.stop()
+    from safetensors.numpy import load_file
+
+    want, got = load_file(str(tmp_path / "ref.safetensors")), load_file(str(tmp_path / "out.safetensors"))
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+@needs_mosquitto
+def test_garbage_oversized_and_nan_messages_never_stop_a_round(tmp_path: Path) -> None:
+    loop = MqttLoop()
+    topics = Topics("edgebert-test", f"evil-{uuid.uuid4().hex[:6]}")
+    evil = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"evil-{uuid.uuid4().hex[:6]}")
+    evil.connect("127.0.0.1", 1883)
+    evil.loop_start()
+    try:
+        devices(MOSQUITTO, topics, 4, loop)
+        agg = serve(MOSQUITTO, topics, tmp_path / "state", tmp_path / "out.safetensors", rounds=3)
+        shapes = new_learner("sine").get_weights()
+        deadline = time.monotonic() + 60
+        while agg.poll() is None and time.monotonic() < deadline:
+            for r in range(3):
+                evil.publish(topics.update("sine", "dev0"), os.urandom(2000), qos=1)
+                evil.publish(topics.update("sine", "dev1"), b"EBF1" + b"\x00\x00\x00\x05" + b"{bad}", qos=1)
+                evil.publish(topics.update("sine", "dev2"), b"x" * (70 * 1024 * 1024), qos=0)  # oversized
+                nan = {k: np.full_like(v, np.nan) for k, v in shapes.items()}
+                evil.publish(topics.update("sine", "dev3"),
+                             Message("update", "dev3", job="sine", round=r, samples=10, tensors=nan).to_bytes(), qos=1)
+            time.sleep(0.05)
+        assert agg.wait(30) == 0, agg.stderr.read()
+    finally:
+        evil.loop_stop()
+        loop.stop()
+    assert (tmp_path / "out.safetensors").is_file()
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
+def test_a_23_mb_payload_passes_a_broker_limited_to_1_mb(tmp_path: Path) -> None:
+    port = free_port()
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 1048576\npersistence false\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop = MqttLoop()
+    try:
+        assert wait_until(lambda: _port_open(port), 10)
+        url = f"mqtt://127.0.0.1:{port}"
+        topics = Topics("edgebert-test", "big")
+        sender = Channel(MqttTransport(BrokerConfig(url), "big-sender", loop), topics, "aggregator",
+                         max_message_bytes=1_000_000)
+        receiver = Channel(MqttTransport(BrokerConfig(url), "big-receiver", loop), topics, "dev")
+        got: list[Message] = []
+        receiver.subscribe(topics.model("big"), lambda t, m: got.append(m))
+        time.sleep(0.3)
+        weights = {"w": np.random.default_rng(0).normal(0, 1, 23 * 1024 * 1024 // 4).astype(np.float32)}
+
+        sender.send(topics.model("big"), Message("model", "aggregator", job="big", tensors=weights))
+
+        assert wait_until(lambda: bool(got), 60)
+        assert np.array_equal(got[0].tensors["w"], weights["w"])
+    finally:
+        loop.stop()
+        proc.terminate()
+        proc.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_device_keeps_learning_while_the_broker_is_down_and_connects_when_it_comes_up() -> None:
+    port = free_port()
+    loop = MqttLoop()
+    try:
+        transport = MqttTransport(BrokerConfig(f"mqtt://127.0.0.1:{port}"), "patient", loop, retry=True)
+        client = DeviceClient(Channel(transport, Topics("edgebert-test", "offline"), "patient"), "sine",
+                              new_learner("sine"), DeviceTask("sine", 1).round_data)
+        x, y = DeviceTask("sine", 1).round_data(0, 50)
+        losses = [client.learn_local(x[i], y[i]) for i in range(50)]
+        assert not transport.connected.is_set() and len(losses) == 50
+
+        with EmbeddedBroker(port):
+            assert wait_until(transport.connected.is_set, 30)
+            transport.close()
+    finally:
+        loop.stop()
