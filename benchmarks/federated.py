@@ -42,7 +42,7 @@ def few_shot(task: str, broker: str | None, rounds: int, devices: int, per_round
     for algorithm in ("reptile", "fedavg"):
         r = simulate(SimConfig(task, devices, per_round, rounds, algorithm, broker, eval_devices=100))
         out[algorithm] = {"final": r["evaluation"]["final"], "round_wall_s": r["round_wall_s"],
-                          "inner_steps": r["config"]["inner_steps"] or (10 if algorithm == "reptile" else 1)}
+                          "inner_steps": r["config"]["inner_steps"] or (32 if algorithm == "reptile" else 1)}
         out["random_init"] = r["evaluation"]["initial"]
         out["metric"] = r["evaluation"]["metric"]
     return out
@@ -74,7 +74,7 @@ def flower(rounds: int, devices: int = 1000, per_round: int = 100) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=30, help="rounds for (a) and (b)")
+    parser.add_argument("--rounds", type=int, default=100, help="rounds for (a) and (b)")
     parser.add_argument("--scaling-rounds", type=int, default=5)
     parser.add_argument("--skip-flower", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "federated.json"))

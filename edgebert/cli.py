@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--rounds", type=int, default=10)
     fs.add_argument("--algorithm", choices=("reptile", "fedavg"), default="reptile")
     fs.add_argument("--broker", help="mqtt://host:port (default: an embedded broker)")
-    fs.add_argument("--inner-steps", type=int, help="local steps per round (default 10 for reptile, 1 for fedavg)")
+    fs.add_argument("--inner-steps", type=int, help="local steps per round (default 32 for reptile, 1 for fedavg)")
     fs.add_argument("--inner-lr", type=float, default=0.01)
     fs.add_argument("--int8-updates", action="store_true", help="send updates as int8 deltas with error feedback")
     fs.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,7 @@ class SimConfig:
     rounds: int = 10
     algorithm: str = "reptile"
     broker: str | None = None
-    inner_steps: int | None = None  # default: 10 for Reptile, 1 (one local epoch on 10 samples) for FedAvg
+    inner_steps: int | None = None  # default: 32 for Reptile, 1 (one local epoch on its 10 samples) for FedAvg
     inner_lr: float = 0.01
     shots: int = 10
     eval_devices: int = 50
@@ -42,7 +42,7 @@ class SimConfig:
 
     @property
     def k(self) -> int:
-        return self.inner_steps or (10 if self.algorithm == "reptile" else 1)
+        return self.inner_steps or (32 if self.algorithm == "reptile" else 1)
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:

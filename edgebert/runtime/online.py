@@ -239,8 +239,8 @@ class OnlineLearner:
                                  f"found {w.shape}/{b.shape}")
             if not (np.isfinite(w).all() and np.isfinite(b).all()):
                 raise InputError(f"weights: expected finite values in layers.{i}, found NaN/Inf")
-            self.W[i] = np.ascontiguousarray(w.T, np.float32)
-            self.b[i] = np.asarray(b, np.float32).copy()
+            self.W[i] = np.array(w.T, dtype=np.float32, order="C", copy=True)  # never a view of the caller's array
+            self.b[i] = np.array(b, dtype=np.float32, copy=True)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         state = self.get_weights()

@@ -128,3 +128,17 @@ def test_bad_inputs_are_clear() -> None:
         OnlineLearner(3, 1, loss="hinge")
     with pytest.raises(InputError, match="expected a learner state"):
         OnlineLearner.load(Path(__file__))
+
+
+@pytest.mark.parametrize("input_dim", [1, 4])  # a (40, 1) weight's transpose is contiguous: no views allowed
+def test_set_weights_copies_so_training_never_touches_the_callers_arrays(input_dim: int) -> None:
+    source = OnlineLearner(input_dim, 1, (5,), "mse", seed=1).get_weights()
+    frozen = {k: v.copy() for k, v in source.items()}
+    learner = OnlineLearner(input_dim, 1, (5,), "mse")
+    learner.set_weights(source)
+
+    for _ in range(5):
+        learner.learn_one(np.ones(input_dim), [3.0])
+
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(source[k], v)
