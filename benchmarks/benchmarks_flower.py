@@ -1,7 +1,7 @@
 """The peer for benchmarks/federated.py (d): the 1000-device sine workload in Flower's simulation.
 
 Same model (the 1-40-40-1 numpy MLP of edgebert.federated.tasks), same device tasks and local
-work (10 SGD steps on 10 samples), FedAvg strategy with 10% of the nodes per round; Flower's own
+work (32 SGD steps on 10 samples), FedAvg strategy with 10% of the nodes per round; Flower's own
 Ray-backed simulation engine. Round time = wall time of the run divided by the rounds (Flower's
 start-up excluded by timing from the first round's configuration to the end).
 """
@@ -34,7 +34,7 @@ def run_flower(rounds: int, devices: int, per_round: int) -> dict:
                                           strict=True)))
         round_ = int(msg.content["config"]["server-round"])
         x, y = DeviceTask("sine", node).round_data(round_, 10)
-        adapt(learner, x, y, 10)
+        adapt(learner, x, y, 32)  # the same local work as the Reptile devices of (c)
         weights = learner.get_weights()
         content = RecordDict({"arrays": ArrayRecord([weights[k] for k in sorted(weights)]),
                               "metrics": MetricRecord({"num-examples": 10})})
