@@ -108,7 +108,7 @@ def main() -> int:
             print(f"\n(d) Flower: {f['skipped']}")
         else:
             print(f"\n(d) Flower {f['flwr']} simulation (Ray), same 1000-device sine workload, 100 per round: "
-                  f"{f['round_s']:.2f} s per round (median) vs EdgeBERT over MQTT {ours:.3f} s: "
+                  f"{f['round_s']:.2f} s per round (mean over the rounds) vs EdgeBERT over MQTT {ours:.3f} s (median): "
                   f"{f['round_s'] / ours:.1f}x")
     large = rows[-1]["round_wall_s"]["median"]
     ratio = s["reptile"]["final"] / s["fedavg"]["final"]
