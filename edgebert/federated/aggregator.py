@@ -149,6 +149,13 @@ class Aggregator:
         rng = np.random.default_rng([self.cfg.seed, round_])
         return sorted(rng.choice(pool, n, replace=False).tolist()) if n else []
 
+    def announce(self) -> None:
+        """The retained job announcement: the job's configuration, for devices that join later."""
+        self.ch.send(self.ch.topics.job(self.cfg.job),
+                     Message("job", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
+                             info={"config": self.cfg.to_info(), "status": "done" if self.done.is_set() else "running"}),
+                     retain=True)
+
     def start_round(self) -> None:
         with self.lock:
             if not self.selected:
@@ -237,6 +244,7 @@ class Aggregator:
             finished = self.round >= self.cfg.rounds
         if finished:
             self.done.set()
+            self.announce()
             self.ch.send(self.ch.topics.model(self.cfg.job),
                          Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
                                  info={"participants": [], "final": True}, tensors=self.weights), retain=True)
@@ -260,7 +268,9 @@ class Aggregator:
                              f"found {len(self.known)}")
         if self.round >= self.cfg.rounds:
             self.done.set()
+            self.announce()
             return self.weights
+        self.announce()
         self.start_round()
         end = None if timeout is None else time.monotonic() + timeout
         while not self.done.wait(0.05):

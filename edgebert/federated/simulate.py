@@ -17,7 +17,7 @@ from edgebert.federated.aggregator import Aggregator, JobConfig
 from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
 from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Topics
+from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
 from edgebert.federated.transport import Channel
 
@@ -67,7 +67,8 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         t0 = time.perf_counter()
         for i in range(cfg.devices):
             name = f"dev{i:05d}"
-            transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", device_loop)
+            will = (topics.status(name), Message("status", name, info={"status": "offline"}).to_bytes())
+            transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", device_loop, will=will)
             clients.append(DeviceClient(Channel(transport, topics, name), cfg.task, new_learner(cfg.task, cfg.inner_lr, i),
                                         task(i).round_data, inner_steps=cfg.k, shots=cfg.shots,
                                         int8_updates=cfg.int8_updates))
@@ -83,8 +84,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         unseen = [task(10_000_000 + i) for i in range(cfg.eval_devices)]
         evaluation = [few_shot_score(cfg.task, init, unseen, cfg.shots)]
         models: list[dict[str, np.ndarray]] = []
-        with agg.round_closed:
-            pass
+        agg.announce()
         agg.start_round()
         while not agg.done.is_set():
             with agg.round_closed:

@@ -41,6 +41,8 @@ def test_rounds_run_to_the_end_with_quorum(tmp_path: Path) -> None:
     assert all(c.final is not None and np.array_equal(c.final["layers.0.weight"], final["layers.0.weight"])
                for c in clients)
     assert sum(len(c.rounds_done) for c in clients) == 12
+    announcement = Message.from_bytes(agg.ch.transport.bus.retained[agg.ch.topics.job("sine")])
+    assert announcement.kind == "job" and announcement.info["status"] == "done" and announcement.info["config"]["rounds"] == 4
 
 
 def test_int8_updates_with_error_feedback_are_accepted(tmp_path: Path) -> None:

@@ -188,3 +188,24 @@ def test_a_device_keeps_learning_while_the_broker_is_down_and_connects_when_it_c
             transport.close()
     finally:
         loop.stop()
+
+
+@needs_mosquitto
+def test_a_device_that_drops_off_is_marked_offline_by_its_last_will() -> None:
+    loop = MqttLoop()
+    topics = Topics("edgebert-test", f"will-{uuid.uuid4().hex[:6]}")
+    statuses: dict[str, str] = {}
+    try:
+        watcher = Channel(MqttTransport(BrokerConfig(MOSQUITTO), f"{topics.fleet}-watcher", loop), topics, "watcher")
+        watcher.subscribe(topics.statuses(), lambda t, m: statuses.__setitem__(m.sender, m.info["status"]))
+        will = (topics.status("dev9"), Message("status", "dev9", info={"status": "offline"}).to_bytes())
+        transport = MqttTransport(BrokerConfig(MOSQUITTO), f"{topics.fleet}-dev9", loop, will=will)
+        DeviceClient(Channel(transport, topics, "dev9"), "sine", new_learner("sine"), DeviceTask("sine", 9).round_data)
+        assert wait_until(lambda: statuses.get("dev9") == "online", 10)
+
+        loop.call_wait(lambda: transport.paho.socket().close())  # the device vanishes: no DISCONNECT sent
+        transport._want = False
+
+        assert wait_until(lambda: statuses.get("dev9") == "offline", 60)
+    finally:
+        loop.stop()

@@ -82,6 +82,7 @@ sys.meta_path.insert(0, Block())
 import json, numpy as np
 from edgebert.runtime import Engine, OnlineLearner
 from edgebert.runtime.device import Device
+import edgebert.federated.client, edgebert.federated.mqtt, edgebert.federated.tasks  # the device side of FL
 text = Engine.load(sys.argv[1]); tiny = Engine.load(sys.argv[2])
 emb = text.embed(['a sentence', 'another one'])
 head = OnlineLearner(emb.shape[1], 0); head.learn_one(emb[0], 'greeting')
