@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from common import finish
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 import edgebert
@@ -120,17 +121,14 @@ def main() -> int:
         print(table(results[-1]), flush=True)
     env = {"python": platform.python_version(), "onnxruntime": ort.__version__, "edgebert": edgebert.__version__,
            "machine": platform.machine(), "cpu_count": __import__("os").cpu_count()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"environment": env, "results": results}, indent=2))
-    print(f"\nwrote {out}")
+    checks: dict[str, bool] = {}
     if results and results[0]["model"] == "all-MiniLM-L6-v2":
         r = results[0]["variants"]["EdgeBERT int8"]
         checks = {"cos mean >= 0.995": r["cos_mean"] >= 0.995, "cos worst >= 0.99": r["cos_worst"] >= 0.99,
                   "model.onnx <= 24 MB": r["bytes"] <= 24e6, "latency <= 0.95x ORT per-channel":
                   r["lat_vs_ort_per_channel"] <= 0.95}
-        print("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()))
-    return 0
+    print()
+    return finish(checks, {"environment": env, "results": results}, args.out)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import finish
 
 from edgebert.federated.simulate import SimConfig, simulate
 
@@ -116,12 +116,7 @@ def main() -> int:
                "Reptile 10-shot MSE <= half of FedAvg's": ratio <= 0.5}
     if "flower" in result and "round_s" in result["flower"]:
         targets["faster than Flower's simulation"] = large < result["flower"]["round_s"]
-    print("targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
-    print(f"wrote {out}")
-    return 0
+    return finish(targets, result, args.out)
 
 
 if __name__ == "__main__":

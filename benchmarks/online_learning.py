@@ -20,7 +20,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # on
     os.environ.setdefault(var, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -28,6 +27,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from common import finish  # noqa: E402
 
 import edgebert  # noqa: E402
 from edgebert.model.tinyml import digits_data, train  # noqa: E402
@@ -247,12 +247,7 @@ def main() -> int:
             gain["head"]["recovered_after"] is not None and gain["head"]["recovered_after"] <= 300
             and gain["frozen_post"] < gain["frozen_pre"] - 0.05,
     }
-    print("targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"wrote {out}")
-    return 0
+    return finish(targets, result, args.out)
 
 
 if __name__ == "__main__":

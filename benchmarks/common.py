@@ -1,0 +1,20 @@
+"""What every benchmark ends with: a targets line and its JSON written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def finish(targets: dict[str, bool], result: dict, out: str | Path) -> int:
+    """Print 'targets: … met/MISSED' and write ``result`` (plus the targets) to ``out``."""
+    if targets:
+        print("targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**result, "targets": targets}, indent=2, default=str))
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return 0
