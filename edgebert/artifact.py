@@ -20,10 +20,6 @@ MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "int8", "binary")
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_path(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -70,9 +70,6 @@ class Graph:
     def copy(self) -> Graph:
         return Graph(self.inputs, self.outputs, list(self.nodes), dict(self.tensors), dict(self.meta))
 
-    def weight_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors.values())
-
     # -- persistence: safetensors holds tensors, its metadata header holds the structure --
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file

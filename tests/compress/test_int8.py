@@ -87,3 +87,25 @@ def test_graph_round_trips_through_safetensors(fp32_and_stats, tmp_path) -> None
 def test_scheme_rejects_bad_settings(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         Int8Scheme(**kwargs)
+
+
+def test_greedy_mixed_precision_switches_the_linear_that_helps_most(fp32_and_stats) -> None:
+    from edgebert.compress.int8 import choose_dynamic
+
+    g, stats, feeds = fp32_and_stats
+    want = reference.run(g, feeds)["sentence_embedding"]
+    calls: list[tuple[str, ...]] = []
+
+    def score(q: Graph) -> float:
+        calls.append(tuple(n.name for n in q.linears() if n.attrs.get("act") == "dynamic"))
+        return float(_cos(reference.run(q, feeds)["sentence_embedding"], want).mean())
+
+    scheme, trail = choose_dynamic(g, stats, Int8Scheme(activation_range="minmax", smoothquant_alpha=None), score,
+                                   budget=1)
+
+    assert len(calls) == 1 + len(g.linears())  # the all-static baseline, then each single switch
+    assert trail[0][0] == "(all static)"
+    if len(trail) > 1:  # a switch is kept only when it scored better than the baseline
+        assert scheme.dynamic == (trail[1][0],) and trail[1][1] > trail[0][1]
+    else:
+        assert scheme.dynamic == ()
