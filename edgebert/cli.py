@@ -219,6 +219,23 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet_credentials(args: argparse.Namespace) -> int:
+    from edgebert.federated.protocol import Topics
+    from edgebert.fleet.security import write_broker_config
+
+    devices = list(args.devices)
+    if args.devices_file:
+        devices += [d.strip() for d in Path(args.devices_file).read_text(encoding="utf-8").splitlines() if d.strip()]
+    if not devices:
+        raise EdgeBertError("devices: expected at least one device id (--devices or --devices-file), found none")
+    paths = write_broker_config(Path(args.out), Topics(args.prefix, args.fleet), devices, args.port,
+                                broker_user=args.broker_user)
+    print(f"wrote {', '.join(str(p) for p in paths.values())} for {len(devices)} devices "
+          f"(passwords only in {paths['credentials.json']}, mode 0600)")
+    print(f"start the broker: mosquitto -c {paths['mosquitto.conf']}")
+    return 0
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -332,6 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     fv.add_argument("--metrics", help="write per-round metrics JSON here")
     fv.add_argument("--model-out", help="write the final global model (safetensors) here")
     fv.set_defaults(func=cmd_federate_serve)
+
+    fl = sub.add_parser("fleet", help="fleet security and provisioning")
+    flsub = fl.add_subparsers(dest="fleet_command", required=True)
+    fc = flsub.add_parser("credentials", help="per-device MQTT credentials, a Mosquitto password file and ACL",
+                          description="Each device may publish only under its own topics and read only what is "
+                                      "meant for it or its fleet; writes passwd, acl, mosquitto.conf and "
+                                      "credentials.json (mode 0600) into --out.")
+    fc.add_argument("--devices", nargs="*", default=[], help="device ids")
+    fc.add_argument("--devices-file", help="a file with one device id per line")
+    fc.add_argument("--prefix", default="edgebert")
+    fc.add_argument("--fleet", default="default")
+    fc.add_argument("--port", type=int, default=1883)
+    fc.add_argument("--out", required=True, help="directory for the generated files")
+    fc.add_argument("--broker-user", help="the user Mosquitto runs as (it must be able to read the 0600 password file)")
+    fc.set_defaults(func=cmd_fleet_credentials)
 
     try:  # the registry is an optional part (extra "registry")
         from registry.cli import add_parser as add_registry_parser
