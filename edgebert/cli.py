@@ -236,6 +236,29 @@ def cmd_fleet_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet_keygen(args: argparse.Namespace) -> int:
+    from edgebert.fleet.signing import keygen
+
+    key, pub = keygen(Path(args.out), force=args.force)
+    print(f"wrote {key} (private, mode 0600) and {pub} (give this one to the devices)")
+    return 0
+
+
+def cmd_fleet_sign(args: argparse.Namespace) -> int:
+    from edgebert.fleet.signing import sign
+
+    print(f"signed: {sign(Path(args.artifact), Path(args.key))}")
+    return 0
+
+
+def cmd_fleet_verify(args: argparse.Namespace) -> int:
+    from edgebert.fleet.signing import verify
+
+    art = verify(Path(args.artifact), Path(args.pub))
+    print(f"verified: {art.manifest.artifact_id} (signature and {len(art.manifest.files)} file hashes)")
+    return 0
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -364,6 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--out", required=True, help="directory for the generated files")
     fc.add_argument("--broker-user", help="the user Mosquitto runs as (it must be able to read the 0600 password file)")
     fc.set_defaults(func=cmd_fleet_credentials)
+    fk = flsub.add_parser("keygen", help="create the fleet's Ed25519 signing key (fleet.key, fleet.pub)")
+    fk.add_argument("--out", required=True, help="directory for fleet.key (0600) and fleet.pub")
+    fk.add_argument("--force", action="store_true", help="replace an existing key")
+    fk.set_defaults(func=cmd_fleet_keygen)
+    fsg = flsub.add_parser("sign", help="sign an artifact's manifest with the fleet key (writes manifest.sig)")
+    fsg.add_argument("artifact")
+    fsg.add_argument("--key", required=True, help="fleet.key")
+    fsg.set_defaults(func=cmd_fleet_sign)
+    fvf = flsub.add_parser("verify", help="check an artifact's signature and every file's sha256")
+    fvf.add_argument("artifact")
+    fvf.add_argument("--pub", required=True, help="fleet.pub")
+    fvf.set_defaults(func=cmd_fleet_verify)
 
     try:  # the registry is an optional part (extra "registry")
         from registry.cli import add_parser as add_registry_parser

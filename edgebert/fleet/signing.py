@@ -1,0 +1,86 @@
+"""Ed25519 signatures for artifacts (RFC 8032, via the ``cryptography`` package).
+
+The fleet key signs an artifact's ``manifest.json`` bytes into ``manifest.sig``; since the
+manifest records the size and sha256 of every other file, verifying the signature and then every
+hash covers the whole artifact. A missing, altered or foreign signature is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgebert.artifact import MANIFEST, Artifact
+from edgebert.errors import ArtifactError, InputError
+
+SIGNATURE = "manifest.sig"
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def keygen(out_dir: Path, force: bool = False) -> tuple[Path, Path]:
+    """Write ``fleet.key`` (PEM, mode 0600) and ``fleet.pub`` (PEM); refuses to overwrite a key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = out_dir / "fleet.key", out_dir / "fleet.pub"
+    if key_path.exists() and not force:
+        raise InputError(f"{key_path}: expected no existing fleet key, found one (use --force to replace it)")
+    key = Ed25519PrivateKey.generate()
+    _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()), 0o600)
+    _write_private(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    return key_path, pub_path
+
+
+def _load(path: Path, private: bool):  # noqa: ANN202 - cryptography key objects
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    try:
+        data = path.read_bytes()
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except FileNotFoundError:
+        raise InputError(f"{path}: expected a PEM {'private' if private else 'public'} key, found no such file") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: expected a PEM Ed25519 key, found: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey if private else Ed25519PublicKey):
+        raise InputError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
+    return key
+
+
+def sign(artifact_dir: Path, key_path: Path) -> Path:
+    """Verify the artifact's hashes, then sign its manifest into ``manifest.sig``."""
+    art = Artifact.load(artifact_dir, verify=True)
+    signature = _load(key_path, private=True).sign((art.path / MANIFEST).read_bytes())
+    _write_private(art.path / SIGNATURE, signature, 0o644)
+    return art.path / SIGNATURE
+
+
+def verify(artifact_dir: Path, public_key_path: Path) -> Artifact:
+    """The artifact, if ``manifest.sig`` is the fleet key's signature of its manifest and every
+    file matches the manifest; ArtifactError saying what failed otherwise."""
+    from cryptography.exceptions import InvalidSignature
+
+    artifact_dir = Path(artifact_dir)
+    sig_path = artifact_dir / SIGNATURE
+    if not sig_path.is_file():
+        raise ArtifactError(f"{artifact_dir}: expected a signed artifact ({SIGNATURE}), found no signature")
+    manifest = artifact_dir / MANIFEST
+    if not manifest.is_file():
+        raise ArtifactError(f"{artifact_dir}: expected {MANIFEST}, found none")
+    try:
+        _load(public_key_path, private=False).verify(sig_path.read_bytes(), manifest.read_bytes())
+    except InvalidSignature:
+        raise ArtifactError(f"{artifact_dir}: expected a manifest signed by the fleet key, found a signature that "
+                            "does not match (tampered manifest or foreign key)") from None
+    return Artifact.load(artifact_dir, verify=True)
