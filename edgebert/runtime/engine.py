@@ -15,6 +15,7 @@ import numpy as np
 
 from edgebert.artifact import Artifact
 from edgebert.errors import ArtifactError, InputError
+from edgebert.model.tokenizer import encode_batch  # tokenizers + numpy only
 from edgebert.runtime.backends import Backend, open_backend
 
 
@@ -69,12 +70,7 @@ class Engine:
             raise InputError("embed: expected a list of strings")
         out = []
         for i in range(0, len(texts), batch_size):
-            encodings = self.tokenizer.encode_batch(texts[i:i + batch_size])
-            seq = max(len(e.ids) for e in encodings)
-            ids = np.zeros((len(encodings), seq), np.int64)
-            mask = np.zeros_like(ids)
-            for row, e in enumerate(encodings):
-                ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
+            ids, mask = encode_batch(self.tokenizer, texts[i:i + batch_size])
             feeds = {"input_ids": ids, "attention_mask": mask}
             if "sentence_embedding" in self.backend.output_names:
                 out.append(self.backend.run(feeds, ["sentence_embedding"])["sentence_embedding"])
