@@ -36,6 +36,13 @@ def run(args: argparse.Namespace) -> int:
         serve(args.store, args.host, args.port)
         return 0
     reg = open_registry(args.store)
+    try:
+        return _dispatch(args, reg)
+    finally:
+        reg.close()  # an embedded store's directory lock is released when the command ends
+
+
+def _dispatch(args: argparse.Namespace, reg: Any) -> int:
     cmd = args.reg_command
     if cmd == "add-device":
         ids = reg.add_device_file(args.file)

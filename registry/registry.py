@@ -302,6 +302,9 @@ class Registry:
     def count_devices(self) -> int:
         return int(self.store.query(PREFIXES + "SELECT (COUNT(?d) AS ?n) WHERE { ?d a eb:Device }")[0]["n"])
 
+    def close(self) -> None:
+        self.store.close()
+
     def dump(self, path: str | Path) -> None:
         self.store.dump(Path(path))
 

@@ -69,6 +69,7 @@ class Store(Protocol):
     def dump(self, path: Path) -> None: ...
     def restore(self, path: Path) -> None: ...
     def count(self) -> int: ...
+    def close(self) -> None: ...
 
 
 def _format_for(path: Path) -> str:
@@ -157,6 +158,14 @@ class OxigraphStore:
     def flush(self) -> None:
         self._store.flush()
 
+    def close(self) -> None:
+        """Drop our handle so that the directory's lock goes now, not whenever the object is collected
+        (anything else still holding this wrapper, e.g. a logged traceback, keeps nothing open)."""
+        store, self._store = self._store, None
+        if store is not None and self.url != "memory":
+            store.flush()
+        del store
+
 
 class SparqlEndpointStore:
     """A remote SPARQL 1.1 endpoint over HTTP (query and update endpoints)."""
@@ -219,6 +228,9 @@ class SparqlEndpointStore:
 
     def count(self) -> int:
         return int(self.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")[0]["n"])
+
+    def close(self) -> None:
+        pass
 
 
 def open_store(spec: str) -> Store:

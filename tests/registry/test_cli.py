@@ -27,9 +27,11 @@ def store(tmp_path: Path, capsys) -> str:
 
 
 def test_match_json_and_export_td(store: str, capsys, tmp_path: Path) -> None:
-    run(capsys, "--store", store, "add-device", str(SELOC / "example_arduino_nano_ble_33_td.ttl"))
+    added, _, err = run(capsys, "--store", store, "add-device", str(SELOC / "example_arduino_nano_ble_33_td.ttl"))
+    assert added == 0, err
 
-    code, out, _ = run(capsys, "--store", store, "--json", "match", "arduino_nano_ble_33-322-000-000-002")
+    code, out, err = run(capsys, "--store", store, "--json", "match", "arduino_nano_ble_33-322-000-000-002")
+    assert code == 0, err
     code_td, _, _ = run(capsys, "--store", store, "export-td", "arduino_nano_ble_33-322-000-000-002",
                         "--out", str(tmp_path / "td.json"))
 
