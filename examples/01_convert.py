@@ -27,3 +27,4 @@ tokenizer = Tokenizer.from_file(str(artifact.file("tokenizer.json")))
 ids, mask = encode_batch(tokenizer, ["Tiny models learn on the device.", "A fleet learns together."])
 emb = measure.session(artifact.onnx_path).run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]
 print("similarity of the two sentences:", float(np.dot(emb[0], emb[1])))
+print("done")

@@ -19,4 +19,4 @@ def test_example_runs(script: Path, tmp_path: Path) -> None:
                             timeout=600, env=env)
 
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "similarity" in result.stdout
+    assert result.stdout.rstrip().endswith("done")
