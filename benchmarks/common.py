@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from edgebert.files import atomic_write
 
 
 def finish(targets: dict[str, bool], result: dict, out: str | Path) -> int:
@@ -13,8 +14,6 @@ def finish(targets: dict[str, bool], result: dict, out: str | Path) -> int:
         print("targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**result, "targets": targets}, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({**result, "targets": targets}, indent=2, default=str))
     print(f"wrote {path}")
     return 0

@@ -260,9 +260,9 @@ def cmd_fleet_verify(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    from edgebert.files import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2, default=str))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,14 +20,14 @@ import onnx
 from tokenizers import Tokenizer
 
 from edgebert import __version__
-from edgebert.artifact import Artifact, Manifest, file_entries
+from edgebert.artifact import Artifact, Manifest, file_entries, sha256_path
 from edgebert.compress.calibrate import calibrate
 from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.compress.lower import lower_bert, lower_mlp
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
-from edgebert.model.checkpoint import load_checkpoint, sha256_file
+from edgebert.model.checkpoint import load_checkpoint
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.tinyml import is_mlp_dir, load_mlp
 from edgebert.model.tokenizer import encode_batch
@@ -117,7 +117,7 @@ def _mlp_source(model_dir: Path, calibration: str | Path | list[str] | None, nee
     n_eval = max(1, int(len(rows) * HELD_OUT_FRACTION)) if len(rows) >= MIN_LINES_FOR_HOLD_OUT else 0
     cal, ev = (rows[:-n_eval], rows[-n_eval:]) if n_eval else (rows, rows)
     batches = [{"x": cal[i:i + 256]} for i in range(0, len(cal), 256)]
-    return Source(lower_mlp(cfg, weights), model_name(model_dir), sha256_file(model_dir / "model.safetensors"),
+    return Source(lower_mlp(cfg, weights), model_name(model_dir), sha256_path(model_dir / "model.safetensors"),
                   cfg.to_dict(), batches, [{"x": ev}] if len(ev) else [], bool(n_eval))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgebert.errors import EdgeBertError
+from edgebert.files import atomic_write
 
 Row = dict[str, Any]
 
@@ -212,9 +213,7 @@ class SparqlEndpointStore:
                                     "application/sparql-query", "application/sparql-results+json"))
         lines = [" ".join(_nquads_term(b[n]) for n in ("s", "p", "o", "g")) + " .\n"
                  for b in raw["results"]["bindings"]]
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, "".join(lines))
 
     def restore(self, path: Path) -> None:
         import pyoxigraph as ox

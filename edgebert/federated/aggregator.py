@@ -16,7 +16,6 @@ with the model an uninterrupted run would have.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from edgebert.errors import InputError
 from edgebert.federated.aggregate import ROBUST, Weights, check_update, dequantize_int8, reptile_update
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
+from edgebert.files import atomic_write
 
 ALGORITHMS = ("reptile", "fedavg")
 
@@ -66,11 +66,9 @@ class JobConfig:
 
 
 def _save_tensors(path: Path, tensors: Weights, meta: dict[str, str] | None = None) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
 
 
 def _load_tensors(path: Path) -> tuple[Weights, dict[str, str]]:
@@ -121,9 +119,7 @@ class Aggregator:
         _save_tensors(self.dir / f"model-r{self.round}.safetensors", self.weights)
         state = {"round": self.round, "selected": self.selected, "logs": [asdict(x) for x in self.logs],
                  "known": sorted(self.known), "config": self.cfg.to_info()}
-        tmp = self.dir / ".state.json.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.dir / "state.json")  # the commit point
+        atomic_write(self.dir / "state.json", json.dumps(state))  # the commit point
         for old in self.dir.glob("model-r*.safetensors"):
             if old.name != f"model-r{self.round}.safetensors":
                 old.unlink(missing_ok=True)

@@ -7,21 +7,13 @@ hash covers the whole artifact. A missing, altered or foreign signature is refus
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from edgebert.artifact import MANIFEST, Artifact
 from edgebert.errors import ArtifactError, InputError
+from edgebert.files import atomic_write
 
 SIGNATURE = "manifest.sig"
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def keygen(out_dir: Path, force: bool = False) -> tuple[Path, Path]:
@@ -34,10 +26,10 @@ def keygen(out_dir: Path, force: bool = False) -> tuple[Path, Path]:
     if key_path.exists() and not force:
         raise InputError(f"{key_path}: expected no existing fleet key, found one (use --force to replace it)")
     key = Ed25519PrivateKey.generate()
-    _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()), 0o600)
-    _write_private(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    atomic_write(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), 0o600)
+    atomic_write(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
     return key_path, pub_path
 
 
@@ -62,7 +54,7 @@ def sign(artifact_dir: Path, key_path: Path) -> Path:
     """Verify the artifact's hashes, then sign its manifest into ``manifest.sig``."""
     art = Artifact.load(artifact_dir, verify=True)
     signature = _load(key_path, private=True).sign((art.path / MANIFEST).read_bytes())
-    _write_private(art.path / SIGNATURE, signature, 0o644)
+    atomic_write(art.path / SIGNATURE, signature)
     return art.path / SIGNATURE
 
 

@@ -7,7 +7,6 @@ sentence-transformers files ``modules.json`` and ``1_Pooling/config.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from edgebert.artifact import sha256_path
 from edgebert.errors import CheckpointError
 from edgebert.model.config import BertConfig
 from edgebert.model.tokenizer import load_tokenizer
@@ -45,14 +45,6 @@ class Checkpoint:
     pooling: Pooling | None
     max_seq_length: int
     sha256: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict:
@@ -155,5 +147,5 @@ def load_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> Checkp
         tokenizer=tokenizer,
         pooling=_read_pooling(model_dir),
         max_seq_length=max_seq,
-        sha256=sha256_file(weights_path),
+        sha256=sha256_path(weights_path),
     )

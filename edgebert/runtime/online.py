@@ -12,7 +12,6 @@ write safetensors atomically (weights, optimizer state, replay buffer, labels).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import InputError
+from edgebert.files import atomic_write
 
 LOSSES = ("xent", "mse")
 OPTIMIZERS = ("sgd", "adam")
@@ -268,17 +268,12 @@ class OnlineLearner:
 
     def save(self, path: str | Path) -> None:
         """Write weights, optimizer state, replay buffer and labels as safetensors, atomically."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         path = Path(path)
         meta = {"config": json.dumps(self.config()), "labels": json.dumps(self.labels),
                 "progress": json.dumps({"steps": self.steps, "t": self._t, "seen": self._seen})}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.state_arrays().items()}, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in self.state_arrays().items()}, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> OnlineLearner:
