@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from edgebert.errors import InputError
-from edgebert.federated.broker import free_port
 from edgebert.federated.mqtt import BrokerConfig, BrokerError, MqttLoop, MqttTransport
 from edgebert.federated.protocol import Topics
 from edgebert.federated.transport import wait_until
 from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_config
+
+from ..net import free_port, port_open
 
 TOPICS = Topics("edgebert", "lab")
 
@@ -55,20 +56,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
     proc = subprocess.Popen(["mosquitto", "-c", str(paths["mosquitto.conf"])], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"mqtt://127.0.0.1:{port}"
-    assert wait_until(lambda: _up(port), 10)
+    assert wait_until(lambda: port_open(port), 10)
     yield url, json.loads(paths["credentials.json"].read_text())
     proc.terminate()
     proc.wait(10)
-
-
-def _up(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def _client(url: str, user: str, password: str, loop: MqttLoop) -> MqttTransport:

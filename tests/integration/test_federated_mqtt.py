@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from edgebert.federated.broker import EmbeddedBroker, free_port
+from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
 from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
 from edgebert.federated.protocol import Message, Topics
@@ -26,15 +25,13 @@ from edgebert.federated.simulate import SimConfig, simulate
 from edgebert.federated.tasks import DeviceTask, new_learner
 from edgebert.federated.transport import Channel, wait_until
 
+from ..net import free_port, port_open
+
 MOSQUITTO = "mqtt://127.0.0.1:1883"
 
 
 def mosquitto_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    return port_open(1883)
 
 
 needs_mosquitto = pytest.mark.skipif(not mosquitto_up(), reason="Mosquitto is not running on 127.0.0.1:1883 "
@@ -143,7 +140,7 @@ def test_a_23_mb_payload_passes_a_broker_limited_to_1_mb(tmp_path: Path) -> None
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     loop = MqttLoop()
     try:
-        assert wait_until(lambda: _port_open(port), 10)
+        assert wait_until(lambda: port_open(port), 10)
         url = f"mqtt://127.0.0.1:{port}"
         topics = Topics("edgebert-test", "big")
         sender = Channel(MqttTransport(BrokerConfig(url), "big-sender", loop), topics, "aggregator",
@@ -162,14 +159,6 @@ def test_a_23_mb_payload_passes_a_broker_limited_to_1_mb(tmp_path: Path) -> None
         loop.stop()
         proc.terminate()
         proc.wait(10)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_a_device_keeps_learning_while_the_broker_is_down_and_connects_when_it_comes_up() -> None:

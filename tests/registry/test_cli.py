@@ -9,8 +9,8 @@ import pytest
 
 from edgebert.cli import main
 
+from ..net import free_port
 from .conftest import SELOC, make_td, write_artifact
-from .test_endpoint import free_port
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

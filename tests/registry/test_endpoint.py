@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edgebert.federated.transport import wait_until
 from registry.describe import DescriptionError
 from registry.registry import open_registry
 from registry.store import StoreError
 
+from ..net import free_port, port_open
 from .conftest import SELOC, make_td
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +26,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen([exe, "serve", "--location", str(tmp_path_factory.mktemp("oxi")), "--bind",
                              f"127.0.0.1:{port}", "--union-default-graph"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_until(lambda: port_open(port), 30, poll=0.1)
     yield f"http://127.0.0.1:{port}/query"
     proc.terminate()
     proc.wait(timeout=10)

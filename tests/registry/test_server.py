@@ -16,8 +16,8 @@ import uvicorn
 from registry.registry import open_registry
 from registry.server import create_app
 
+from ..net import free_port
 from .conftest import SELOC, make_td
-from .test_endpoint import free_port
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,17 @@
+"""Network helpers shared by the tests that start real servers."""
+
+from __future__ import annotations
+
+import socket
+
+from edgebert.federated.broker import free_port
+
+__all__ = ["free_port", "port_open"]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
