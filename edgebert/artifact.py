@@ -3,6 +3,8 @@
 An artifact directory holds ``model.onnx``, ``tokenizer.json``, ``graph.safetensors`` (the
 quantized graph form that the .tflite/C exporters read) and ``manifest.json``, which records
 every other file's size and sha256 so that a device can refuse a tampered or truncated copy.
+A device receives only ``Manifest.device_files()``: ``graph.safetensors`` stays on the host for
+BERT artifacts (TinyML nets keep it: full-net training on the device starts from it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from edgebert.errors import ArtifactError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "int8", "binary")
+HOST_ONLY = "graph.safetensors"
 
 
 def sha256_path(path: Path) -> str:
@@ -63,6 +66,11 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
+    def device_files(self) -> list[str]:
+        """The files a device needs (and provisioning sends); the others are optional on a device."""
+        host_only = set() if self.architecture.get("type") == "mlp" else {HOST_ONLY}
+        return [n for n in self.files if n not in host_only]
+
     @classmethod
     def from_json(cls, text: str, source: str = MANIFEST) -> Manifest:
         try:
@@ -88,9 +96,13 @@ class Artifact:
         return self.path / name
 
     def verify(self) -> None:
-        """Check every file against the manifest's size and sha256; raise ArtifactError if not."""
+        """Check every file against the manifest's size and sha256; raise ArtifactError if not.
+        The device's files must be present; a host-only file is checked when it is there."""
+        required = set(self.manifest.device_files())
         for name, entry in self.manifest.files.items():
             path = self.path / name
+            if not path.is_file() and name not in required:
+                continue
             if not path.is_file():
                 raise ArtifactError(f"{path}: expected a file listed in the manifest, found none")
             size = path.stat().st_size

@@ -259,6 +259,85 @@ def cmd_fleet_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker_config(args: argparse.Namespace):  # noqa: ANN202
+    from edgebert.federated.mqtt import BrokerConfig
+
+    return BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD"), args.ca_file)
+
+
+def cmd_fleet_provision(args: argparse.Namespace) -> int:
+    from edgebert.federated.mqtt import MqttTransport
+    from edgebert.federated.protocol import Topics
+    from edgebert.federated.transport import Channel
+    from edgebert.fleet.provision import ProvisionConfig, Provisioner, plan, table
+    from edgebert.fleet.signing import public_key_of
+    from registry.registry import open_registry
+
+    key = Path(args.key)
+    config = ProvisionConfig(args.fleet, args.wait, args.reoffer, retry_failed=args.retry_failed)
+    reg = open_registry(args.registry)
+    try:
+        rows = plan(reg, key, public_key_of(key), args.fleet)
+        topics = Topics(args.prefix, args.fleet or "default")
+        transport = MqttTransport(_broker_config(args), f"{topics.fleet}-provisioner")
+        print(f"provisioning {len(rows)} devices through {transport.config.redacted()} (topics {topics.root}/artifacts/…)",
+              file=sys.stderr)
+        try:
+            with _progress(not args.quiet) as progress:
+                rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, config).run(progress, args.watch)
+        finally:
+            transport.close()
+    finally:
+        reg.close()
+    print(table(rows))
+    if args.json:
+        _write_json(Path(args.json), {"devices": [
+            {"device": r.iri, "name": r.name, "artifact": r.target.artifact_iri if r.target else None,
+             "result": r.result, "previous": r.previous, "bytes_sent": r.bytes_sent, "note": r.note} for r in rows]})
+    unsettled = [r for r in rows if r.result not in ("active", "up to date")]
+    if unsettled:
+        print(f"edgebert: {len(unsettled)} of {len(rows)} devices are not on their artifact (see the table); "
+              "re-running is safe", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_fleet_agent(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from edgebert.federated.mqtt import MqttTransport
+    from edgebert.federated.protocol import Message, Topics
+    from edgebert.federated.transport import Channel
+    from edgebert.fleet.agent import DeviceAgent
+    from edgebert.fleet.signing import read_public_key
+    from edgebert.fleet.slots import ArtifactSlots
+
+    topics = Topics(args.prefix, args.fleet)
+    public_key = read_public_key(Path(args.pub))
+    offline = Message("status", args.device, info={"status": "offline"}).to_bytes()
+    transport = MqttTransport(_broker_config(args), f"{topics.fleet}-{args.device}",
+                              will=(topics.status(args.device), offline), retry=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+
+    def show(status: dict) -> None:
+        print(json.dumps({"device": args.device, **status}), flush=True)
+
+    agent = DeviceAgent(Channel(transport, topics, args.device), ArtifactSlots(Path(args.state)), public_key,
+                        on_change=show)
+    transport.publish(topics.status(args.device), Message("status", args.device, info={"status": "online"}).to_bytes(),
+                      retain=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        transport.close()
+    return 0 if agent.engine is not None or not args.require_artifact else 1
+
+
 def _write_json(path: Path, data: dict) -> None:
     from edgebert.files import atomic_write
 
@@ -399,6 +478,43 @@ def build_parser() -> argparse.ArgumentParser:
     fvf.add_argument("artifact")
     fvf.add_argument("--pub", required=True, help="fleet.pub")
     fvf.set_defaults(func=cmd_fleet_verify)
+
+    fp = flsub.add_parser("provision", help="put each registered device's best artifact on it, over MQTT",
+                          description="For every device in the registry (or --fleet), the best compatible "
+                                      "artifact is offered (signed, retained), sent in sha256-checked chunks, "
+                                      "verified and self-tested by the device, and each outcome is recorded in "
+                                      "the registry once. Re-running is safe: devices already on their artifact "
+                                      "are left alone and no deployment is recorded twice. Exit 1 if some "
+                                      "devices are not on their artifact when --wait runs out.")
+    fp.add_argument("--registry", required=True, help="registry store: a directory, memory, or a SPARQL endpoint URL")
+    fp.add_argument("--broker", default="mqtt://127.0.0.1:1883",
+                    help="mqtt[s]://host:port (password in $EDGEBERT_MQTT_PASSWORD)")
+    fp.add_argument("--username", default="provisioner", help="MQTT user (default: provisioner)")
+    fp.add_argument("--ca-file", help="CA certificate for mqtts:// brokers")
+    fp.add_argument("--key", required=True, help="fleet.key: artifacts not signed yet are signed with it")
+    fp.add_argument("--fleet", help="only devices that are members of this fleet (and its topics); default: all")
+    fp.add_argument("--prefix", default="edgebert", help="topic prefix")
+    fp.add_argument("--wait", type=float, default=60.0, help="seconds to wait for devices (default 60)")
+    fp.add_argument("--reoffer", type=float, default=5.0, help="seconds between offers to devices not done yet")
+    fp.add_argument("--retry-failed", action="store_true", help="offer again artifacts that failed on a device")
+    fp.add_argument("--watch", action="store_true", help="keep serving (devices coming online later) until Ctrl-C")
+    fp.add_argument("--json", help="write the result table as JSON here")
+    fp.add_argument("--quiet", action="store_true", help="no progress bar")
+    fp.set_defaults(func=cmd_fleet_provision)
+    fa = flsub.add_parser("agent", help="run a device's provisioning agent (receives, verifies, activates artifacts)",
+                          description="Connects as the device, answers signed offers, downloads and checks the "
+                                      "files, self-tests the new artifact and rolls back if it fails. Prints one "
+                                      "JSON line per status change; stops on Ctrl-C or SIGTERM.")
+    fa.add_argument("--device", required=True, help="device id (its MQTT user and topic name)")
+    fa.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="password in $EDGEBERT_MQTT_PASSWORD")
+    fa.add_argument("--username", help="MQTT user (default: none; with per-device credentials: the device id)")
+    fa.add_argument("--ca-file", help="CA certificate for mqtts:// brokers")
+    fa.add_argument("--pub", required=True, help="the fleet's public key (fleet.pub)")
+    fa.add_argument("--state", required=True, help="the device's state directory (artifacts, active.json)")
+    fa.add_argument("--prefix", default="edgebert")
+    fa.add_argument("--fleet", default="default")
+    fa.add_argument("--require-artifact", action="store_true", help="exit 1 if no artifact is active at the end")
+    fa.set_defaults(func=cmd_fleet_agent)
 
     try:  # the registry is an optional part (extra "registry")
         from registry.cli import add_parser as add_registry_parser

@@ -18,6 +18,7 @@ import pyoxigraph as ox
 from edgebert.artifact import Artifact
 from edgebert.errors import InputError
 from registry.vocab import (
+    DCAT,
     EB,
     PROV,
     RDF,
@@ -191,6 +192,7 @@ def manifest_ntriples(art: Artifact) -> str:
         (mdl, iri(RDFS + "label"), lit(f"{m.source['name']} ({m.architecture.get('type')})")),
     ]
     facts += [(a, iri(EB + "usesOp"), lit(op)) for op in m.onnx.get("ops", [])]
+    facts.append((a, iri(DCAT + "downloadURL"), iri(Path(art.path).resolve().as_uri())))  # where provisioning reads it
     if "mean" in fid:
         facts += [(a, iri(EB + "fidelityMean"), lit(float(fid["mean"]))),
                   (a, iri(EB + "fidelityWorst"), lit(float(fid["worst"])))]

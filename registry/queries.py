@@ -13,6 +13,7 @@ COMPATIBLE = """
   OPTIONAL { ?a eb:precision ?precision }
   FILTER(!BOUND(?precision) || EXISTS { ?d eb:supportsPrecision ?precision })
   FILTER NOT EXISTS { ?a eb:usesOp ?op . FILTER NOT EXISTS { ?runtime eb:supportsOp ?op } }
+  FILTER(NOT EXISTS { ?d eb:wantsFamily ?wanted } || EXISTS { ?d eb:wantsFamily ?fam . ?a eb:family ?fam })
 """
 
 MATCH = PREFIXES + """

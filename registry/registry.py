@@ -8,6 +8,7 @@ ones): the store executes it atomically, so a failed or refused write leaves it 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -212,6 +213,52 @@ class Registry:
             f'eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime .' for i, (d, a) in enumerate(pairs))
         self.store.update(PREFIXES + supersede + f"INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ {body} }} }}")
         return len(pairs)
+
+    def record_outcome(self, key: str, device: str, artifact: str, status: str, when: str,
+                       previous: str | None = None) -> bool:
+        """Record one provisioning outcome reported by a device, once: ``key`` (the device's own id
+        for that activation or refusal) names the deployment, so a replayed report — a re-run, a
+        retained status seen again — writes nothing. Returns True if it was new."""
+        if status not in STATUSES:
+            raise InputError(f"status: expected one of {', '.join(STATUSES)}, found {status!r}")
+        bad = next((x for x in (device, artifact, previous) if x is not None and not is_iri(x)), None)
+        if bad is not None:
+            raise InputError(f"deployment: expected device and artifact IRIs, found {bad!r}")
+        _when(when)  # an ISO 8601 time, or ValueError
+        dep = "urn:edgebert:deployment:" + hashlib.sha256(f"{device}\n{key}".encode()).hexdigest()[:32]
+        if self.store.query(f"ASK {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ <{dep}> ?p ?o }} }}")[0]["ask"]:
+            return False
+        prev = f"; eb:previousArtifact <{previous}>" if previous else ""
+        supersede = "" if status != "active" else f"""
+          DELETE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "active" }} }}
+          INSERT {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "superseded" }} }}
+          WHERE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device <{device}> ; eb:status "active" }} }} ;"""
+        self.store.update(PREFIXES + supersede + f"""
+          INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{
+            <{dep}> a eb:Deployment, prov:Activity ; eb:device <{device}> ; eb:artifact <{artifact}> ;
+              eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {prev} . }} }}""")
+        return True
+
+    def active_artifact(self, device: str) -> str | None:
+        """The artifact the registry records as active on ``device`` (an IRI), if any."""
+        rows = self.store.query(PREFIXES + f"""SELECT ?a WHERE {{ ?dep a eb:Deployment ; eb:device <{device}> ;
+                                               eb:status "active" ; eb:artifact ?a }} LIMIT 1""")
+        return str(rows[0]["a"]) if rows else None
+
+    def fleet_devices(self, fleet: str | None = None) -> list[dict[str, Any]]:
+        """Devices (IRI, fleet IRIs), optionally only members of a fleet given by IRI or its last name part."""
+        rows = self.store.query(PREFIXES + """SELECT ?d (GROUP_CONCAT(DISTINCT STR(?f); separator=" ") AS ?fleets)
+            WHERE { ?d a eb:Device . OPTIONAL { ?d eb:memberOf ?f } } GROUP BY ?d ORDER BY ?d""")
+        out = [{"device": r["d"], "fleets": (r["fleets"] or "").split()} for r in rows]
+        if fleet is None:
+            return out
+        return [r for r in out if any(f == fleet or f.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] == fleet
+                                      for f in r["fleets"])]
+
+    def artifact_location(self, artifact: str) -> str | None:
+        """Where the artifact's directory was registered from (dcat:downloadURL), if recorded."""
+        rows = self.store.query(PREFIXES + f"SELECT ?u WHERE {{ <{artifact}> dcat:downloadURL ?u }} LIMIT 1")
+        return str(rows[0]["u"]) if rows else None
 
     def rdflib_dataset(self):  # noqa: ANN201 - rdflib.Dataset; imported lazily
         """The same data through rdflib's API (Oxigraph store via oxrdflib, or a remote endpoint)."""

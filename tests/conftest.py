@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,13 @@ def digits_artifact(digits_model: Path, tmp_path_factory: pytest.TempPathFactory
 
     return edgebert.convert(digits_model, tmp_path_factory.mktemp("art") / "digits-int8", "int8",
                             digits_model / "calibration.npy")
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path, tiny_artifact, digits_artifact) -> Iterator:  # noqa: ANN001
+    """Signed-artifact copies, a fleet key and device agents on a broker (tests/fleetkit.py)."""
+    from .fleetkit import Fleet
+
+    f = Fleet(tmp_path, tiny_artifact, digits_artifact)
+    yield f
+    f.close()

@@ -24,7 +24,7 @@ from edgebert.errors import EdgeBertError
 
 PROTOCOL_VERSION = 1
 MAGIC = b"EBF1"
-KINDS = ("job", "model", "update", "status", "ack", "chunk", "resend")
+KINDS = ("job", "model", "update", "status", "ack", "chunk", "resend", "offer", "file")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -74,6 +74,19 @@ class Topics:
 
     def resend(self, sender: str) -> str:  # requests for missing chunks of sender's payloads
         return f"{self.root}/resend/{sender}"
+
+    # provisioning (docs/fleet.md): provisioner -> device offer (retained) and files; device -> status (retained)
+    def artifact_offer(self, device: str) -> str:
+        return f"{self.root}/artifacts/{device}/offer"
+
+    def artifact_files(self, device: str) -> str:
+        return f"{self.root}/artifacts/{device}/files"
+
+    def artifact_status(self, device: str) -> str:
+        return f"{self.root}/artifacts/{device}/status"
+
+    def artifact_statuses(self) -> str:
+        return f"{self.root}/artifacts/+/status"
 
 
 def _sha(data: bytes) -> str:

@@ -1,8 +1,10 @@
-"""Ed25519 signatures for artifacts (RFC 8032, via the ``cryptography`` package).
+"""Ed25519 signatures for artifacts (RFC 8032).
 
 The fleet key signs an artifact's ``manifest.json`` bytes into ``manifest.sig``; since the
 manifest records the size and sha256 of every other file, verifying the signature and then every
 hash covers the whole artifact. A missing, altered or foreign signature is refused.
+Key generation and signing (host) use the ``cryptography`` package; verification (device) uses
+our pure-Python verifier (``edgebert.fleet.ed25519``), so devices need no crypto library.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from edgebert.artifact import MANIFEST, Artifact
 from edgebert.errors import ArtifactError, InputError
 from edgebert.files import atomic_write
+from edgebert.fleet import ed25519
 
 SIGNATURE = "manifest.sig"
 
@@ -50,6 +53,14 @@ def _load(path: Path, private: bool):  # noqa: ANN202 - cryptography key objects
     return key
 
 
+def public_key_of(key_path: Path) -> bytes:
+    """The raw 32-byte public key of the fleet's private key file."""
+    from cryptography.hazmat.primitives import serialization
+
+    return _load(key_path, private=True).public_key().public_bytes(serialization.Encoding.Raw,
+                                                                   serialization.PublicFormat.Raw)
+
+
 def sign(artifact_dir: Path, key_path: Path) -> Path:
     """Verify the artifact's hashes, then sign its manifest into ``manifest.sig``."""
     art = Artifact.load(artifact_dir, verify=True)
@@ -58,21 +69,35 @@ def sign(artifact_dir: Path, key_path: Path) -> Path:
     return art.path / SIGNATURE
 
 
+def read_public_key(path: Path) -> bytes:
+    """The raw 32-byte fleet public key from ``fleet.pub`` (PEM)."""
+    try:
+        return ed25519.public_key_from_pem(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{path}: expected the fleet's public key (PEM), found no such file") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}, found something else") from None
+
+
+def check_signature(manifest: bytes, signature: bytes, public_key: bytes, where: str) -> None:
+    """ArtifactError unless ``signature`` is the fleet key's signature of ``manifest``."""
+    if not signature:
+        raise ArtifactError(f"{where}: expected a signed artifact ({SIGNATURE}), found no signature")
+    if not ed25519.verify(public_key, manifest, signature):
+        raise ArtifactError(f"{where}: expected a manifest signed by the fleet key, found a signature that "
+                            "does not match (tampered manifest or foreign key)")
+
+
 def verify(artifact_dir: Path, public_key_path: Path) -> Artifact:
     """The artifact, if ``manifest.sig`` is the fleet key's signature of its manifest and every
     file matches the manifest; ArtifactError saying what failed otherwise."""
-    from cryptography.exceptions import InvalidSignature
-
     artifact_dir = Path(artifact_dir)
+    public_key = read_public_key(public_key_path)
     sig_path = artifact_dir / SIGNATURE
     if not sig_path.is_file():
         raise ArtifactError(f"{artifact_dir}: expected a signed artifact ({SIGNATURE}), found no signature")
     manifest = artifact_dir / MANIFEST
     if not manifest.is_file():
         raise ArtifactError(f"{artifact_dir}: expected {MANIFEST}, found none")
-    try:
-        _load(public_key_path, private=False).verify(sig_path.read_bytes(), manifest.read_bytes())
-    except InvalidSignature:
-        raise ArtifactError(f"{artifact_dir}: expected a manifest signed by the fleet key, found a signature that "
-                            "does not match (tampered manifest or foreign key)") from None
+    check_signature(manifest.read_bytes(), sig_path.read_bytes(), public_key, str(artifact_dir))
     return Artifact.load(artifact_dir, verify=True)

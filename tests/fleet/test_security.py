@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import stat
@@ -11,13 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgebert.errors import InputError
 from edgebert.federated.mqtt import BrokerConfig, BrokerError, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Topics
-from edgebert.federated.transport import wait_until
+from edgebert.federated.protocol import Message, Topics
+from edgebert.federated.transport import Channel, wait_until
 from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_config
+from edgebert.fleet.slots import Outcome
 
 from ..net import free_port, port_open
 
@@ -101,3 +104,80 @@ def test_a_wrong_password_is_refused(secured) -> None:
             MqttTransport(BrokerConfig(url, "dev1", "wrong"), "dev1-wrong", loop, connect_timeout=3)
     finally:
         loop.stop()
+
+
+# ---------------------------------------------------------------- artifacts a device must refuse
+def _wait_outcome(agent, before: str | None) -> dict:  # noqa: ANN001
+    assert wait_until(lambda: (agent.slots.pointer().outcome or Outcome("", "", "")).key not in ("", before), 20)
+    return agent.slots.pointer().outcome
+
+
+def _resign(art_dir: Path, key: Path) -> None:
+    from edgebert.fleet.signing import sign
+
+    (art_dir / "manifest.sig").unlink(missing_ok=True)
+    sign(art_dir, key)
+
+
+def test_tampered_truncated_unsigned_or_failing_artifacts_are_refused_and_the_previous_keeps_running(
+        secured, fleet, tmp_path: Path) -> None:  # noqa: ANN001
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    url, creds = secured
+    fleet.topics = TOPICS
+    for art in (fleet.digits, fleet.bert):
+        _resign(art, fleet.key)
+    agent = fleet.agent("dev1", url, "dev1", creds["dev1"])
+    prov = Channel(_client(url, "provisioner", creds["provisioner"], fleet.loop), TOPICS, "provisioner")
+
+    def offer(art_dir: Path, manifest: bytes | None = None, signature: bytes | None = None) -> str:
+        manifest = manifest if manifest is not None else (art_dir / "manifest.json").read_bytes()
+        signature = signature if signature is not None else (art_dir / "manifest.sig").read_bytes()
+        art_id = json.loads(manifest)["artifact_id"]
+        prov.send(TOPICS.artifact_offer("dev1"), Message("offer", "provisioner", body=manifest,
+                                                          info={"artifact": art_id, "signature": signature.hex()}))
+        return art_id
+
+    def send(art_id: str, name: str, data: bytes) -> None:
+        prov.send(TOPICS.artifact_files("dev1"), Message("file", "provisioner", body=data,
+                                                          info={"artifact": art_id, "name": name}))
+
+    def deliver(art_dir: Path, **files: bytes) -> str:
+        art_id = offer(art_dir)
+        for name in json.loads((art_dir / "manifest.json").read_text())["files"]:
+            if name != "graph.safetensors" or "mlp" in (art_dir / "manifest.json").read_text():
+                send(art_id, name, files.get(name.replace(".", "_"), (art_dir / name).read_bytes()))
+        return art_id
+
+    first = deliver(fleet.digits)  # the legitimate artifact
+    assert _wait_outcome(agent, None).status == "active" and agent.engine.manifest.artifact_id == first
+    x = np.linspace(0, 1, 64, dtype=np.float32)
+    expected = agent.predict(x)
+
+    onnx = (fleet.bert / "model.onnx").read_bytes()
+    foreign = Ed25519PrivateKey.generate().sign((fleet.bert / "manifest.json").read_bytes())
+    forged = (fleet.bert / "manifest.json").read_text().replace("int8", "fp32", 1).encode()
+    failing = shutil.copytree(fleet.digits, tmp_path / "broken")
+    (failing / "model.onnx").write_bytes(b"not an onnx model" * 10)
+    raw = json.loads((failing / "manifest.json").read_text())
+    raw["artifact_id"] += "-broken"
+    raw["files"]["model.onnx"] = {"bytes": 170, "sha256": hashlib.sha256(b"not an onnx model" * 10).hexdigest()}
+    (failing / "manifest.json").write_text(json.dumps(raw))
+    _resign(failing, fleet.key)
+    attempts = [
+        ("unsigned", lambda: offer(fleet.bert, signature=b""), "refused", "no signature"),
+        ("foreign key", lambda: offer(fleet.bert, signature=foreign), "refused", "does not match"),
+        ("altered manifest", lambda: offer(fleet.bert, manifest=forged), "refused", "does not match"),
+        ("tampered file", lambda: deliver(fleet.bert, model_onnx=onnx[:100] + bytes([onnx[100] ^ 1]) + onnx[101:]),
+         "refused", "tampered"),
+        ("truncated file", lambda: deliver(fleet.bert, model_onnx=onnx[:-10]), "refused", "truncated"),
+        ("self-test fails", lambda: deliver(failing), "rolled-back", "self-test"),
+    ]
+    for what, attempt, status, reason in attempts:
+        before = agent.slots.pointer().outcome.key
+        attempt()
+        outcome = _wait_outcome(agent, before)
+        assert (outcome.status, reason in outcome.reason) == (status, True), (what, outcome)
+        assert agent.engine.manifest.artifact_id == first and agent.slots.pointer().current == first, what
+        np.testing.assert_array_equal(agent.predict(x), expected)
+    assert sorted(p.name for p in agent.slots.artifacts.iterdir()) == [first]  # nothing bad was kept

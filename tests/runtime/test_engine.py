@@ -76,13 +76,14 @@ BLOCK_TORCH = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'onnx', 'transformers', 'scipy', 'sklearn'):
+        if name.split('.')[0] in ('torch', 'onnx', 'transformers', 'scipy', 'sklearn', 'cryptography', 'registry'):
             raise ImportError(f'{name} is blocked on this device')
 sys.meta_path.insert(0, Block())
 import json, numpy as np
 from edgebert.runtime import Engine, OnlineLearner
 from edgebert.runtime.device import Device
 import edgebert.federated.client, edgebert.federated.mqtt, edgebert.federated.tasks  # the device side of FL
+import edgebert.fleet.agent, edgebert.fleet.signing  # the device side of provisioning: no crypto library
 text = Engine.load(sys.argv[1]); tiny = Engine.load(sys.argv[2])
 emb = text.embed(['a sentence', 'another one'])
 head = OnlineLearner(emb.shape[1], 0); head.learn_one(emb[0], 'greeting')

@@ -1,0 +1,255 @@
+"""The host side of provisioning: the registry's best artifact for every device, over MQTT, recorded.
+
+``plan`` asks the registry, for every device (of a fleet), for its best compatible artifact whose
+files are at hand (``dcat:downloadURL``). ``Provisioner.run`` then publishes a signed, retained
+offer to each device that does not yet run its target, sends the files a device asks for (chunked,
+each with its sha256), and records every outcome the devices report (active, failed, rolled back)
+in the registry under the device's own key for it — so a re-run, a replayed retained status or a
+provisioner killed halfway never records a deployment twice. Offers are published again every
+``reoffer_s`` seconds, which also covers a broker restart that lost retained messages; a device
+that is offline gets its offer when it reconnects (while the provisioner runs, or on a re-run).
+All registry calls happen on the caller's thread; MQTT handlers only queue events.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgebert.artifact import MANIFEST, Artifact
+from edgebert.errors import ArtifactError, InputError
+from edgebert.federated.protocol import Message
+from edgebert.federated.transport import Channel
+from edgebert.fleet.signing import SIGNATURE, check_signature, sign
+
+Progress = Callable[[str, int, int], None]
+OUTCOME_STATUS = {"active": "active", "refused": "failed", "rolled-back": "rolled-back"}
+
+
+def device_name(iri: str) -> str:
+    """A device's MQTT id: the last part of its IRI (``urn:dev:pi-007`` -> ``pi-007``)."""
+    return iri.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].rsplit("#", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ProvisionConfig:
+    fleet: str | None = None       # only devices that are eb:memberOf this fleet (IRI or last name part)
+    wait_s: float = 60.0           # how long to wait for devices to settle
+    reoffer_s: float = 5.0         # offers are published again this often to devices not settled
+    resend_s: float = 20.0         # a file asked for again after this long is sent again
+    retry_failed: bool = False     # offer again an artifact that failed on a device before
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """A signed artifact ready to send: manifest bytes, signature, and the device's files."""
+
+    artifact_iri: str
+    artifact: Artifact
+    manifest_bytes: bytes
+    signature: bytes
+    files: tuple[str, ...]
+
+    @property
+    def artifact_id(self) -> str:
+        return self.artifact.manifest.artifact_id
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.artifact.manifest.files[n].bytes for n in self.files)
+
+
+@dataclass
+class DeviceRow:
+    iri: str
+    name: str
+    target: Shipment | None = None
+    note: str = ""
+    result: str = "pending"   # pending | active | up to date | failed | rolled-back | offline | no match
+    previous: str | None = None
+    recorded: bool = False
+    sent: dict[str, float] = field(default_factory=dict)
+    bytes_sent: int = 0
+
+    @property
+    def settled(self) -> bool:
+        return self.result not in ("pending", "downloading")
+
+
+def _local_dir(url: str | None) -> Path | None:
+    if not url:
+        return None
+    u = urllib.parse.urlparse(url)
+    if u.scheme != "file":
+        return None
+    return Path(urllib.request.url2pathname(u.path))
+
+
+def load_shipment(artifact_iri: str, path: Path, private_key: Path, public_key: bytes) -> Shipment:
+    """The artifact at ``path``, verified, signed with the fleet key if it is not signed yet, and
+    its signature checked against the fleet's public key."""
+    art = Artifact.load(path, verify=True)
+    if not (path / SIGNATURE).is_file():
+        sign(path, private_key)
+    manifest_bytes, signature = (path / MANIFEST).read_bytes(), (path / SIGNATURE).read_bytes()
+    check_signature(manifest_bytes, signature, public_key, f"{path} (sign it again: edgebert fleet sign)")
+    return Shipment(artifact_iri, art, manifest_bytes, signature, tuple(art.manifest.device_files()))
+
+
+def plan(registry: Any, private_key: Path, public_key: bytes, fleet: str | None = None) -> list[DeviceRow]:
+    """One row per device: its best compatible artifact that has files at hand, or why none."""
+    devices = registry.fleet_devices(fleet)
+    if not devices:
+        where = f" in fleet {fleet!r}" if fleet else ""
+        raise InputError(f"registry: expected registered devices{where}, found none")
+    rows, names, shipments = [], {}, {}
+    for d in devices:
+        name = device_name(d["device"])
+        if name in names:
+            raise InputError(f"devices {names[name]} and {d['device']}: expected distinct last IRI parts "
+                             f"(their MQTT ids), found {name!r} twice")
+        names[name] = d["device"]
+        row = DeviceRow(d["device"], name)
+        matches = registry.match(d["device"])
+        for m in matches:
+            path = _local_dir(registry.artifact_location(m.artifact))
+            if path is None or not (path / MANIFEST).is_file():
+                continue
+            if m.artifact not in shipments:
+                shipments[m.artifact] = load_shipment(m.artifact, path, private_key, public_key)
+            row.target = shipments[m.artifact]
+            break
+        if row.target is None:
+            row.result = "no match"
+            row.note = ("no compatible artifact" if not matches else
+                        f"{len(matches)} compatible artifact(s), none with files at hand")
+        rows.append(row)
+    return rows
+
+
+class Provisioner:
+    def __init__(self, registry: Any, channel: Channel, rows: list[DeviceRow], config: ProvisionConfig) -> None:
+        self.registry, self.ch, self.rows, self.config = registry, channel, rows, config
+        self.by_name = {r.name: r for r in rows}
+        self.events: queue.Queue[tuple[str, Message]] = queue.Queue()
+        self.recorded = 0
+        channel.subscribe(channel.topics.artifact_statuses(), lambda topic, msg: self.events.put((topic, msg)))
+
+    # ---------------------------------------------------------------- messages
+    def offer(self, row: DeviceRow) -> None:
+        s = row.target
+        assert s is not None
+        info = {"artifact": s.artifact_id, "signature": s.signature.hex(), "files": list(s.files),
+                "retry": self.config.retry_failed}
+        self.ch.send(self.ch.topics.artifact_offer(row.name), Message("offer", "provisioner", info=info,
+                                                                      body=s.manifest_bytes), retain=True)
+
+    def send_files(self, row: DeviceRow, names: list[str]) -> None:
+        s = row.target
+        assert s is not None
+        now = time.monotonic()
+        for name in names:
+            if name not in s.files or now - row.sent.get(name, -1e9) < self.config.resend_s:
+                continue
+            data = (s.artifact.path / name).read_bytes()
+            self.ch.send(self.ch.topics.artifact_files(row.name),
+                         Message("file", "provisioner", info={"artifact": s.artifact_id, "name": name}, body=data))
+            row.sent[name] = now
+            row.bytes_sent += len(data)
+
+    # ---------------------------------------------------------------- device reports
+    def handle(self, topic: str, msg: Message) -> None:
+        row = self.by_name.get(msg.sender)
+        if row is None or row.target is None or msg.kind != "status" or topic != self.ch.topics.artifact_status(row.name):
+            return
+        info, target = msg.info, row.target.artifact_id
+        outcome = info.get("outcome") or {}
+        about_target = outcome.get("artifact") == target
+        if about_target and outcome.get("status") == "active" and info.get("artifact") == target:
+            self._record(row, outcome)
+        elif about_target and outcome.get("status") in ("refused", "rolled-back"):
+            new = self._record(row, outcome)
+            if not new and (outcome.get("status") == "refused" or self.config.retry_failed):
+                row.result = "pending"  # an old failure seen again: the device tries again on our offer
+        elif info.get("artifact") == target:  # runs it; its activation was recorded before
+            row.result = "up to date" if row.result == "up to date" else "active"
+        elif info.get("state") == "downloading" and info.get("target") == target:
+            row.result = "downloading"
+            self.send_files(row, [str(n) for n in info.get("need", [])])
+
+    def _record(self, row: DeviceRow, outcome: dict[str, Any]) -> bool:
+        """Record the device's outcome for its target (once per outcome key); True if it was new."""
+        status = str(outcome.get("status"))
+        target = row.target
+        assert target is not None
+        from registry.describe import artifact_iri
+
+        previous = outcome.get("previous")
+        prev_iri = artifact_iri(str(previous)) if previous else None  # withdrawn artifacts keep their IRI
+        new = self.registry.record_outcome(str(outcome.get("key")), row.iri, target.artifact_iri,
+                                           OUTCOME_STATUS[status], str(outcome.get("at")), prev_iri)
+        self.recorded += int(new)
+        row.recorded = row.recorded or new
+        row.previous = previous
+        if not (row.result == "up to date" and status == "active"):
+            row.result = OUTCOME_STATUS[status]
+            row.note = str(outcome.get("reason", ""))[:160]
+        return bool(new)
+
+    # ---------------------------------------------------------------- the run
+    def run(self, progress: Progress = lambda step, done, total: None, watch: bool = False) -> list[DeviceRow]:
+        todo = [r for r in self.rows if r.target is not None]
+        for row in todo:
+            if self.registry.active_artifact(row.iri) == row.target.artifact_iri:  # type: ignore[union-attr]
+                row.result = "up to date"
+        for row in todo:  # even devices that are up to date get the retained offer: it is harmless
+            self.offer(row)
+        deadline = time.monotonic() + self.config.wait_s
+        last_offer = time.monotonic()
+        total = len(todo)
+        progress("provision", sum(r.settled for r in todo), total)
+        while watch or time.monotonic() < deadline:
+            try:
+                topic, msg = self.events.get(timeout=0.1)
+                self.handle(topic, msg)
+            except queue.Empty:
+                pass
+            settled = sum(r.settled for r in todo)
+            progress("provision", settled, total)
+            if settled == total and not watch and self.events.empty():
+                break
+            if time.monotonic() - last_offer >= self.config.reoffer_s:
+                last_offer = time.monotonic()
+                for row in todo:
+                    if not row.settled:
+                        self.offer(row)
+        for row in todo:
+            if not row.settled:
+                row.note = ("offer retained: it installs when the device reconnects; re-run to record it"
+                            if row.result == "pending" else "transfer unfinished; re-run to resume it")
+                row.result = "offline" if row.result == "pending" else "incomplete"
+        return self.rows
+
+
+def table(rows: list[DeviceRow]) -> str:
+    """The final table, one line per device."""
+    head = f"{'device':<22} {'artifact':<40} {'result':<12} {'sent':>10}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        art = r.target.artifact_id if r.target else "-"
+        sent = f"{r.bytes_sent / 1e6:.2f} MB" if r.bytes_sent else "-"
+        lines.append(f"{r.name:<22} {art:<40} {r.result:<12} {sent:>10}  {r.note}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.result] = counts.get(r.result, 0) + 1
+    lines.append("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+__all__ = ["DeviceRow", "ProvisionConfig", "Provisioner", "Shipment", "device_name", "plan", "table", "ArtifactError"]
