@@ -17,11 +17,12 @@ COMPATIBLE = """
 """
 
 MATCH = PREFIXES + """
-SELECT DISTINCT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity WHERE {
+SELECT DISTINCT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity ?family ?created WHERE {
   BIND(<%(device)s> AS ?d)
 """ + COMPATIBLE + """
   BIND(?a AS ?artifact)
   OPTIONAL { ?a schema:identifier ?id }
+  OPTIONAL { ?a eb:family ?family ; schema:dateCreated ?created }
   OPTIONAL { ?a eb:sizeBytes ?size }
   OPTIONAL { ?a eb:fidelityMean ?fidelity }
 } ORDER BY DESC(COALESCE(?fidelity, -1.0)) ASC(COALESCE(?size, ?flash)) ?artifact

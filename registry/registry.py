@@ -288,9 +288,18 @@ class Registry:
             raise InputError(f"{ref}: expected a device or artifact known to the registry, found none")
         return str(rows[0]["thing"])
 
-    def match(self, device: str) -> list[Match]:
+    def match(self, device: str, latest_only: bool = False) -> list[Match]:
+        """Compatible artifacts, best first (fidelity, then size); ``latest_only`` keeps only the newest
+        compatible version of each family (what provisioning installs)."""
         d = self.resolve(device)
         rows = self.store.query(queries.MATCH % {"device": d})
+        if latest_only:
+            newest: dict[str, datetime] = {}
+            for r in rows:
+                if r.get("family") and r.get("created"):
+                    newest[r["family"]] = max(newest.get(r["family"], _when(r["created"])), _when(r["created"]))
+            rows = [r for r in rows if not r.get("family") or not r.get("created")
+                    or _when(r["created"]) == newest[r["family"]]]
         return [Match(r["artifact"], r["id"], _short(r["runtime"]), _short(r["precision"]), r["ram"], r["flash"],
                       r["size"], r["fidelity"]) for r in rows]
 

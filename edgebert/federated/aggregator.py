@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,24 @@ class Aggregator:
             if end is not None and time.monotonic() > end:
                 break
         return self.weights
+
+    def drive(self, on_round: Callable[[int, Weights], None] = lambda n, w: None) -> Weights:
+        """Announce and run every round in this thread (devices already known); ``on_round(n, weights)``
+        is called as each round closes, with the global model it produced."""
+        self.announce()
+        self.start_round()
+        seen = 0
+        while True:
+            with self.round_closed:
+                self.round_closed.wait(0.05)
+            self.check_deadline()
+            with self.lock:
+                closed, weights, done = len(self.logs), self.weights, self.done.is_set()
+            while seen < closed:
+                seen += 1
+                on_round(seen, weights)
+            if done:
+                return weights
 
     def metrics(self) -> list[dict[str, Any]]:
         return [asdict(x) for x in self.logs]

@@ -83,18 +83,8 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
                          Path(state_dir or tmp.name), devices=[f"dev{i:05d}" for i in range(cfg.devices)])  # type: ignore[union-attr]
         unseen = [task(10_000_000 + i) for i in range(cfg.eval_devices)]
         evaluation = [few_shot_score(cfg.task, init, unseen, cfg.shots)]
-        models: list[dict[str, np.ndarray]] = []
-        agg.announce()
-        agg.start_round()
-        while not agg.done.is_set():
-            with agg.round_closed:
-                agg.round_closed.wait(0.05)
-            agg.check_deadline()
-            while len(models) < len(agg.logs):
-                models.append(agg.weights)
-                progress("round", len(models), cfg.rounds)
+        final = agg.drive(lambda n, weights: progress("round", n, cfg.rounds))
         wall = time.perf_counter() - t0
-        final = agg.weights
         evaluation.append(few_shot_score(cfg.task, final, unseen, cfg.shots))
         device_bytes = sum(c.ch.sent_bytes + c.ch.received_bytes for c in clients)
         rounds = agg.metrics()

@@ -116,7 +116,7 @@ def plan(registry: Any, private_key: Path, public_key: bytes, fleet: str | None 
                              f"(their MQTT ids), found {name!r} twice")
         names[name] = d["device"]
         row = DeviceRow(d["device"], name)
-        matches = registry.match(d["device"])
+        matches = registry.match(d["device"], latest_only=True)
         for m in matches:
             path = _local_dir(registry.artifact_location(m.artifact))
             if path is None or not (path / MANIFEST).is_file():
