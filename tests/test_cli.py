@@ -80,13 +80,6 @@ def test_json_output_is_the_manifest(work: Path, calibration_file: Path, capsys)
     assert code == 0 and json.loads(out)["precision"] == "int8"
 
 
-def test_demo_with_the_tiny_model(tmp_path: Path, capsys) -> None:
-    code, out, _ = _run(["demo", "--model", "tiny", "--out", str(tmp_path / "demo")], capsys)
-
-    assert code == 0
-    assert "bert-tiny-random-int8" in out and (tmp_path / "demo" / "artifact-int8" / "model.onnx").is_file()
-
-
 def test_output_under_a_file_is_refused(work: Path, calibration_file: Path, capsys) -> None:
     (work / "afile").write_text("x")
 

@@ -89,12 +89,14 @@ class RoundLog:
     bytes_in: int = 0
     bytes_out: int = 0
     closed_by: str = ""
+    device_metrics: dict[str, float] = field(default_factory=dict)  # means of what the accepted devices reported
 
 
 class Aggregator:
     def __init__(self, channel: Channel, config: JobConfig, init: Weights, state_dir: Path,
-                 devices: list[str] | None = None) -> None:
+                 devices: list[str] | None = None, keep_history: bool = False) -> None:
         self.ch, self.cfg, self.dir = channel, config, Path(state_dir)
+        self.history: list[Weights] | None = [] if keep_history else None  # each round's global model (in memory)
         self.lock = threading.RLock()
         self.known: set[str] = set(devices or [])
         self.logs: list[RoundLog] = []
@@ -111,6 +113,7 @@ class Aggregator:
         self._opened_at = time.monotonic()
         self._bytes_in0, self._bytes_out0 = channel.received_bytes, channel.sent_bytes
         self.rejected: dict[str, int] = {}
+        self._reported: dict[str, dict[str, float]] = {}
         t = channel.topics
         channel.subscribe(t.updates(config.job), self._on_update)
         channel.subscribe(t.statuses(), self._on_status)
@@ -213,6 +216,7 @@ class Aggregator:
             _save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
                           {"device": device, "samples": str(msg.samples)})
             self.accepted[device] = (tensors, msg.samples)
+            self._reported[device] = dict(msg.metrics)
         self.ch.send(self.ch.topics.ack(self.cfg.job, device),
                      Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
         self._maybe_close("quorum")
@@ -232,10 +236,15 @@ class Aggregator:
                 new = reptile_update(self.weights, [self.accepted[n][0] for n in names],
                                      [self.accepted[n][1] for n in names], step=step, rule=self.cfg.robust,
                                      max_norm=self.cfg.clip)
+            reported = [self._reported[n] for n in self.accepted if n in self._reported]
+            means = {k: float(np.mean([r[k] for r in reported if k in r])) for k in {k for r in reported for k in r}}
             self.logs.append(RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
                                       time.monotonic() - self._opened_at, self.ch.received_bytes - self._bytes_in0,
-                                      self.ch.sent_bytes - self._bytes_out0, why))
+                                      self.ch.sent_bytes - self._bytes_out0, why, means))
+            self._reported = {}
             self.weights, self.round, self.selected, self.accepted = new, self.round + 1, [], {}
+            if self.history is not None:
+                self.history.append(new)
             self._commit()
             self.round_closed.notify_all()
             finished = self.round >= self.cfg.rounds
@@ -278,7 +287,8 @@ class Aggregator:
 
     def drive(self, on_round: Callable[[int, Weights], None] = lambda n, w: None) -> Weights:
         """Announce and run every round in this thread (devices already known); ``on_round(n, weights)``
-        is called as each round closes, with the global model it produced."""
+        is called as each round closes, with the global model it produced (exactly that round's with
+        ``keep_history``; otherwise the latest, when rounds close faster than ``on_round`` returns)."""
         self.announce()
         self.start_round()
         seen = 0
@@ -288,9 +298,10 @@ class Aggregator:
             self.check_deadline()
             with self.lock:
                 closed, weights, done = len(self.logs), self.weights, self.done.is_set()
+                history = list(self.history) if self.history is not None else None
             while seen < closed:
                 seen += 1
-                on_round(seen, weights)
+                on_round(seen, history[seen - 1] if history and len(history) >= seen else weights)
             if done:
                 return weights
 

@@ -1,0 +1,60 @@
+"""The simulated fleet of the demo: device kinds and their W3C WoT Thing Descriptions (pure data).
+
+Kinds are classes of real hardware; their memory, CPU and runtime figures drive the registry's
+matching. In the demo every device runs on this host (ONNX Runtime), each with its own MQTT
+connection, state directory and data stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgebert.errors import InputError
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: str
+    label: str
+    ram: int
+    flash: int
+    arch: str
+    mhz: int
+    role: str  # sine | digits | text: which data stream the device sees (and which model family it wants)
+    sensor: str
+
+
+KINDS = {
+    "m4s": Kind("m4s", "Cortex-M4 class, vibration sensor", 256_000, 1_000_000, "cortex-m4", 80, "sine", "accelerometer"),
+    "m4c": Kind("m4c", "Cortex-M4 class, 8x8 camera", 256_000, 1_000_000, "cortex-m4", 80, "digits", "camera-8x8"),
+    "pi": Kind("pi", "Raspberry-Pi class", 1_073_741_824, 16_000_000_000, "aarch64", 1500, "text", "microphone-asr"),
+    "gw": Kind("gw", "gateway class", 8_589_934_592, 128_000_000_000, "x86_64", 2400, "text", "message-bus"),
+}
+MIN_DEVICES = 6
+
+
+def fleet_plan(n: int) -> list[tuple[str, Kind]]:
+    """``n`` device names and kinds: ~42% vibration M4s (they do federated meta-learning), ~16% camera
+    M4s, ~16% gateways, the rest Pis."""
+    if n < MIN_DEVICES:
+        raise InputError(f"--devices: expected at least {MIN_DEVICES} (every kind, and enough for federated rounds), "
+                         f"found {n}")
+    counts = {"m4s": max(3, round(n * 0.42)), "m4c": max(1, round(n * 0.16)), "gw": max(1, round(n * 0.16))}
+    counts["pi"] = n - sum(counts.values())
+    if counts["pi"] < 1:
+        counts["m4s"] -= 1 - counts["pi"]
+        counts["pi"] = 1
+    return [(f"{key}-{i + 1:03d}", KINDS[key]) for key in ("m4s", "m4c", "pi", "gw") for i in range(counts[key])]
+
+
+def thing_description(iri: str, name: str, kind: Kind, fleet_iri: str, family: str) -> dict:
+    return {
+        "@context": ["https://www.w3.org/2022/wot/td/v1.1"], "id": iri, "title": f"{kind.label} {name}",
+        "securityDefinitions": {"basic_sc": {"scheme": "basic", "in": "header"}}, "security": "basic_sc",
+        "eb:ramBytes": kind.ram, "eb:flashBytes": kind.flash, "eb:cpuArchitecture": kind.arch,
+        "eb:cpuClockHz": kind.mhz * 1_000_000, "eb:supportsRuntime": [{"@id": "eb:onnxruntime"}],
+        "eb:supportsPrecision": [{"@id": "eb:int8"}, {"@id": "eb:fp32"}], "eb:memberOf": {"@id": fleet_iri},
+        "eb:wantsFamily": family,
+        "properties": {"status": {"type": "string", "readOnly": True,
+                                  "forms": [{"href": f"mqtt://broker/edgebert/{name}/status", "op": "observeproperty"}]}},
+    }
