@@ -221,15 +221,19 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
 
 def cmd_fleet_credentials(args: argparse.Namespace) -> int:
     from edgebert.federated.protocol import Topics
-    from edgebert.fleet.security import write_broker_config
+    from edgebert.fleet.security import TlsFiles, write_broker_config
 
+    tls_parts = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(tls_parts) and not all(tls_parts):
+        raise EdgeBertError("TLS: expected --tls-cert, --tls-key and --tls-ca together, found only some of them")
+    tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_ca), args.tls_port) if all(tls_parts) else None
     devices = list(args.devices)
     if args.devices_file:
         devices += [d.strip() for d in Path(args.devices_file).read_text(encoding="utf-8").splitlines() if d.strip()]
     if not devices:
         raise EdgeBertError("devices: expected at least one device id (--devices or --devices-file), found none")
     paths = write_broker_config(Path(args.out), Topics(args.prefix, args.fleet), devices, args.port,
-                                broker_user=args.broker_user)
+                                broker_user=args.broker_user, tls=tls)
     print(f"wrote {', '.join(str(p) for p in paths.values())} for {len(devices)} devices "
           f"(passwords only in {paths['credentials.json']}, mode 0600)")
     print(f"start the broker: mosquitto -c {paths['mosquitto.conf']}")
@@ -481,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--port", type=int, default=1883)
     fc.add_argument("--out", required=True, help="directory for the generated files")
     fc.add_argument("--broker-user", help="the user Mosquitto runs as (it must be able to read the 0600 password file)")
+    fc.add_argument("--tls-cert", help="server certificate (PEM): adds a TLS listener; devices use mqtts://")
+    fc.add_argument("--tls-key", help="the server certificate's private key (PEM)")
+    fc.add_argument("--tls-ca", help="the CA certificate devices trust (PEM)")
+    fc.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (default 8883)")
     fc.set_defaults(func=cmd_fleet_credentials)
     fk = flsub.add_parser("keygen", help="create the fleet's Ed25519 signing key (fleet.key, fleet.pub)")
     fk.add_argument("--out", required=True, help="directory for fleet.key (0600) and fleet.pub")

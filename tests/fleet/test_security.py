@@ -181,3 +181,63 @@ def test_tampered_truncated_unsigned_or_failing_artifacts_are_refused_and_the_pr
         assert agent.engine.manifest.artifact_id == first and agent.slots.pointer().current == first, what
         np.testing.assert_array_equal(agent.predict(x), expected)
     assert sorted(p.name for p in agent.slots.artifacts.iterdir()) == [first]  # nothing bad was kept
+
+
+# ---------------------------------------------------------------- TLS
+def _cert(tmp: Path, name: str, issuer_key=None, issuer_name=None, ca: bool = False):  # noqa: ANN001, ANN202
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                        critical=False)
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    (tmp / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    return key, subject
+
+
+def test_the_generated_tls_listener_accepts_devices_that_trust_the_fleet_ca_only(tmp_path: Path) -> None:
+    import getpass
+
+    from edgebert.fleet.security import TlsFiles
+
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    ca_key, ca_name = _cert(tmp_path, "ca", ca=True)
+    _cert(tmp_path, "server", ca_key, ca_name)
+    _cert(tmp_path, "other-ca", ca=True)
+    plain, secure = free_port(), free_port()
+    tls = TlsFiles(tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem", secure, "127.0.0.1")
+    paths = write_broker_config(tmp_path / "broker", TOPICS, ["dev1"], plain, broker_user=getpass.getuser(), tls=tls)
+    creds = json.loads(paths["credentials.json"].read_text())
+    proc = subprocess.Popen(["mosquitto", "-c", str(paths["mosquitto.conf"])], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    loop = MqttLoop()
+    try:
+        assert wait_until(lambda: port_open(secure), 10)
+        ok = MqttTransport(BrokerConfig(f"mqtts://127.0.0.1:{secure}", "dev1", creds["dev1"], str(tmp_path / "ca.pem")),
+                           "dev1-tls", loop)
+        assert ok.connected.is_set()
+        with pytest.raises(BrokerError, match="reachable"):
+            MqttTransport(BrokerConfig(f"mqtts://127.0.0.1:{secure}", "dev1", creds["dev1"],
+                                       str(tmp_path / "other-ca.pem")), "dev1-mitm", loop, connect_timeout=3)
+        with pytest.raises(InputError, match="no such file"):
+            TlsFiles(tmp_path / "missing.pem", tmp_path / "server.key", tmp_path / "ca.pem")
+    finally:
+        loop.stop()
+        proc.terminate()
+        proc.wait(10)

@@ -1,9 +1,9 @@
-"""Step 4: federated meta-learning rounds over MQTT (an embedded broker, so no setup).
+"""Step 5: federated meta-learning rounds over MQTT (an embedded broker, so no setup).
 
 40 simulated devices, each its own sine-wave task and its own MQTT connection; 8 per round.
 Five rounds show the mechanics; the meta-learned init needs about 100 rounds to pay off
 (benchmarks/federated.py: 10-shot MSE 0.84 vs 4.49 for FedAvg and 4.71 from a random init).
-Run: python examples/04_federated_round.py
+Run: python examples/05_federated_round.py
 """
 
 from edgebert.federated.simulate import SimConfig, simulate

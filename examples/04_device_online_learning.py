@@ -1,8 +1,8 @@
-"""Step 3: a device runs an int8 TinyML artifact without torch and keeps learning from its stream.
+"""Step 4: a device runs an int8 TinyML artifact without torch and keeps learning from its stream.
 
 Trains the digits MLP on the host, converts it to int8, then feeds the device a stream whose
 sensor gain drifts halfway; the online head recovers while the frozen model stays degraded.
-Run: python examples/03_device_online_learning.py [WORK_DIR]
+Run: python examples/04_device_online_learning.py [WORK_DIR]
 """
 
 import sys
