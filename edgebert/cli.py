@@ -350,7 +350,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edgebert", description="Shrink compact BERTs into int8 artifacts for small devices.")
+        prog="edgebert", description="Shrink compact BERTs and TinyML nets into int8 artifacts, put them on a fleet of "
+                        "small devices over MQTT, keep them learning there, and keep track in an RDF registry.")
     parser.add_argument("--version", action="version", version=f"edgebert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

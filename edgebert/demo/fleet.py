@@ -27,8 +27,8 @@ class Kind:
 KINDS = {
     "m4s": Kind("m4s", "Cortex-M4 class, vibration sensor", 256_000, 1_000_000, "cortex-m4", 80, "sine", "accelerometer"),
     "m4c": Kind("m4c", "Cortex-M4 class, 8x8 camera", 256_000, 1_000_000, "cortex-m4", 80, "digits", "camera-8x8"),
-    "pi": Kind("pi", "Raspberry-Pi class", 1_073_741_824, 16_000_000_000, "aarch64", 1500, "text", "microphone-asr"),
-    "gw": Kind("gw", "gateway class", 8_589_934_592, 128_000_000_000, "x86_64", 2400, "text", "message-bus"),
+    "pi": Kind("pi", "Raspberry-Pi class", 1_000_000_000, 16_000_000_000, "aarch64", 1500, "text", "microphone-asr"),
+    "gw": Kind("gw", "gateway class", 8_000_000_000, 128_000_000_000, "x86_64", 2400, "text", "message-bus"),
 }
 MIN_DEVICES = 6
 
