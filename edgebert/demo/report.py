@@ -84,7 +84,7 @@ def plot_fleet(fleet: list[dict[str, Any]], path: Path) -> None:
     plt = _plt()
     artifacts = sorted({r["artifact"] or "(none)" for r in fleet})
     kinds = sorted({r["kind"] for r in fleet})
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(artifacts) + 1.8))
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(artifacts) + 1.8))
     left = [0] * len(artifacts)
     for kind in kinds:
         counts = [sum(1 for r in fleet if (r["artifact"] or "(none)") == a and r["kind"] == kind) for a in artifacts]
@@ -92,7 +92,7 @@ def plot_fleet(fleet: list[dict[str, Any]], path: Path) -> None:
         left = [x + c for x, c in zip(left, counts, strict=True)]
     ax.set_xlabel("devices")
     ax.set_title("Fleet by active artifact")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     _save(fig, path)
 
