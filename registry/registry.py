@@ -183,16 +183,21 @@ class Registry:
         dep = f"urn:edgebert:deployment:{time.time_ns()}"
         prev = self.store.query(PREFIXES + f"""SELECT ?dep ?a WHERE {{ ?dep a eb:Deployment ; eb:device <{d}> ;
                                                eb:status "active" ; eb:artifact ?a }}""")
-        previous = f'; eb:previousArtifact <{prev[0]["a"]}>' if prev else ""
+        self._insert_deployment(dep, d, a, status, when, str(prev[0]["a"]) if prev else None)
+        return dep
+
+    def _insert_deployment(self, dep: str, device: str, artifact: str, status: str, when: str,
+                           previous: str | None) -> None:
+        """One deployment, in one update; an active one marks the device's earlier active one superseded."""
+        prev = f"; eb:previousArtifact <{previous}>" if previous else ""
         supersede = "" if status != "active" else f"""
           DELETE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "active" }} }}
           INSERT {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "superseded" }} }}
-          WHERE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device <{d}> ; eb:status "active" }} }} ;"""
+          WHERE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device <{device}> ; eb:status "active" }} }} ;"""
         self.store.update(PREFIXES + supersede + f"""
           INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{
-            <{dep}> a eb:Deployment, prov:Activity ; eb:device <{d}> ; eb:artifact <{a}> ;
-              eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {previous} . }} }}""")
-        return dep
+            <{dep}> a eb:Deployment, prov:Activity ; eb:device <{device}> ; eb:artifact <{artifact}> ;
+              eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {prev} . }} }}""")
 
     def record_deployments(self, pairs: list[tuple[str, str]], status: str = "active") -> int:
         """Bulk form of ``record_deployment`` for IRIs (one atomic update); returns the count."""
@@ -228,15 +233,7 @@ class Registry:
         dep = "urn:edgebert:deployment:" + hashlib.sha256(f"{device}\n{key}".encode()).hexdigest()[:32]
         if self.store.query(f"ASK {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ <{dep}> ?p ?o }} }}")[0]["ask"]:
             return False
-        prev = f"; eb:previousArtifact <{previous}>" if previous else ""
-        supersede = "" if status != "active" else f"""
-          DELETE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "active" }} }}
-          INSERT {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:status "superseded" }} }}
-          WHERE {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ ?old eb:device <{device}> ; eb:status "active" }} }} ;"""
-        self.store.update(PREFIXES + supersede + f"""
-          INSERT DATA {{ GRAPH <{DEPLOYMENT_GRAPH}> {{
-            <{dep}> a eb:Deployment, prov:Activity ; eb:device <{device}> ; eb:artifact <{artifact}> ;
-              eb:status {lit(status)} ; prov:startedAtTime "{when}"^^xsd:dateTime {prev} . }} }}""")
+        self._insert_deployment(dep, device, artifact, status, when, previous)
         return True
 
     def active_artifact(self, device: str) -> str | None:

@@ -54,6 +54,15 @@ def plot_rounds(fed: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+def _accuracy_axes(ax: Any, title: str, xlabel: str, per: int) -> None:  # noqa: ANN401 - matplotlib Axes
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"prequential accuracy (per {per})")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def plot_adaptation(adaptation: dict[str, Any], path: Path) -> None:
     plt = _plt()
     d, t = adaptation["digits"], adaptation["text"]
@@ -61,21 +70,11 @@ def plot_adaptation(adaptation: dict[str, Any], path: Path) -> None:
     xs = [(i + 1) * d["bin"] for i in range(len(d["frozen_curve"]))]
     a1.plot(xs, d["frozen_curve"], "o-", label="provisioned int8 net, frozen")
     a1.plot(xs, d["adapting_curve"], "s-", label="same net, learning on the device")
-    a1.set_title(f"Camera devices ({d['devices']}): own sensor gain/offset")
-    a1.set_xlabel("samples seen")
-    a1.set_ylabel(f"prequential accuracy (per {d['bin']})")
-    a1.set_ylim(0, 1.02)
-    a1.legend(fontsize=8)
-    a1.grid(alpha=0.3)
+    _accuracy_axes(a1, f"Camera devices ({d['devices']}): own sensor gain/offset", "samples seen", d["bin"])
     xs = [(i + 1) * t["bin"] for i in range(len(t["curve"]))]
     a2.plot(xs, t["curve"], "o-", color="tab:green", label="classifier head on the int8 encoder")
     a2.axvline(t["new_topic_at"], color="gray", ls="--", label="a new topic appears")
-    a2.set_title(f"Text devices ({t['devices']}): topics learned online")
-    a2.set_xlabel("sentences seen")
-    a2.set_ylabel(f"prequential accuracy (per {t['bin']})")
-    a2.set_ylim(0, 1.02)
-    a2.legend(fontsize=8)
-    a2.grid(alpha=0.3)
+    _accuracy_axes(a2, f"Text devices ({t['devices']}): topics learned online", "sentences seen", t["bin"])
     fig.tight_layout()
     _save(fig, path)
 
