@@ -1,1 +1,2 @@
-"""Fleet provisioning and security (issue 6, in progress): per-device MQTT credentials and ACLs."""
+"""Fleet provisioning and security: signed artifacts (host signs, devices verify with a pure-Python
+Ed25519), per-device MQTT credentials/ACL/TLS, the device agent and the provisioner (docs/fleet.md)."""
