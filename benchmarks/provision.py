@@ -28,6 +28,7 @@ from common import finish  # noqa: E402 - before this folder leaves the import p
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import edgebert  # noqa: E402
+from edgebert.artifact import Artifact  # noqa: E402
 from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport  # noqa: E402
 from edgebert.federated.protocol import Message, Topics  # noqa: E402
 from edgebert.federated.transport import Channel, wait_until  # noqa: E402
@@ -74,20 +75,17 @@ def raw(targets: dict[str, Path]) -> float:
     loop = MqttLoop()
     try:
         expected, got = {}, {}
-        for name, art in targets.items():
-            files = [f for f in art.iterdir() if f.name not in ("graph.safetensors",) or "mlp" in
-                     (art / "manifest.json").read_text()]
-            expected[name] = len(files)
+        files = {name: [art / f for f in Artifact.load(art).manifest.device_files()] for name, art in targets.items()}
+        for name in targets:
+            expected[name] = len(files[name])
             got[name] = 0
             ch = Channel(MqttTransport(BrokerConfig(MOSQUITTO), f"{topics.fleet}-{name}", loop), topics, name)
             ch.subscribe(topics.artifact_files(name), lambda t, m, n=name: got.__setitem__(n, got[n] + 1))
         sender = Channel(MqttTransport(BrokerConfig(MOSQUITTO), f"{topics.fleet}-sender"), topics, "sender")
         time.sleep(0.5)
         t0 = time.perf_counter()
-        for name, art in targets.items():
-            for f in art.iterdir():
-                if f.name == "graph.safetensors" and "mlp" not in (art / "manifest.json").read_text():
-                    continue
+        for name in targets:
+            for f in files[name]:
                 sender.send(topics.artifact_files(name), Message("file", "sender", info={"name": f.name},
                                                                   body=f.read_bytes()))
         assert wait_until(lambda: all(got[n] >= expected[n] for n in targets), 600)

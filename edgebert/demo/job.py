@@ -394,7 +394,7 @@ def ask(registry: Any, plan_: list, iris: dict[str, str], arts: dict[str, Any], 
             where[d["artifact"].rsplit(":", 1)[-1]] = where.get(d["artifact"].rsplit(":", 1)[-1], 0) + 1
     devices_for = {a.manifest.artifact_id: len(registry.devices_for(a.manifest.artifact_id))
                    for a in (arts["text"], arts["sine"], arts["digits"])}
-    history = [d for d in registry.deployments(iris[next(n for n, k in plan_ if k.role == "sine")])]
+    history = registry.deployments(iris[next(n for n, k in plan_ if k.role == "sine")])
     lineage = registry.lineage(meta.manifest.artifact_id)
     return {"which_artifacts_fit": fits, "what_runs_where": where, "devices_each_artifact_fits": devices_for,
             "who_needed_an_update": [{"device": o["device"].rsplit(":", 1)[-1], "current": o["current"].rsplit(":", 1)[-1],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebert.artifact import MANIFEST, Artifact
-from edgebert.errors import ArtifactError, InputError
+from edgebert.errors import InputError
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
 from edgebert.fleet.signing import SIGNATURE, check_signature, sign
@@ -252,4 +252,4 @@ def table(rows: list[DeviceRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DeviceRow", "ProvisionConfig", "Provisioner", "Shipment", "device_name", "plan", "table", "ArtifactError"]
+__all__ = ["DeviceRow", "ProvisionConfig", "Provisioner", "Shipment", "device_name", "plan", "table"]

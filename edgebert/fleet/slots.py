@@ -13,6 +13,7 @@ torch or a crypto library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -103,8 +104,6 @@ class ArtifactSlots:
         return missing
 
     def stage_file(self, manifest: Manifest, name: str, data: bytes) -> None:
-        import hashlib
-
         entry = manifest.files.get(check_name("file name", name))
         if entry is None:
             raise ArtifactError(f"file {name}: expected a file listed in the signed manifest, found an unlisted one")
