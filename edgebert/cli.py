@@ -49,7 +49,7 @@ def _scheme(args: argparse.Namespace):  # noqa: ANN202
             raise EdgeBertError(f"--smoothquant: expected auto, none or a number in [0, 1], found {alpha!r}") from None
     try:
         return Int8Scheme(activation_range=args.activation_range, percentile=args.percentile,
-                          smoothquant_alpha=None if alpha == "none" else alpha)
+                          smoothquant_alpha=None if alpha == "none" else alpha, integer_ranges=args.integer_ranges)
     except ValueError as exc:
         raise EdgeBertError(str(exc)) from None
 
@@ -76,6 +76,20 @@ def report_table(artifact) -> str:  # noqa: ANN001
         lines.append(f"fidelity    {fid['metric']}: mean {fid['mean']:.4f}, worst {fid['worst']:.4f} "
                      f"on {count} ({'held out' if fid['held_out'] else 'calibration'})"
                      + (f"; argmax agreement {fid['argmax_agreement']:.3f}" if "argmax_agreement" in fid else ""))
+        if "reference_mean" in fid:
+            kernel = fid.get("integer_kernel", {})
+            lines.append(f"            through ONNX Runtime on this CPU ({kernel.get('description', 'unknown kernel')}); "
+                         f"saturation-free reference: mean {fid['reference_mean']:.4f}, worst {fid['reference_worst']:.4f}")
+    ranges = m.quantization.get("integer_ranges")
+    if ranges:
+        w, a = ranges["weight_codes"], ranges["activation_codes"]
+        limit = ranges.get("same_sign_pair_limit")
+        lo, hi = ranges["pair_sum_range"]
+        lines.append(f"integers    {ranges['name']}: weights [{w[0]}, {w[1]}]"
+                     + (f", same-sign pairs |w|+|w'| <= {limit}" if limit else "")
+                     + f", inputs [{a[0]}, {a[1]}]; pair sums [{lo}, {hi}] for any uint8 input: "
+                     + ("no CPU saturates them" if ranges["saturation_free"] else
+                        "SATURATE on x86 AVX2 without VNNI"))
     if lat:
         seq = f", seq {lat['seq']}" if "seq" in lat else ""
         lines.append(f"latency     {lat['median_ms']:.3f} ms (fp32 {lat['fp32_median_ms']:.3f} ms), batch {lat['batch']}"
@@ -372,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how calibrated activation ranges are chosen (auto: least output error per linear)")
     p.add_argument("--percentile", type=float, default=99.99, help="percentile for --activation-range percentile")
     p.add_argument("--smoothquant", default="auto", help="SmoothQuant alpha: auto (per linear), none, or 0..1")
+    p.add_argument("--integer-ranges", choices=("pairs", "w7", "a7", "full"), default="pairs",
+                   help="integer codes of int8 linears. pairs (default): 8-bit weights whose same-sign adjacent "
+                        "pairs stay within 128, so no CPU's int8 kernel saturates; w7: 7-bit weights (also safe); "
+                        "a7: calibrated inputs on [0, 128]; full: 8 bits both sides, which saturates on x86 AVX2 "
+                        "CPUs without VNNI (for comparison only; see docs/converter.md)")
     p.add_argument("--no-measure", action="store_true", help="skip the fidelity and latency measurement")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

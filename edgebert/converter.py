@@ -19,12 +19,14 @@ import numpy as np
 import onnx
 from tokenizers import Tokenizer
 
-from edgebert import __version__
+from edgebert import __version__, measure
 from edgebert.artifact import Artifact, Manifest, file_entries, sha256_path
 from edgebert.compress.calibrate import calibrate
 from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.compress.lower import lower_bert, lower_mlp
+from edgebert.compress.saturation import pair_sum_bounds, saturation_free
+from edgebert.cpu import integer_kernel
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
 from edgebert.model.checkpoint import load_checkpoint
@@ -161,43 +163,73 @@ def _onnx_summary(model: onnx.ModelProto) -> dict:
 
 
 def _quantization_summary(g: Graph, precision: str, scheme: Int8Scheme | None) -> dict:
-    if precision == "fp32":
+    if precision == "fp32" or scheme is None:
         return {"scheme": "none", "groups": {"all": "fp32"}}
-    linears = {n.name: {"weights": "int8 symmetric per-output-channel",
+    ranges = scheme.ranges
+    int8 = [n for n in g.linears() if n.attrs.get("act")]
+    bounds = [pair_sum_bounds(g.tensors[n.attrs["weight"]]) for n in int8]
+    linears = {n.name: {"weights": f"int8 symmetric per-output-channel, codes within "
+                                   f"[-{ranges.weight_max}, {ranges.weight_max}]",
                         "activations": ("uint8 dynamic per-tensor" if n.attrs.get("act") == "dynamic" else
                                         f"uint8 static per-tensor ({n.attrs.get('range_method')})"),
-                        "smoothquant_alpha": n.attrs.get("smoothquant_alpha")}
-               for n in g.linears() if n.attrs.get("act")}
+                        "smoothquant_alpha": n.attrs.get("smoothquant_alpha"),
+                        "pair_sum_range": list(b)}
+               for n, b in zip(int8, bounds, strict=True)}
     return {
         "scheme": "static post-training quantization (calibrated), SmoothQuant per linear",
-        "settings": scheme.to_dict() if scheme else {},
+        "settings": scheme.to_dict(),
         "groups": {
             "embeddings": "int8 symmetric per-row (word; position + token type 0)",
             "linear": "int8 weights per-output-channel, uint8 activations (see per_linear)",
             "layernorm": "fp32", "softmax": "fp32", "gelu": "fp32", "attention_matmul": "fp32",
         },
+        # what no CPU's int8 kernel may saturate: checked on the final weights, for any uint8 input
+        "integer_ranges": {**ranges.to_dict(),
+                           "pair_sum_range": [min((b[0] for b in bounds), default=0),
+                                              max((b[1] for b in bounds), default=0)],
+                           "saturation_free": all(saturation_free(g.tensors[n.attrs["weight"]]) for n in int8)},
         "per_linear": linears,
     }
 
 
-def _measure(src: Source, model_bytes: bytes, fp32_bytes: bytes, progress: Progress) -> dict:
-    from edgebert import measure
+def _compare(src: Source, got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per-sample fidelity of outputs ``got`` to the fp32 outputs ``ref``."""
+    if got.shape[1] > 1:
+        return measure.cosine(got, ref)
+    return 1.0 - np.abs(got - ref)[:, 0] / (np.abs(ref).max() + 1e-9)
+
+
+def _outputs(src: Source, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> np.ndarray:
+    """The compared output over the evaluation batches: the sentence embedding (mean-pooled token
+    states for a model without pooling) or a TinyML net's output."""
+    out_name = src.fp32.outputs[-1]
+    rows = []
+    for feeds in src.evaluation:
+        out = run(feeds)
+        if src.tokenizer is not None and out_name != "sentence_embedding":
+            m = feeds["attention_mask"][..., None].astype(np.float32)
+            rows.append((out["last_hidden_state"] * m).sum(1) / m.sum(1))
+        else:
+            rows.append(out[out_name])
+    return np.concatenate(rows)
+
+
+def _measure(src: Source, graph: Graph, model_bytes: bytes, fp32_bytes: bytes, progress: Progress) -> dict:
+    from edgebert.compress import reference
 
     progress("measure", 0, 3)
     sess, ref_sess = measure.session(model_bytes), measure.session(fp32_bytes)
-    out_name = src.fp32.outputs[-1]
-    got = np.concatenate([sess.run([out_name], f)[0] for f in src.evaluation])
-    ref = np.concatenate([ref_sess.run([out_name], f)[0] for f in src.evaluation])
-    if src.tokenizer is not None and out_name != "sentence_embedding":  # mean-pool token states
-        masks = [f["attention_mask"][..., None].astype(np.float32) for f in src.evaluation]
-        pool = [(sess.run(["last_hidden_state"], f)[0], ref_sess.run(["last_hidden_state"], f)[0]) for f in src.evaluation]
-        got = np.concatenate([(h * m).sum(1) / m.sum(1) for (h, _), m in zip(pool, masks, strict=True)])
-        ref = np.concatenate([(r * m).sum(1) / m.sum(1) for (_, r), m in zip(pool, masks, strict=True)])
-    cos = measure.cosine(got, ref) if got.shape[1] > 1 else 1.0 - np.abs(got - ref)[:, 0] / (np.abs(ref).max() + 1e-9)
+    names = [o.name for o in sess.get_outputs()]
+    got = _outputs(src, lambda f: dict(zip(names, sess.run(None, f), strict=True)))
+    ref = _outputs(src, lambda f: dict(zip(names, ref_sess.run(None, f), strict=True)))
+    exact = _outputs(src, lambda f: reference.run(graph, f))  # integer maths without saturation
+    cos, cos_exact = _compare(src, got, ref), _compare(src, exact, ref)
     metric = ("cosine of sentence embeddings to the fp32 model" if src.tokenizer is not None else
               "cosine of outputs to the fp32 model" if got.shape[1] > 1 else "1 - |error| / max|fp32 output|")
     fidelity = {"metric": metric, "mean": float(cos.mean()), "worst": float(cos.min()),
-                "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out}
+                "reference_mean": float(cos_exact.mean()), "reference_worst": float(cos_exact.min()),
+                "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out,
+                "integer_kernel": integer_kernel().to_dict()}
     if src.config.get("loss") == "xent":
         fidelity["argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
     if src.config.get("loss") == "mse":
@@ -289,7 +321,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
     metrics = {}
     if measure and src.evaluation:
         fp32_bytes = model_bytes if graph is fp32 else to_onnx(fp32).SerializeToString()
-        metrics = _measure(src, model_bytes, fp32_bytes, progress)
+        metrics = _measure(src, graph, model_bytes, fp32_bytes, progress)
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

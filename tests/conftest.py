@@ -15,6 +15,21 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_graph(tiny_ckpt: Path):
+    """(checkpoint, fp32 graph form, calibration statistics on 24 corpus lines) of the tiny BERT."""
+    from edgebert.compress.calibrate import calibrate
+    from edgebert.compress.lower import lower_bert
+    from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.model.encoder import BertEncoder
+    from edgebert.model.tokenizer import encode_batch
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    g = lower_bert(BertEncoder.from_checkpoint(ckpt))
+    ids, mask = encode_batch(ckpt.tokenizer, corpus_path().read_text().splitlines()[:24])
+    return ckpt, g, calibrate(g, [{"input_ids": ids, "attention_mask": mask}])
+
+
+@pytest.fixture(scope="session")
 def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = corpus_path().read_text(encoding="utf-8").splitlines()[:60]
     path = tmp_path_factory.mktemp("cal") / "calibration.txt"

@@ -1,6 +1,8 @@
 """Static int8 post-training quantization of the graph form.
 
-- Weights: symmetric per-output-channel int8 (``quantize.quantize_symmetric``).
+- Weights: symmetric per-output-channel int8 (``quantize.quantize_symmetric``) within integer
+  ranges that no CPU's int8 kernel saturates (``saturation.RANGES``; default "pairs": same-sign
+  adjacent weight pairs have |w_2j| + |w_2j+1| <= 128, see ``saturation.py``).
 - Embedding tables: symmetric int8 with one scale per row.
 - Activations: uint8 with a range from calibration (``minmax``, ``percentile`` or ``mse``).
 - SmoothQuant (Xiao et al., ICML 2023): per-input-channel factors
@@ -32,7 +34,9 @@ from edgebert.compress.quantize import (
     percentile_range,
     quantize_affine,
     quantize_symmetric,
+    symmetric_scales,
 )
+from edgebert.compress.saturation import RANGES, IntegerRanges, limit_pairs
 
 RANGE_METHODS = ("minmax", "percentile", "mse")
 AUTO = "auto"
@@ -55,8 +59,12 @@ class Int8Scheme:
     dynamic: tuple[str, ...] = ()
     keep_fp32: tuple[str, ...] = ()
     quantize_embeddings: bool = True
+    integer_ranges: str = "pairs"
+    bias_correction: bool = True
 
     def __post_init__(self) -> None:
+        if self.integer_ranges not in RANGES:
+            raise ValueError(f"integer_ranges: expected one of {tuple(RANGES)}, found {self.integer_ranges!r}")
         if self.activation_range not in RANGE_METHODS + (AUTO,):
             raise ValueError(f"activation_range: expected one of {RANGE_METHODS + (AUTO,)}, "
                              f"found {self.activation_range!r}")
@@ -69,6 +77,10 @@ class Int8Scheme:
 
     def with_(self, **changes: object) -> Int8Scheme:
         return Int8Scheme(**{**self.to_dict(), **changes})
+
+    @property
+    def ranges(self) -> IntegerRanges:
+        return RANGES[self.integer_ranges]
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ def channel_range(stats: InputStats) -> np.ndarray:
 
 
 def activation_range(stats: InputStats, smooth: np.ndarray | None, method: str,
-                     percentile: float = 99.99) -> tuple[float, float]:
+                     percentile: float = 99.99, qmax: int = 255) -> tuple[float, float]:
     """Calibrated [lo, hi] of the (smoothed) input of a linear."""
     divisor = smooth if smooth is not None else np.float32(1.0)
     lo = float((stats.channel_min / divisor).min())
@@ -104,7 +116,7 @@ def activation_range(stats: InputStats, smooth: np.ndarray | None, method: str,
         values = np.random.default_rng(0).choice(values, _RANGE_VALUES, replace=False)
     if method == "percentile":
         return percentile_range(values, percentile)
-    return mse_range(values, lo, hi)
+    return mse_range(values, lo, hi, qmax=qmax)
 
 
 def _candidates(scheme: Int8Scheme) -> list[LinearPlan]:
@@ -113,15 +125,33 @@ def _candidates(scheme: Int8Scheme) -> list[LinearPlan]:
     return [LinearPlan(a, m) for a in alphas for m in methods]
 
 
-def _simulate(w: np.ndarray, x: np.ndarray, stats: InputStats, plan: LinearPlan,
-              percentile: float) -> np.ndarray:
-    smooth = smooth_factors(channel_range(stats), w, plan.alpha) if plan.alpha else None
-    ws = w * smooth[None, :] if smooth is not None else w
-    codes, scales = quantize_symmetric(ws, axis=0)
-    scale, zp = affine_params(*activation_range(stats, smooth, plan.range_method, percentile))
-    xs = x / smooth if smooth is not None else x
-    xq = dequantize_affine(quantize_affine(xs, scale, zp), scale, zp)
-    return xq @ dequantize_symmetric(codes, scales, axis=0).T
+def quantize_weight(w: np.ndarray, ranges: IntegerRanges, importance: np.ndarray | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(out, in) weights -> per-output-channel int8 codes within ``ranges`` and their scales.
+    ``importance`` (in,) weighs input channels when a same-sign pair must give up magnitude."""
+    codes, scales = quantize_symmetric(w, axis=0, qmax=ranges.weight_max)
+    if ranges.pair_limit is None:
+        return codes, scales
+    h = np.ones(w.shape[1]) if importance is None else importance
+    absmax = np.abs(w).max(axis=1)
+    best_err = np.full(w.shape[0], np.inf)
+    # per output channel, the scale (absmax / qmax) whose pair-limited codes lose the least:
+    # qmax = limit / 2 never needs the limit; qmax = weight_max keeps the most resolution
+    for qmax in np.unique(np.linspace(ranges.pair_limit // 2, ranges.weight_max, 17).round().astype(int)):
+        sc = symmetric_scales(absmax, int(qmax))
+        c = limit_pairs(w / sc[:, None], ranges.pair_limit, int(qmax), importance)
+        err = ((w - c * sc[:, None]) ** 2 * h).sum(axis=1)
+        better = err < best_err
+        codes[better], scales[better], best_err[better] = c[better], sc[better], err[better]
+    return codes, scales
+
+
+def _importance(stats: InputStats, smooth: np.ndarray | None) -> np.ndarray:
+    """Mean square of each (smoothed) input channel: how much a weight error there costs."""
+    x = stats.sample[:_SEARCH_ROWS]
+    if smooth is not None:
+        x = x / smooth
+    return np.mean(np.square(x, dtype=np.float64), axis=0)
 
 
 def search_linear(w: np.ndarray, stats: InputStats, scheme: Int8Scheme) -> LinearPlan:
@@ -129,19 +159,31 @@ def search_linear(w: np.ndarray, stats: InputStats, scheme: Int8Scheme) -> Linea
     candidates = _candidates(scheme)
     if len(candidates) == 1:
         return candidates[0]
+    ranges = scheme.ranges
     x = stats.sample[:_SEARCH_ROWS]  # (rows, in)
     y = x @ w.T
-    errors = [float(np.mean((_simulate(w, x, stats, p, scheme.percentile) - y) ** 2)) for p in candidates]
-    return candidates[int(np.argmin(errors))]
+    errors = []
+    for alpha in dict.fromkeys(p.alpha for p in candidates):  # the weights depend on alpha only
+        smooth = smooth_factors(channel_range(stats), w, alpha) if alpha else None
+        ws = w * smooth[None, :] if smooth is not None else w
+        wq = dequantize_symmetric(*quantize_weight(ws, ranges, _importance(stats, smooth)), axis=0)
+        xs = x / smooth if smooth is not None else x
+        for plan in (p for p in candidates if p.alpha == alpha):
+            lo_hi = activation_range(stats, smooth, plan.range_method, scheme.percentile, ranges.act_max)
+            scale, zp = affine_params(*lo_hi, ranges.act_max)
+            xq = dequantize_affine(quantize_affine(xs, scale, zp), scale, zp)
+            errors.append((float(np.mean((xq @ wq.T - y) ** 2)), plan))
+    return min(errors, key=lambda e: e[0])[1]
 
 
 def quantize_linear(g: Graph, node: Node, stats: InputStats, scheme: Int8Scheme) -> Node:
     if node.name in scheme.keep_fp32:
         return node
     a = dict(node.attrs)
-    w = g.tensors[a["weight"]]  # (out, in)
+    w = w32 = g.tensors[a["weight"]]  # (out, in)
+    ranges = scheme.ranges
     if node.name in scheme.dynamic:
-        codes, scales = quantize_symmetric(w, axis=0)
+        codes, scales = quantize_weight(w, ranges, _importance(stats, None))
         g.tensors[a["weight"]], g.tensors[f"{node.name}.weight_scale"] = codes, scales
         a.update(weight_scale=f"{node.name}.weight_scale", act="dynamic")
         return Node(node.op, node.name, node.inputs, node.outputs, a)
@@ -151,11 +193,30 @@ def quantize_linear(g: Graph, node: Node, stats: InputStats, scheme: Int8Scheme)
         w = w * smooth[None, :]
         g.tensors[f"{node.name}.input_mul"] = (1.0 / smooth).astype(np.float32)
         a["input_mul"] = f"{node.name}.input_mul"
-    codes, scales = quantize_symmetric(w, axis=0)
+    codes, scales = quantize_weight(w, ranges, _importance(stats, smooth))
     g.tensors[a["weight"]], g.tensors[f"{node.name}.weight_scale"] = codes, scales
-    scale, zp = affine_params(*activation_range(stats, smooth, plan.range_method, scheme.percentile))
+    scale, zp = affine_params(*activation_range(stats, smooth, plan.range_method, scheme.percentile, ranges.act_max),
+                              ranges.act_max)
     a.update(weight_scale=f"{node.name}.weight_scale", act="static", act_scale=float(scale),
              act_zero_point=int(zp), smoothquant_alpha=plan.alpha, range_method=plan.range_method)
+    out = Node(node.op, node.name, node.inputs, node.outputs, a)
+    if scheme.bias_correction:
+        out = correct_bias(g, out, w32, stats)
+    return out
+
+
+def correct_bias(g: Graph, node: Node, w32: np.ndarray, stats: InputStats) -> Node:
+    """Bias correction (Nagel et al., "Data-Free Quantization", ICCV 2019, here with data): subtract
+    the mean output error of the quantized linear on the calibration rows from its bias, so that
+    rounding and clipping leave no systematic shift in any output channel."""
+    from edgebert.compress import reference
+
+    x = stats.sample  # (rows, in)
+    a = dict(node.attrs)
+    bias = g.tensors[a["bias"]] if a.get("bias") else np.zeros(w32.shape[0], np.float32)
+    shift = (reference.linear(g, node, x) - (x @ w32.T + bias)).mean(axis=0)  # (out,)
+    a["bias"] = f"{node.name}.bias_corrected"
+    g.tensors[a["bias"]] = (bias - shift).astype(np.float32)
     return Node(node.op, node.name, node.inputs, node.outputs, a)
 
 

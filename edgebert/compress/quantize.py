@@ -17,20 +17,21 @@ UINT8_MAX = 255
 _TINY = np.float32(1e-12)
 
 
-def symmetric_scales(absmax: np.ndarray) -> np.ndarray:
-    """Per-channel scales ``absmax / 127``; an all-zero channel gets scale 1 (its codes are 0)."""
+def symmetric_scales(absmax: np.ndarray, qmax: int = INT8_MAX) -> np.ndarray:
+    """Per-channel scales ``absmax / qmax``; an all-zero channel gets scale 1 (its codes are 0)."""
     absmax = np.asarray(absmax, dtype=np.float32)
-    return np.where(absmax > _TINY, absmax / INT8_MAX, np.float32(1.0)).astype(np.float32)
+    return np.where(absmax > _TINY, absmax / np.float32(qmax), np.float32(1.0)).astype(np.float32)
 
 
-def quantize_symmetric(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8: one scale per index of ``axis``. Returns (codes int8, scales)."""
+def quantize_symmetric(w: np.ndarray, axis: int = 0, qmax: int = INT8_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 codes in [-qmax, qmax]: one scale per index of ``axis``.
+    Returns (codes int8, scales)."""
     w = np.asarray(w, dtype=np.float32)
     reduce_axes = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    scales = symmetric_scales(np.abs(w).max(axis=reduce_axes) if w.size else np.zeros(w.shape[axis]))
+    scales = symmetric_scales(np.abs(w).max(axis=reduce_axes) if w.size else np.zeros(w.shape[axis]), qmax)
     shape = [1] * w.ndim
     shape[axis] = -1
-    codes = np.clip(np.rint(w / scales.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    codes = np.clip(np.rint(w / scales.reshape(shape)), -qmax, qmax).astype(np.int8)
     return codes, scales
 
 
@@ -40,20 +41,21 @@ def dequantize_symmetric(codes: np.ndarray, scales: np.ndarray, axis: int = 0) -
     return codes.astype(np.float32) * scales.reshape(shape).astype(np.float32)
 
 
-def affine_params(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
-    """uint8 scale and zero point covering [lo, hi] extended to contain 0."""
+def affine_params(lo: float, hi: float, qmax: int = UINT8_MAX) -> tuple[np.float32, np.uint8]:
+    """uint8 scale and zero point mapping [lo, hi], extended to contain 0, onto codes [0, qmax]."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo <= float(_TINY):
         return np.float32(1.0), np.uint8(0)
-    scale = np.float32((hi - lo) / UINT8_MAX)
-    zero_point = np.clip(np.rint(-lo / scale), 0, UINT8_MAX)
+    scale = np.float32((hi - lo) / qmax)
+    zero_point = np.clip(np.rint(-lo / scale), 0, qmax)
     return scale, np.uint8(zero_point)
 
 
-def quantize_affine(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:
-    """uint8 codes ``saturate(round(x / scale) + zero_point)`` (broadcasting scale/zp)."""
+def quantize_affine(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int,
+                    qmax: int = UINT8_MAX) -> np.ndarray:
+    """uint8 codes ``saturate(round(x / scale) + zero_point)`` in [0, qmax] (broadcasting scale/zp)."""
     q = np.rint(np.asarray(x, dtype=np.float32) / scale) + np.asarray(zero_point, dtype=np.float32)
-    return np.clip(q, 0, UINT8_MAX).astype(np.uint8)
+    return np.clip(q, 0, qmax).astype(np.uint8)
 
 
 def dequantize_affine(q: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:
@@ -73,7 +75,7 @@ def percentile_range(sample: np.ndarray, percentile: float) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def mse_range(sample: np.ndarray, lo: float, hi: float, steps: int = 40) -> tuple[float, float]:
+def mse_range(sample: np.ndarray, lo: float, hi: float, steps: int = 40, qmax: int = UINT8_MAX) -> tuple[float, float]:
     """Clip range in [lo, hi] whose uint8 quantization of ``sample`` has the least squared error.
 
     Searches shrink factors of the min-max range (the "MSE" calibration of Banner et al.,
@@ -83,7 +85,7 @@ def mse_range(sample: np.ndarray, lo: float, hi: float, steps: int = 40) -> tupl
     best, best_err = (lo, hi), np.inf
     for factor in np.linspace(1.0, 0.3, steps):
         cand_lo, cand_hi = lo * factor, hi * factor
-        scale, zp = affine_params(cand_lo, cand_hi)
+        scale, zp = affine_params(cand_lo, cand_hi, qmax)
         err = float(np.mean((dequantize_affine(quantize_affine(sample, scale, zp), scale, zp) - sample) ** 2))
         if err < best_err:
             best, best_err = (cand_lo, cand_hi), err

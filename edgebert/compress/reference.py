@@ -1,7 +1,10 @@
 """Numpy reference semantics of the graph ops (see ``graph.py``).
 
 Used for calibration (an observer sees every linear's input), for fidelity searches during
-conversion, and as the oracle the emitters are tested against.
+conversion, and as the oracle the emitters are tested against. Integer linears accumulate
+exactly in int32 (``kernel="exact"``: what VNNI, ARM and u8 x u8 kernels compute) or as ONNX
+Runtime's u8 x s8 kernels on AVX2 without VNNI do (``kernel="vpmaddubsw"``: adjacent product
+pairs saturated to int16, see ``saturation.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import numpy as np
 
 from edgebert.compress.graph import Graph, Node
 from edgebert.compress.quantize import dynamic_affine_params, quantize_affine
+from edgebert.compress.saturation import vpmaddubsw_matmul
 
 Observer = Callable[[Node, np.ndarray, np.ndarray], None]
 MASK_VALUE = np.float32(-1e4)
+KERNELS = ("exact", "vpmaddubsw")
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -40,7 +45,7 @@ def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) ->
     return ((x - mean) / np.sqrt(var + np.float32(eps)) * gamma + beta).astype(np.float32)
 
 
-def linear(g: Graph, node: Node, x: np.ndarray) -> np.ndarray:
+def linear(g: Graph, node: Node, x: np.ndarray, kernel: str = "exact") -> np.ndarray:
     a = node.attrs
     w = g.tensors[a["weight"]]  # (out, in)
     bias = g.tensors[a["bias"]] if a.get("bias") else np.float32(0.0)
@@ -58,7 +63,11 @@ def linear(g: Graph, node: Node, x: np.ndarray) -> np.ndarray:
         q = quantize_affine(x, scale, zp)
     else:
         raise ValueError(f"{node.name}: expected act static or dynamic for int8 weights, found {act!r}")
-    acc = (q.astype(np.int32) - np.int32(zp)) @ w.T.astype(np.int32)  # exact int32 accumulation
+    if kernel == "vpmaddubsw":  # raw u8 codes times s8 codes, then the zero point's term (as MLAS does)
+        acc = vpmaddubsw_matmul(q, w) - np.int64(zp) * w.astype(np.int64).sum(1)
+    else:
+        # exact integer accumulation: every product and partial sum is an integer below 2**53
+        acc = (q.astype(np.float64) - float(zp)) @ w.T.astype(np.float64)
     return (acc.astype(np.float32) * (scale * w_scale) + bias).astype(np.float32)
 
 
@@ -86,8 +95,12 @@ def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndar
     return out.astype(np.float32)
 
 
-def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None) -> dict[str, np.ndarray]:
-    """Execute the graph; ``observer(node, x, mask)`` sees each linear's input before it runs."""
+def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None,
+        kernel: str = "exact") -> dict[str, np.ndarray]:
+    """Execute the graph; ``observer(node, x, mask)`` sees each linear's input before it runs;
+    ``kernel`` says how integer linears accumulate (one of ``KERNELS``)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {KERNELS}, found {kernel!r}")
     env: dict[str, np.ndarray] = dict(feeds)
     mask = feeds.get("attention_mask")
     for node in g.nodes:
@@ -103,7 +116,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
         elif node.op == "linear":
             if observer is not None:
                 observer(node, x[0], mask if mask is not None else np.ones(x[0].shape[:-1]))
-            out = linear(g, node, x[0])
+            out = linear(g, node, x[0], kernel)
         elif node.op == "attention":
             out = attention(x[0], x[1], a["heads"])
         elif node.op == "add":

@@ -1,0 +1,168 @@
+"""Integer ranges that no x86 int8 kernel saturates, and an exact emulation of the one that does.
+
+ONNX Runtime's u8 x s8 GEMM (``MatMulInteger``, ``MatMulIntegerToFloat``, ``DynamicQuantizeMatMul``)
+on x86 CPUs with AVX2 or AVX-512BW but without VNNI multiplies activation bytes (unsigned) by
+weight bytes (signed) with ``VPMADDUBSW``, which adds each pair of adjacent products along the
+reduction axis, ``a[2j] * w[2j] + a[2j+1] * w[2j+1]``, into a *saturating* int16; the pairs are
+then summed exactly in int32 (``VPMADDWD``). VNNI (``VPDPBUSD``), ARM dot-product kernels and
+the u8 x u8 kernels accumulate exactly. So a product of 64 codes 255 by 64 codes 127 is
+2,072,640 on one CPU and 1,048,544 (= 32,767 x 32) on another.
+
+Activation codes are always in [0, 255] at run time (``QuantizeLinear`` and
+``DynamicQuantizeLinear`` saturate to uint8 whatever the calibration said), so safety must come
+from the weights. With activation codes in [0, A] a pair's sum lies in
+``[-A * (n_2j + n_2j+1), A * (p_2j + p_2j+1)]`` where p and n are the positive and negative parts
+of the two weight codes: it never saturates when, for every output channel and every pair of
+same-sign weights, ``|w_2j| + |w_2j+1| <= 32767 // A`` (128 for A = 255). Opposite-sign pairs
+and unpaired weights never saturate (``255 * 127 = 32,385``).
+
+Pure functions on numpy arrays, no I/O. The pairing (2j, 2j+1 from the first reduction index,
+zero-padded when odd) was measured on ONNX Runtime 1.31's AVX2 kernel run under
+``qemu-x86_64 -cpu Haswell`` (``tests/compress/test_saturation.py`` checks it there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INT16_MAX = 32767
+INT16_MIN = -32768
+UINT8_MAX = 255
+_CHUNK = 1 << 22  # pair-sum elements computed at once by the emulation
+
+
+@dataclass(frozen=True)
+class IntegerRanges:
+    """The integer codes a quantized linear may use.
+
+    Weight codes lie in ``[-weight_max, weight_max]``, activation codes in ``[0, act_max]`` (the
+    calibrated range maps onto it; run-time codes still reach 255), and when ``pair_limit`` is
+    set, every pair of same-sign weights (2j, 2j+1) of an output channel has
+    ``|w_2j| + |w_2j+1| <= pair_limit``.
+    """
+
+    name: str
+    weight_max: int = 127
+    act_max: int = UINT8_MAX
+    pair_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.weight_max <= 127:
+            raise ValueError(f"weight_max: expected 1..127, found {self.weight_max}")
+        if not 1 <= self.act_max <= UINT8_MAX:
+            raise ValueError(f"act_max: expected 1..255, found {self.act_max}")
+        if self.pair_limit is not None and not 1 <= self.pair_limit <= 2 * self.weight_max:
+            raise ValueError(f"pair_limit: expected 1..{2 * self.weight_max} or none, found {self.pair_limit}")
+
+    @property
+    def max_pair_magnitude(self) -> int:
+        """The largest |pair sum| of weight codes times 255 (run-time activation codes)."""
+        return UINT8_MAX * min(2 * self.weight_max, self.pair_limit or 2 * self.weight_max)
+
+    @property
+    def safe(self) -> bool:
+        """True when no u8 input can saturate a pair, whatever the weights within these ranges."""
+        return self.max_pair_magnitude <= INT16_MAX
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "weight_codes": [-self.weight_max, self.weight_max],
+                "activation_codes": [0, self.act_max], "same_sign_pair_limit": self.pair_limit,
+                "saturation_free_by_construction": self.safe}
+
+
+# The forms measured in docs/converter.md; "pairs" is the default.
+RANGES = {
+    "pairs": IntegerRanges("pairs", 127, UINT8_MAX, INT16_MAX // UINT8_MAX),  # 8-bit, pair-limited
+    "w7": IntegerRanges("w7", 64, UINT8_MAX),  # 2 x 255 x 64 = 32,640
+    "a7": IntegerRanges("a7", 127, 128),  # calibrated range on [0, 128]; run-time codes may still reach 255
+    "full": IntegerRanges("full", 127, UINT8_MAX),  # the pre-0.2 form: saturates on AVX2 without VNNI
+}
+
+
+def _pairs(w: np.ndarray) -> np.ndarray:
+    """(out, in) weight codes -> (out, ceil(in/2), 2), zero-padded."""
+    w = np.asarray(w)
+    if w.shape[1] % 2:
+        w = np.concatenate([w, np.zeros((w.shape[0], 1), w.dtype)], axis=1)
+    return w.reshape(w.shape[0], -1, 2)
+
+
+def pair_sum_bounds(w: np.ndarray, act_max: int = UINT8_MAX) -> tuple[int, int]:
+    """The most negative and most positive pair sum any activation codes in [0, act_max] can make
+    with these (out, in) weight codes."""
+    p = _pairs(np.asarray(w, np.int64))
+    pos = np.clip(p, 0, None).sum(-1)
+    neg = np.clip(p, None, 0).sum(-1)
+    return int(neg.min(initial=0)) * act_max, int(pos.max(initial=0)) * act_max
+
+
+def saturation_free(w: np.ndarray) -> bool:
+    """True when no uint8 input can saturate a VPMADDUBSW pair with these (out, in) weight codes."""
+    lo, hi = pair_sum_bounds(w)
+    return lo >= INT16_MIN and hi <= INT16_MAX
+
+
+def limit_pairs(real: np.ndarray, limit: int, weight_max: int = 127,
+                importance: np.ndarray | None = None) -> np.ndarray:
+    """Round (out, in) real-valued codes to int8 so that same-sign pairs have |c1| + |c2| <= limit.
+
+    Pairs within the limit are plainly rounded. A same-sign pair over it is moved onto the line
+    |c1| + |c2| = limit with the least weighted squared error ``h1 e1^2 + h2 e2^2`` (``importance``
+    h per input channel, e.g. the mean square of the input it multiplies): the excess d is split
+    as ``e1 = d h2 / (h1 + h2)``, so the channel that matters more keeps more of its value.
+    """
+    real = np.asarray(real, np.float64)
+    n_in = real.shape[1]
+    codes = np.clip(np.rint(real), -weight_max, weight_max)
+    p = _pairs(codes)  # (out, pairs, 2), a view when in is even
+    r = _pairs(real)
+    c1, c2 = p[..., 0], p[..., 1]
+    over = (c1 * c2 > 0) & (np.abs(c1) + np.abs(c2) > limit)
+    if not over.any():
+        return codes.astype(np.int8)
+    h = np.ones(p.shape[1] * 2) if importance is None else np.asarray(importance, np.float64)
+    if h.size < p.shape[1] * 2:
+        h = np.concatenate([h, [1.0]])
+    h = np.maximum(h.reshape(-1, 2), 1e-30)  # (pairs, 2)
+    out_idx, pair_idx = np.nonzero(over)
+    m1 = np.minimum(np.abs(r[out_idx, pair_idx, 0]), weight_max)
+    m2 = np.minimum(np.abs(r[out_idx, pair_idx, 1]), weight_max)
+    h1, h2 = h[pair_idx, 0], h[pair_idx, 1]
+    excess = m1 + m2 - limit
+    t1 = np.clip(m1 - excess * h2 / (h1 + h2), 0, min(limit, weight_max))
+    t2 = np.clip(m2 - excess * h1 / (h1 + h2), 0, min(limit, weight_max))
+    k1 = np.rint(t1)
+    k2 = np.minimum(np.rint(t2), limit - k1)
+    sign = np.sign(c1[out_idx, pair_idx])
+    p = p.copy()
+    p[out_idx, pair_idx, 0] = sign * k1
+    p[out_idx, pair_idx, 1] = sign * k2
+    return p.reshape(p.shape[0], -1)[:, :n_in].astype(np.int8)
+
+
+def vpmaddubsw_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a @ w.T`` for uint8 (rows, in) by int8 (out, in) codes as AVX2 without VNNI computes it:
+    each adjacent pair of products saturated to int16, then summed exactly. Returns int64 (rows, out).
+
+    Exact products come from one float64 GEMM (sums < 2**53); only the (pair, output) entries
+    whose weights can leave int16 for these inputs are recomputed and corrected.
+    """
+    a = np.asarray(a)
+    rows = a.reshape(-1, a.shape[-1]).astype(np.float64)
+    wp = _pairs(np.asarray(w, np.int64))  # (out, pairs, 2)
+    exact = np.rint(rows @ np.asarray(w, np.float64).T).astype(np.int64)  # (rows, out)
+    a_max = int(rows.max(initial=0))
+    pos = np.clip(wp, 0, None).sum(-1) * a_max
+    neg = np.clip(wp, None, 0).sum(-1) * a_max
+    out_idx, pair_idx = np.nonzero((pos > INT16_MAX) | (neg < INT16_MIN))
+    if out_idx.size:
+        ap = _pairs(rows)  # (rows, pairs, 2)
+        step = max(1, _CHUNK // max(1, rows.shape[0]))
+        for i in range(0, out_idx.size, step):
+            o, j = out_idx[i:i + step], pair_idx[i:i + step]
+            s = ap[:, j, 0] * wp[o, j, 0] + ap[:, j, 1] * wp[o, j, 1]  # (rows, chosen)
+            correction = (np.clip(s, INT16_MIN, INT16_MAX) - s).astype(np.int64)
+            np.add.at(exact.T, o, correction.T)
+    return exact.reshape(*a.shape[:-1], -1)
