@@ -154,7 +154,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     from edgebert.runtime.device import Device, DeviceConfig
     from edgebert.runtime.engine import Engine
 
-    config = DeviceConfig(mode=args.mode, optimizer=args.optimizer, lr=args.lr,
+    config = DeviceConfig(mode=args.mode, optimizer=args.optimizer, lr=args.lr, normalize=not args.no_normalize,
                           hidden=tuple(args.hidden), replay=args.replay, save_every=args.save_every)
     device = Device(Engine.load(args.artifact), config, Path(args.state) if args.state else None)
     if args.stream == "-":
@@ -440,8 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--stream", default="-", help="JSON-lines file, or - for stdin (default)")
     dr.add_argument("--mode", choices=("head", "full"), default="head",
                     help="head: frozen backbone + trainable head (default); full: train every layer of a TinyML net")
-    dr.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    dr.add_argument("--lr", type=float, default=0.05)
+    dr.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="default adam")
+    dr.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 0.005)")
+    dr.add_argument("--no-normalize", action="store_true",
+                    help="head mode: feed the features as they are (default: standardized online with running "
+                         "mean/variance, which recovers faster after drift)")
     dr.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden layer sizes of the head")
     dr.add_argument("--replay", type=int, default=0, help="replay buffer size (0: off)")
     dr.add_argument("--state", help="safetensors file for the learner's state: loaded at start, saved as it learns")

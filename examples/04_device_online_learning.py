@@ -21,7 +21,8 @@ artifact = edgebert.convert(model, work / "digits-int8", "int8", model / "calibr
 
 engine = Engine.load(artifact.path)  # sha256-verified; numpy + onnxruntime only from here on
 weights = engine.trainable_weights()
-head = OnlineLearner(engine.feature_dim, 10, optimizer="adam", lr=1e-3, labels=list(range(10)))
+head = OnlineLearner(engine.feature_dim, 10, optimizer="adam", lr=1e-3, labels=list(range(10)),
+                     normalize=False)  # starts from the trained last layer: keep its input semantics
 head.set_weights({"layers.0.weight": weights["layers.2.weight"], "layers.0.bias": weights["layers.2.bias"]})
 
 X, y = digits_data()

@@ -200,7 +200,7 @@ def adapt_digits(fleet: DemoFleet, names: list[str], samples: int, seed: int, pr
         task = DeviceTask("digits", 77_000 + seed * 1000 + i, dx, dy)
         x, y = task.sample(samples, np.random.default_rng(seed + i))
         frozen.append((engine.output(x).argmax(1) == y).astype(float))
-        learner = OnlineLearner(64, 10, (32, 32), "xent", "adam", 3e-3, labels=list(range(10)))
+        learner = OnlineLearner(64, 10, (32, 32), "xent", "adam", 3e-3, labels=list(range(10)), normalize=False)
         learner.set_weights(engine.trainable_weights())
         hits = []
         for xi, yi in zip(x, y, strict=True):

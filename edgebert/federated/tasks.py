@@ -22,7 +22,8 @@ SIZES = {"sine": (1, (40, 40), 1, "mse"), "digits": (64, (32, 32), 10, "xent")}
 def new_learner(task: str, lr: float = 0.01, seed: int = 0, optimizer: str = "sgd") -> OnlineLearner:
     d_in, hidden, d_out, loss = SIZES[task]
     learner = OnlineLearner(d_in, d_out, hidden, loss, optimizer, lr, seed=seed,
-                            labels=list(range(d_out)) if loss == "xent" else None)
+                            labels=list(range(d_out)) if loss == "xent" else None,
+                            normalize=False)  # weights mean the same on every device: no per-device statistics
     if loss == "mse":  # a regression head starting at zero would learn nothing below it; small random init
         rng = np.random.default_rng(seed + 7)
         learner.W[-1] = (rng.standard_normal(learner.W[-1].shape) * np.sqrt(1.0 / learner.W[-1].shape[0])).astype(

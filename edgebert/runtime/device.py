@@ -19,7 +19,7 @@ import numpy as np
 
 from edgebert.errors import EdgeBertError, InputError
 from edgebert.runtime.engine import Engine
-from edgebert.runtime.online import OnlineLearner
+from edgebert.runtime.online import DEFAULT_LR, DEFAULT_OPTIMIZER, OnlineLearner
 
 MODES = ("head", "full")
 
@@ -27,11 +27,12 @@ MODES = ("head", "full")
 @dataclass(frozen=True)
 class DeviceConfig:
     mode: str = "head"  # head: frozen backbone + trainable head; full: the whole TinyML net (all layers)
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    optimizer: str = DEFAULT_OPTIMIZER
+    lr: float = DEFAULT_LR
     hidden: tuple[int, ...] = ()
     replay: int = 0
     save_every: int = 50
+    normalize: bool = True  # head mode: standardize the features online (full mode keeps the net's inputs)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,7 +61,7 @@ class Device:
                                               lr=self.config.lr, replay=self.config.replay, labels=labels)
         n_out = cfg.get("n_outputs", 1) if loss == "mse" else 0  # classes are added as labels arrive
         return OnlineLearner(self.engine.feature_dim, n_out, self.config.hidden, loss, self.config.optimizer,
-                             self.config.lr, self.config.replay)
+                             self.config.lr, self.config.replay, normalize=self.config.normalize)
 
     def _inputs(self, x: Any) -> np.ndarray:
         if self.config.mode == "full":
@@ -89,6 +90,8 @@ class Device:
             self._since_save += 1
             if self.state_path is not None and self._since_save >= self.config.save_every:
                 self.save()
+        else:  # an unlabelled sample still moves the input statistics (sensor drift, before labels arrive)
+            self.learner.observe(feats)
         return reply
 
     def save(self) -> None:

@@ -142,3 +142,69 @@ def test_set_weights_copies_so_training_never_touches_the_callers_arrays(input_d
 
     for k, v in frozen.items():
         np.testing.assert_array_equal(source[k], v)
+
+
+def _raw_net_outputs(weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    h = X
+    n = len(weights) // 2
+    for i in range(n):
+        h = h @ weights[f"layers.{i}.weight"].T + weights[f"layers.{i}.bias"]
+        h = np.maximum(h, 0) if i < n - 1 else h
+    return h
+
+
+def test_standardized_learner_exports_and_imports_weights_that_act_on_raw_inputs() -> None:
+    rng = np.random.default_rng(0)
+    X = (rng.normal(0, 1, (300, 6)) * [1, 10, 0.1, 1, 5, 1] + [0, 50, -3, 0, 1, 7]).astype(np.float32)
+    learner = OnlineLearner(6, 3, (8,), labels=[0, 1, 2])
+    for x in X:
+        learner.learn_one(x, int(x[0] > 0) + int(x[1] > 50))
+    probe = X[:20]
+    raw_logits = learner._forward(learner._as_matrix(probe))[0]
+
+    exported = learner.get_weights()
+    other = OnlineLearner(6, 3, (8,), labels=[0, 1, 2], seed=5)
+    for x in X[:50]:  # different running statistics
+        other.learn_one(x * 2, 0)
+    other.set_weights(exported)
+
+    assert learner.normalize and not np.allclose(learner.norm_mean, 0)
+    scale = float(np.abs(raw_logits).max())
+    np.testing.assert_allclose(_raw_net_outputs(exported, probe), raw_logits, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(other._forward(other._as_matrix(probe))[0], raw_logits, rtol=0, atol=1e-4 * scale)
+
+
+def test_pretrained_weights_keep_their_raw_inputs() -> None:
+    source = OnlineLearner(4, 2, (3,), normalize=False, seed=1)
+    for W in source.W:
+        W += 0.3
+    weights = source.get_weights()
+
+    learner = OnlineLearner.from_weights(weights, "xent")
+    X = np.random.default_rng(0).normal(5, 2, (10, 4)).astype(np.float32)
+
+    assert not learner.normalize
+    np.testing.assert_allclose(learner._forward(X)[0], _raw_net_outputs(weights, X), rtol=1e-6, atol=1e-6)
+
+
+def test_unlabelled_samples_absorb_a_sensor_gain_and_offset_drift() -> None:
+    rng = np.random.default_rng(3)
+    centers = rng.normal(0, 1, (4, 8)).astype(np.float32)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 4, n)
+        return centers[y] + rng.normal(0, 0.4, (n, 8)).astype(np.float32), y
+
+    learner = OnlineLearner(8, 4, (16,), labels=[0, 1, 2, 3])
+    for x, y in zip(*draw(600), strict=True):
+        learner.learn_one(x, int(y))
+    test_x, test_y = draw(400)
+    before = np.mean(np.array(learner.predict(test_x)) == test_y)
+    drift = np.linspace(0.3, 3.0, 8).astype(np.float32), np.linspace(-4, 4, 8).astype(np.float32)
+    stale = np.mean(np.array(learner.predict(test_x * drift[0] + drift[1])) == test_y)
+
+    learner.observe(draw(500)[0] * drift[0] + drift[1])  # unlabelled samples from the drifted sensor
+    after = np.mean(np.array(learner.predict(test_x * drift[0] + drift[1])) == test_y)
+
+    assert before > 0.9 and stale < before - 0.2
+    assert after >= before - 0.03, (before, stale, after)
