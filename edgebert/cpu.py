@@ -20,6 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,15 +86,22 @@ opts = ort.SessionOptions(); opts.intra_op_num_threads = 1; opts.inter_op_num_th
 opts.log_severity_level = 3
 sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 with np.load(feeds_path, allow_pickle=False) as f:
-    feeds = {k: f[k] for k in f.files}
+    arrays = {k: f[k] for k in f.files}
 names = [o.name for o in sess.get_outputs()]
-np.savez(out_path, **dict(zip(names, sess.run(None, feeds))))
+out = {}
+for b in sorted({k.split("/")[0] for k in arrays}, key=int):
+    feeds = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/")[0] == b}
+    out.update({b + "/" + n: v for n, v in zip(names, sess.run(None, feeds))})
+np.savez(out_path, **out)
 """
 
 
-def run_as_cpu(model: bytes | str | Path, feeds: dict[str, np.ndarray], cpu: str = AVX2_CPU,
-               timeout: float = 600.0) -> dict[str, np.ndarray]:
-    """Run ``model`` on ``feeds`` in ONNX Runtime (one thread) under ``qemu-x86_64 -cpu CPU``."""
+def run_as_cpu(model: bytes | str | Path, feeds: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
+               cpu: str = AVX2_CPU, timeout: float = 600.0) -> Any:
+    """Run ``model`` on ``feeds`` in ONNX Runtime (one thread) under ``qemu-x86_64 -cpu CPU``.
+
+    ``feeds`` is one dict of inputs (returns one dict of outputs) or a list of them (returns a
+    list; one emulator start for all)."""
     qemu = qemu_x86()
     if qemu is None:
         raise EdgeBertError("run_as_cpu: expected qemu-x86_64 on an x86-64 host (apt-get install qemu-user), found none")
@@ -104,7 +112,8 @@ def run_as_cpu(model: bytes | str | Path, feeds: dict[str, np.ndarray], cpu: str
             model_path.write_bytes(model)
         else:
             model_path = Path(model)
-        np.savez(work / "feeds.npz", **feeds)
+        batches = feeds if isinstance(feeds, list) else [feeds]
+        np.savez(work / "feeds.npz", **{f"{i}/{k}": v for i, b in enumerate(batches) for k, v in b.items()})
         python = os.path.realpath(sys.executable)
         cmd = [qemu, "-cpu", cpu, python, "-c", _RUNNER, str(model_path), str(work / "feeds.npz"), str(work / "out.npz")]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -114,4 +123,5 @@ def run_as_cpu(model: bytes | str | Path, feeds: dict[str, np.ndarray], cpu: str
             raise EdgeBertError(f"run_as_cpu: expected ONNX Runtime to run under qemu -cpu {cpu}, found exit "
                                 f"{proc.returncode}: {tail[0]}")
         with np.load(work / "out.npz", allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            outs = [{k.split("/", 1)[1]: f[k] for k in f.files if k.split("/")[0] == str(i)} for i in range(len(batches))]
+        return outs if isinstance(feeds, list) else outs[0]

@@ -71,6 +71,8 @@ def test_convert_cli_in_a_subprocess_prints_the_report(work: Path, calibration_f
 
     assert result.returncode == 0, result.stderr
     assert "fidelity    cosine of sentence embeddings to the fp32 model" in result.stdout and "precision   int8" in result.stdout
+    assert "through ONNX Runtime on this CPU (x86-64" in result.stdout or "ARM64" in result.stdout
+    assert "saturation-free reference: mean" in result.stdout and "no CPU saturates them" in result.stdout
     assert (work / "out" / "manifest.json").is_file()
 
 

@@ -32,6 +32,23 @@ def test_artifact_has_the_promised_files_and_manifest(tiny_artifact) -> None:
     assert Artifact.load(tiny_artifact.path).manifest == m  # sha256 of every file verifies
 
 
+def test_manifest_records_saturation_free_integer_ranges_and_fidelity_on_every_cpu(tiny_artifact) -> None:
+    from edgebert.compress.graph import Graph
+    from edgebert.compress.saturation import saturation_free
+
+    m = tiny_artifact.manifest
+    ranges, fid = m.quantization["integer_ranges"], m.metrics["fidelity"]
+    graph = Graph.load(tiny_artifact.file("graph.safetensors"))
+
+    assert ranges["name"] == "pairs" and ranges["saturation_free"] and ranges["same_sign_pair_limit"] == 128
+    assert -32768 <= ranges["pair_sum_range"][0] and ranges["pair_sum_range"][1] <= 32767
+    assert all(saturation_free(graph.tensors[n.attrs["weight"]]) for n in graph.linears())  # the record is true
+    assert all(-32768 <= r["pair_sum_range"][0] and r["pair_sum_range"][1] <= 32767
+               for r in m.quantization["per_linear"].values())
+    assert abs(fid["mean"] - fid["reference_mean"]) <= 5e-4 and abs(fid["worst"] - fid["reference_worst"]) <= 5e-4
+    assert fid["integer_kernel"]["name"] in ("x86-vnni", "x86-avx2", "x86-avx512bw", "x86-sse", "arm64", "unknown")
+
+
 def test_artifact_runs_in_onnxruntime_with_dynamic_axes(tiny_artifact) -> None:
     from tokenizers import Tokenizer
 

@@ -34,9 +34,8 @@ from edgebert.compress.quantize import (
     percentile_range,
     quantize_affine,
     quantize_symmetric,
-    symmetric_scales,
 )
-from edgebert.compress.saturation import RANGES, IntegerRanges, limit_pairs
+from edgebert.compress.saturation import RANGES, IntegerRanges, quantize_pair_limited
 
 RANGE_METHODS = ("minmax", "percentile", "mse")
 AUTO = "auto"
@@ -129,21 +128,9 @@ def quantize_weight(w: np.ndarray, ranges: IntegerRanges, importance: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(out, in) weights -> per-output-channel int8 codes within ``ranges`` and their scales.
     ``importance`` (in,) weighs input channels when a same-sign pair must give up magnitude."""
-    codes, scales = quantize_symmetric(w, axis=0, qmax=ranges.weight_max)
     if ranges.pair_limit is None:
-        return codes, scales
-    h = np.ones(w.shape[1]) if importance is None else importance
-    absmax = np.abs(w).max(axis=1)
-    best_err = np.full(w.shape[0], np.inf)
-    # per output channel, the scale (absmax / qmax) whose pair-limited codes lose the least:
-    # qmax = limit / 2 never needs the limit; qmax = weight_max keeps the most resolution
-    for qmax in np.unique(np.linspace(ranges.pair_limit // 2, ranges.weight_max, 17).round().astype(int)):
-        sc = symmetric_scales(absmax, int(qmax))
-        c = limit_pairs(w / sc[:, None], ranges.pair_limit, int(qmax), importance)
-        err = ((w - c * sc[:, None]) ** 2 * h).sum(axis=1)
-        better = err < best_err
-        codes[better], scales[better], best_err[better] = c[better], sc[better], err[better]
-    return codes, scales
+        return quantize_symmetric(w, axis=0, qmax=ranges.weight_max)
+    return quantize_pair_limited(w, ranges.pair_limit, ranges.weight_max, importance)
 
 
 def _importance(stats: InputStats, smooth: np.ndarray | None) -> np.ndarray:
@@ -215,8 +202,8 @@ def correct_bias(g: Graph, node: Node, w32: np.ndarray, stats: InputStats) -> No
     a = dict(node.attrs)
     bias = g.tensors[a["bias"]] if a.get("bias") else np.zeros(w32.shape[0], np.float32)
     shift = (reference.linear(g, node, x) - (x @ w32.T + bias)).mean(axis=0)  # (out,)
-    a["bias"] = f"{node.name}.bias_corrected"
-    g.tensors[a["bias"]] = (bias - shift).astype(np.float32)
+    a["bias"] = a.get("bias") or f"{node.name}.bias"
+    g.tensors[a["bias"]] = (bias - shift).astype(np.float32)  # g.tensors is this graph's own dict
     return Node(node.op, node.name, node.inputs, node.outputs, a)
 
 

@@ -142,6 +142,32 @@ def limit_pairs(real: np.ndarray, limit: int, weight_max: int = 127,
     return p.reshape(p.shape[0], -1)[:, :n_in].astype(np.int8)
 
 
+def quantize_pair_limited(w: np.ndarray, limit: int, weight_max: int = 127, importance: np.ndarray | None = None,
+                          grid: int = 17) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 codes of (out, in) weights whose same-sign pairs keep
+    ``|c_2j| + |c_2j+1| <= limit``. Returns (codes, scales).
+
+    Each output channel takes the scale ``absmax / q`` (q on a grid from ``limit // 2``, where no
+    pair can exceed the limit, up to ``weight_max``, the finest step) whose pair-limited codes
+    (``limit_pairs``) have the least importance-weighted squared error: a channel with few
+    large same-sign neighbours keeps 8-bit resolution and gives up a little on those pairs; one
+    with many gives up a bit of resolution instead.
+    """
+    w = np.asarray(w, np.float32)
+    h = np.ones(w.shape[1]) if importance is None else np.asarray(importance, np.float64)
+    absmax = np.abs(w).max(axis=1)
+    codes = np.zeros(w.shape, np.int8)
+    scales = np.ones(w.shape[0], np.float32)
+    best = np.full(w.shape[0], np.inf)
+    for q in np.unique(np.linspace(limit // 2, weight_max, grid).round().astype(int)):
+        sc = np.where(absmax > 1e-12, absmax / np.float32(q), np.float32(1.0)).astype(np.float32)
+        c = limit_pairs(w / sc[:, None], limit, int(q), importance)
+        err = ((w - c * sc[:, None]) ** 2 * h).sum(axis=1)
+        better = err < best
+        codes[better], scales[better], best[better] = c[better], sc[better], err[better]
+    return codes, scales
+
+
 def vpmaddubsw_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a @ w.T`` for uint8 (rows, in) by int8 (out, in) codes as AVX2 without VNNI computes it:
     each adjacent pair of products saturated to int16, then summed exactly. Returns int64 (rows, out).

@@ -18,6 +18,7 @@ from edgebert.compress.saturation import (
     IntegerRanges,
     limit_pairs,
     pair_sum_bounds,
+    quantize_pair_limited,
     saturation_free,
     vpmaddubsw_matmul,
 )
@@ -83,6 +84,24 @@ def test_limit_pairs_keeps_the_important_channel_closer() -> None:
     assert even.tolist() == [[64, 64]]
     assert first[0, 0] > first[0, 1] and int(first[0, 0]) + int(first[0, 1]) == 128
     assert abs(100 - int(first[0, 0])) * 9 == pytest.approx(abs(100 - int(first[0, 1])), abs=9)
+
+
+def test_per_channel_scale_loses_no_more_than_either_end_of_its_grid() -> None:
+    rng = np.random.default_rng(4)
+    w = rng.standard_t(3, (64, 96)).astype(np.float32)
+    h = rng.uniform(0.1, 2.0, 96)
+
+    codes, scales = quantize_pair_limited(w, 128, importance=h)
+
+    def err(c: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        return ((w - c * sc[:, None]) ** 2 * h).sum(1)
+
+    fine = np.abs(w).max(1) / 127
+    coarse = np.abs(w).max(1) / 64
+    assert saturation_free(codes)
+    assert (err(codes, scales) <= err(limit_pairs(w / fine[:, None], 128, importance=h), fine) + 1e-9).all()
+    assert (err(codes, scales) <= err(np.rint(w / coarse[:, None]), coarse) + 1e-9).all()
+    assert (scales > fine * 1.0001).any()  # some channels do give up resolution
 
 
 @pytest.mark.parametrize("name", ["pairs", "w7"])
