@@ -109,3 +109,23 @@ def test_greedy_mixed_precision_switches_the_linear_that_helps_most(fp32_and_sta
         assert scheme.dynamic == (trail[1][0],) and trail[1][1] > trail[0][1]
     else:
         assert scheme.dynamic == ()
+
+
+def test_bias_correction_removes_the_mean_output_shift_of_weight_rounding(fp32_and_stats) -> None:
+    from edgebert.compress.quantize import dequantize_symmetric
+
+    g, stats, _ = fp32_and_stats
+    corrected = quantize_graph(g, stats, Int8Scheme())
+    plain = quantize_graph(g, stats, Int8Scheme(bias_correction=False))
+
+    for name in ("l0.qkv", "l1.ffn2"):
+        x = np.concatenate(stats[name].rows).astype(np.float64)  # the calibration rows
+        want = x @ g.tensors[f"{name}.weight"].T + g.tensors[f"{name}.bias"]
+        shifts = []
+        for q in (corrected, plain):
+            a = q.node(name).attrs
+            w = dequantize_symmetric(q.tensors[a["weight"]], q.tensors[a["weight_scale"]])
+            w = w * q.tensors[a["input_mul"]][None, :] if a.get("input_mul") else w
+            shifts.append(np.abs((x @ w.T + q.tensors[a["bias"]] - want).mean(0)).max())
+        assert shifts[0] <= 1e-3 * shifts[1] + 1e-6, (name, shifts)
+        assert shifts[1] > 0
