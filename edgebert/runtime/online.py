@@ -19,6 +19,7 @@ weights (``from_weights``) keeps its raw inputs unless asked otherwise.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ OPTIMIZERS = ("sgd", "adam")
 DEFAULT_OPTIMIZER = "adam"
 DEFAULT_LR = 5e-3
 NORM_BETA = 0.99
+TINY = np.float32(1e-30)
 NORM_FLOOR = 1e-2  # variance floor, relative to the mean variance: constant inputs are not blown up
 
 
@@ -78,6 +80,7 @@ class OnlineLearner:
         self.norm_var = np.ones(input_dim, np.float32)
         self._norm_t = 0
         self._norm_scale: np.ndarray | None = None
+        self._norm_floor: np.float32 | None = None
 
     # ------------------------------------------------------------------ structure
     @property
@@ -116,8 +119,9 @@ class OnlineLearner:
     def _scale(self) -> np.ndarray:
         """Per-input standard deviation used to standardize (cached; recomputed when statistics move)."""
         if self._norm_scale is None:
-            var = self.norm_var
-            self._norm_scale = np.sqrt(var + np.float32(NORM_FLOOR) * var.mean() + np.float32(1e-12)).astype(np.float32)
+            if self._norm_floor is None or self._norm_t % 16 == 0:  # the floor moves slowly: refresh it now and then
+                self._norm_floor = np.float32(NORM_FLOOR * float(self.norm_var.mean()) + 1e-12)
+            self._norm_scale = np.sqrt(self.norm_var + self._norm_floor)
         return self._norm_scale
 
     def observe(self, X: Any) -> None:
@@ -132,9 +136,13 @@ class OnlineLearner:
             return
         for x in X:
             self._norm_t += 1
-            rate = np.float32(max(1.0 - NORM_BETA, 1.0 / self._norm_t))
+            rate = max(1.0 - NORM_BETA, 1.0 / self._norm_t)
             self.norm_mean += rate * (x - self.norm_mean)
-            self.norm_var += rate * ((x - self.norm_mean) ** 2 - self.norm_var)
+            d = x - self.norm_mean
+            d *= d
+            d -= self.norm_var
+            d *= rate
+            self.norm_var += d
         self._norm_scale = None
 
     def _forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -168,12 +176,16 @@ class OnlineLearner:
         n = X.shape[0]
         if self.loss == "xent":
             z = out - out.max(axis=1, keepdims=True)
+            np.maximum(z, np.float32(-80.0), out=z)  # exp(-80) is still a normal float32: no denormal slow path
             e = np.exp(z)
-            p = e / e.sum(axis=1, keepdims=True)
-            losses = -np.log(p[np.arange(n), T] + 1e-12)
+            total = e.sum(axis=1, keepdims=True)
+            rows = np.arange(n)
+            losses = np.log(total[:, 0]) - z[rows, T]  # cross-entropy = logsumexp(z) - z_target
+            p = e / total
             delta = p
-            delta[np.arange(n), T] -= 1.0
-            delta /= n  # dL/d(out) of the mean loss
+            delta[rows, T] -= 1.0
+            if n > 1:
+                delta /= n  # dL/d(out) of the mean loss
         else:
             diff = out - T
             losses = (diff * diff).mean(axis=1)
@@ -181,7 +193,7 @@ class OnlineLearner:
         grads: list[np.ndarray] = [np.empty(0)] * (2 * len(self.W))
         for i in range(len(self.W) - 1, -1, -1):
             grads[2 * i] = acts[i].T @ delta  # (in, out)
-            grads[2 * i + 1] = delta.sum(axis=0)
+            grads[2 * i + 1] = delta.sum(axis=0) if n > 1 else delta[0]
             if i:
                 delta = (delta @ self.W[i].T) * (acts[i] > 0)  # through the ReLU
         return losses, grads
@@ -208,14 +220,23 @@ class OnlineLearner:
             g *= 1.0 - b2
             v += g
             step = np.sqrt(v)
-            step += eps * np.sqrt(c2)
+            step += eps * math.sqrt(c2)
             np.divide(m, step, out=step)
-            step *= self.lr * np.sqrt(c2) / c1  # = lr * m_hat / (sqrt(v_hat) + eps)
+            step *= self.lr * math.sqrt(c2) / c1  # = lr * m_hat / (sqrt(v_hat) + eps)
             offset = 0
             for p in params:
                 p -= step[offset:offset + p.size].reshape(p.shape)
                 offset += p.size
         self.steps += 1
+        if self.steps % 64 == 0:
+            self._flush_tiny()
+
+    def _flush_tiny(self) -> None:
+        """Zero state values below ``TINY``: decaying moments and statistics would otherwise become
+        float32 denormals, on which x86 arithmetic is two orders of magnitude slower."""
+        for arr in (*self.params(), *self._m, *self._v, self.norm_mean, self.norm_var):
+            if arr.dtype == np.float32:
+                np.copyto(arr, 0.0, where=np.abs(arr) < TINY)
 
     def _flat_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Adam's moments as two flat vectors whose slices are the per-parameter arrays in _m/_v."""
@@ -358,7 +379,8 @@ class OnlineLearner:
         path = Path(path)
         meta = {"config": json.dumps(self.config()), "labels": json.dumps(self.labels),
                 "progress": json.dumps({"steps": self.steps, "t": self._t, "seen": self._seen,
-                                        "norm_t": self._norm_t})}
+                                        "norm_t": self._norm_t,
+                                        "norm_floor": None if self._norm_floor is None else float(self._norm_floor)})}
         atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in self.state_arrays().items()}, metadata=meta))
 
     @classmethod
@@ -389,7 +411,8 @@ class OnlineLearner:
                                  f"({learner.input_dim},), found {None if mean is None else mean.shape}")
             learner.normalize = True
             learner.norm_mean, learner.norm_var = mean.astype(np.float32), var.astype(np.float32)
-            learner._norm_scale = None
+            floor = progress.get("norm_floor")
+            learner._norm_scale, learner._norm_floor = None, None if floor is None else np.float32(floor)
             learner._norm_t = int(progress.get("norm_t", 0))
         learner._m = [arrays[f"opt.m.{j}"] for j in range(len(learner._m))] if learner._m else []
         learner._v = [arrays[f"opt.v.{j}"] for j in range(len(learner._v))] if learner._v else []
