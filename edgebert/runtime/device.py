@@ -105,16 +105,22 @@ class Device:
             if not line.strip():
                 continue
             try:
-                reply = self.handle(json.loads(line))
+                with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in an error reply, not a warning
+                    reply = self.handle(json.loads(line))
             except json.JSONDecodeError as exc:
                 reply = {"error": f"line {number}: expected a JSON object, found invalid JSON ({exc.msg})"}
             except EdgeBertError as exc:
                 reply = {"error": f"line {number}: {exc}"}
+            if "error" not in reply:
+                reply = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in reply.items()}
+            try:
+                text = json.dumps(reply, allow_nan=False)  # always valid JSON: no NaN/Infinity tokens
+            except ValueError:
+                reply = {"error": f"line {number}: expected a finite result, found NaN/Inf (inputs too large?)"}
+                text = json.dumps(reply)
             if "error" in reply:
                 self.errors += 1
-            else:
-                reply = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in reply.items()}
-            out.write(json.dumps(reply) + "\n")
+            out.write(text + "\n")
             out.flush()
         self.save()
         return self.errors

@@ -159,9 +159,15 @@ class OnlineLearner:
 
     def _targets(self, Y: Any, n: int) -> np.ndarray:
         if self.loss == "mse":
-            t = np.asarray(Y, np.float32).reshape(n, -1)
+            try:
+                with np.errstate(over="ignore"):
+                    t = np.asarray(Y, np.float32).reshape(n, -1)
+            except (TypeError, ValueError):
+                raise InputError(f"y: expected {self.n_outputs} number(s) per sample, found {str(Y)[:60]}") from None
             if t.shape[1] != self.n_outputs:
                 raise InputError(f"y: expected {self.n_outputs} value(s) per sample, found {t.shape[1]}")
+            if not np.isfinite(t).all():
+                raise InputError("y: expected finite targets within float32 range, found NaN, Inf or a value beyond 3.4e38")
             return t
         labels = [Y] if n == 1 and not isinstance(Y, (list, tuple, np.ndarray)) else list(Y)
         return np.array([self.add_class(y) if y not in self.labels else self.labels.index(y) for y in labels])
@@ -199,8 +205,11 @@ class OnlineLearner:
         return losses, grads
 
     def _step(self, grads: list[np.ndarray]) -> None:
+        """Apply one update; a non-finite gradient is refused before anything changes."""
         params = self.params()
         if self.optimizer == "sgd":
+            if not all(np.isfinite(g).all() for g in grads):
+                raise InputError("update: expected finite gradients, found NaN/Inf (input too large?); nothing was learned")
             for j, (p, g) in enumerate(zip(params, grads, strict=True)):
                 if self.momentum:
                     m = self._m[j]
@@ -214,6 +223,9 @@ class OnlineLearner:
             c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
             m, v = self._flat_moments()
             g = np.concatenate([x.ravel() for x in grads])
+            if not np.isfinite(g).all():
+                self._t -= 1
+                raise InputError("update: expected finite gradients, found NaN/Inf (input too large?); nothing was learned")
             m += (1.0 - b1) * (g - m)
             g *= g
             g -= v
@@ -254,11 +266,17 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ river-style API
     def _as_matrix(self, X: Any) -> np.ndarray:
-        X = np.asarray(X, np.float32)
+        try:
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+                X = np.asarray(X, np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"x: expected {self.input_dim} numbers per sample, found {str(X)[:60]}") from None
         if X.ndim == 1:
             X = X[None]
         if X.ndim != 2 or X.shape[1] != self.input_dim:
             raise InputError(f"x: expected {self.input_dim} features per sample, found shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise InputError("x: expected finite numbers within float32 range, found NaN, Inf or a value beyond 3.4e38")
         return X
 
     def learn_many(self, X: Any, Y: Any) -> float:
@@ -377,11 +395,15 @@ class OnlineLearner:
         from safetensors.numpy import save
 
         path = Path(path)
+        arrays = self.state_arrays()
+        bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:  # never replace a good state file with a broken one
+            raise InputError(f"{path}: expected a finite learner state to save, found NaN/Inf in {', '.join(bad[:3])}")
         meta = {"config": json.dumps(self.config()), "labels": json.dumps(self.labels),
                 "progress": json.dumps({"steps": self.steps, "t": self._t, "seen": self._seen,
                                         "norm_t": self._norm_t,
                                         "norm_floor": None if self._norm_floor is None else float(self._norm_floor)})}
-        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in self.state_arrays().items()}, metadata=meta))
+        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> OnlineLearner:

@@ -65,3 +65,28 @@ def test_cli_exit_code_2_when_a_message_was_bad(digits_artifact, tmp_path: Path)
 
     assert result.returncode == 2 and "20 labelled samples" in result.stderr and "1 bad message" in result.stderr
     assert len(result.stdout.splitlines()) == 21 and (tmp_path / "st.safetensors").is_file()
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_huge_inputs_get_error_replies_and_the_learned_state_survives(digits_artifact, tmp_path: Path) -> None:
+    state = tmp_path / "full.safetensors"
+    device = Device(Engine.load(digits_artifact.path), DeviceConfig(mode="full", lr=0.01, save_every=5), state)
+    x = [0.5] * 64
+    hostile = ['{"x": [NaN' + ", 0.0" * 63 + '], "y": 1}', json.dumps({"x": [1e39] + x[1:], "y": 1}),
+               '{"x": [Infinity' + ", 0.0" * 63 + ']}', json.dumps({"x": [3e38] * 64, "y": 2})]
+    out = io.StringIO()
+
+    errors = device.run_stream(digits_lines(10) + hostile + digits_lines(10, start=10), out)
+
+    replies = [_strict_json(r) for r in out.getvalue().splitlines()]  # every reply is valid JSON
+    assert errors == 4 and len(replies) == 24
+    assert all("error" in r for r in replies[10:14]) and not any("error" in r for r in replies[14:])
+    assert "expected finite numbers" in replies[10]["error"]
+    reloaded = Device(Engine.load(digits_artifact.path), DeviceConfig(mode="full"), state)
+    assert reloaded.learner.steps == 20 and all(np.isfinite(w).all() for w in reloaded.learner.W)

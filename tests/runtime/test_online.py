@@ -208,3 +208,44 @@ def test_unlabelled_samples_absorb_a_sensor_gain_and_offset_drift() -> None:
 
     assert before > 0.9 and stale < before - 0.2
     assert after >= before - 0.03, (before, stale, after)
+
+
+@pytest.mark.parametrize("x", [[np.nan, 0.0, 0.0], [1e39, 0.0, 0.0], [np.inf, 0.0, 0.0], ["a", 0.0, 0.0]])
+def test_non_finite_or_non_numeric_inputs_are_refused_before_learning(x) -> None:
+    learner = OnlineLearner(3, 1, (4,), "mse", seed=1)
+    learner.learn_one([0.1, 0.2, 0.3], [1.0])
+    before = learner.get_weights()
+
+    with pytest.raises(InputError, match="x: expected"):
+        learner.learn_one(x, [1.0])
+
+    for k, v in learner.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("y", [[np.nan], [1e308], ["a"]])
+def test_non_finite_or_non_numeric_targets_are_refused(y) -> None:
+    learner = OnlineLearner(3, 1, (4,), "mse")
+
+    with pytest.raises(InputError, match="y: expected"):
+        learner.learn_one([0.1, 0.2, 0.3], y)
+    assert learner.steps == 0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_overflowing_update_changes_nothing_and_the_saved_state_stays_good(tmp_path: Path, optimizer: str) -> None:
+    learner = OnlineLearner(3, 1, (4,), "mse", optimizer=optimizer, normalize=False, seed=1)
+    learner.learn_one([0.1, 0.2, 0.3], [1.0])
+    learner.save(tmp_path / "state.safetensors")
+    good = (tmp_path / "state.safetensors").read_bytes()
+    before = learner.get_weights()
+
+    with pytest.raises(InputError, match="finite gradients"), np.errstate(over="ignore", invalid="ignore"):
+        learner.learn_one([3e38, 3e38, 3e38], [3e38])  # finite inputs, but the gradient overflows float32
+
+    for k, v in learner.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+    learner.W[0][0, 0] = np.nan  # a state broken some other way is never written over the good file
+    with pytest.raises(InputError, match="finite learner state"):
+        learner.save(tmp_path / "state.safetensors")
+    assert (tmp_path / "state.safetensors").read_bytes() == good
