@@ -155,6 +155,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     from edgebert.runtime.engine import Engine
 
     config = DeviceConfig(mode=args.mode, optimizer=args.optimizer, lr=args.lr, normalize=not args.no_normalize,
+                          allow_new_classes=args.allow_new_classes,
                           hidden=tuple(args.hidden), replay=args.replay, save_every=args.save_every)
     device = Device(Engine.load(args.artifact), config, Path(args.state) if args.state else None)
     if args.stream == "-":
@@ -442,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="head: frozen backbone + trainable head (default); full: train every layer of a TinyML net")
     dr.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="default adam")
     dr.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 0.005)")
+    dr.add_argument("--allow-new-classes", action="store_true",
+                    help="learn labels a classifier artifact does not have (default: such a message gets an error reply)")
     dr.add_argument("--no-normalize", action="store_true",
                     help="head mode: feed the features as they are (default: standardized online with running "
                          "mean/variance, which recovers faster after drift)")

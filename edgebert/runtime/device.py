@@ -33,6 +33,7 @@ class DeviceConfig:
     replay: int = 0
     save_every: int = 50
     normalize: bool = True  # head mode: standardize the features online (full mode keeps the net's inputs)
+    allow_new_classes: bool = False  # a classifier artifact's labels are the only ones learned unless this is set
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -44,6 +45,10 @@ class DeviceConfig:
 class Device:
     def __init__(self, engine: Engine, config: DeviceConfig = DeviceConfig(), state_path: Path | None = None) -> None:
         self.engine, self.config, self.state_path = engine, config, state_path
+        cfg = engine.manifest.architecture.get("config", {})
+        # a TinyML classifier names its classes 0..n-1; a text backbone names none
+        self.artifact_labels = (tuple(range(int(cfg["n_outputs"]))) if cfg.get("loss") == "xent"
+                                and isinstance(cfg.get("n_outputs"), int) else None)
         self.learner = self._learner()
         self.seen = self.correct = self.errors = 0
         self._since_save = 0
@@ -59,9 +64,14 @@ class Device:
             labels = list(range(cfg["n_outputs"])) if loss == "xent" else None
             return OnlineLearner.from_weights(self.engine.trainable_weights(), loss, optimizer=self.config.optimizer,
                                               lr=self.config.lr, replay=self.config.replay, labels=labels)
-        n_out = cfg.get("n_outputs", 1) if loss == "mse" else 0  # classes are added as labels arrive
+        if loss == "mse":
+            n_out, labels = cfg.get("n_outputs", 1), None
+        elif self.artifact_labels is not None:  # the artifact's classes, known from the start
+            n_out, labels = len(self.artifact_labels), list(self.artifact_labels)
+        else:  # a text backbone: classes are added as labels arrive
+            n_out, labels = 0, None
         return OnlineLearner(self.engine.feature_dim, n_out, self.config.hidden, loss, self.config.optimizer,
-                             self.config.lr, self.config.replay, normalize=self.config.normalize)
+                             self.config.lr, self.config.replay, labels=labels, normalize=self.config.normalize)
 
     def _inputs(self, x: Any) -> np.ndarray:
         if self.config.mode == "full":
@@ -82,8 +92,8 @@ class Device:
         reply: dict[str, Any] = {"prediction": self.learner.predict_one(feats[0])}
         if "y" in message:
             y = message["y"]
-            if self.learner.loss == "xent" and not isinstance(y, (str, int)):
-                raise InputError(f"y: expected a class label (string or integer), found {type(y).__name__}")
+            if self.learner.loss == "xent":
+                self._check_label(y)
             reply["loss"] = self.learner.learn_one(feats[0], y if self.learner.loss == "xent" else np.atleast_1d(y))
             self.seen += 1
             self.correct += int(self.learner.loss == "xent" and reply["prediction"] == y)
@@ -93,6 +103,19 @@ class Device:
         else:  # an unlabelled sample still moves the input statistics (sensor drift, before labels arrive)
             self.learner.observe(feats)
         return reply
+
+    def _check_label(self, y: Any) -> None:
+        if isinstance(y, bool) or not isinstance(y, (str, int)):
+            raise InputError(f"y: expected a class label (string or integer), found {type(y).__name__}")
+        if isinstance(y, str) and not 0 < len(y) <= 200:
+            raise InputError(f"y: expected a label of 1 to 200 characters, found {len(y)}")
+        if isinstance(y, int) and not -2**63 <= y < 2**63:
+            raise InputError("y: expected an integer label within 64 bits, found a larger one")
+        if y in self.learner.labels or self.config.allow_new_classes:
+            return
+        if self.artifact_labels is not None:
+            raise InputError(f"y: expected one of the artifact's classes {self.artifact_labels[0]}.."
+                             f"{self.artifact_labels[-1]}, found {y!r:.40} (--allow-new-classes adds it)")
 
     def save(self) -> None:
         if self.state_path is not None:

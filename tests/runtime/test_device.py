@@ -90,3 +90,22 @@ def test_nan_and_huge_inputs_get_error_replies_and_the_learned_state_survives(di
     assert "expected finite numbers" in replies[10]["error"]
     reloaded = Device(Engine.load(digits_artifact.path), DeviceConfig(mode="full"), state)
     assert reloaded.learner.steps == 20 and all(np.isfinite(w).all() for w in reloaded.learner.W)
+
+
+def test_a_classifier_artifact_fixes_the_label_set_unless_new_classes_are_allowed(digits_artifact) -> None:
+    x = [0.5] * 64
+    bad = [10, -1, 10**30, True, None, 2.5, "", "7"]
+    strict = Device(Engine.load(digits_artifact.path))
+    out = io.StringIO()
+
+    errors = strict.run_stream([json.dumps({"x": x, "y": y}) for y in bad] + [json.dumps({"x": x, "y": 3})], out)
+
+    replies = [json.loads(r) for r in out.getvalue().splitlines()]
+    assert errors == len(bad) and "error" not in replies[-1]
+    assert "expected one of the artifact's classes 0..9, found 10" in replies[0]["error"]
+    assert "found bool" in replies[3]["error"] and "64 bits" in replies[2]["error"]
+    assert strict.learner.labels == list(range(10)) and strict.learner.steps == 1
+
+    open_set = Device(Engine.load(digits_artifact.path), DeviceConfig(allow_new_classes=True))
+    open_set.handle({"x": x, "y": 10})
+    assert open_set.learner.labels == [*range(10), 10] and open_set.learner.n_outputs == 11
