@@ -406,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "asks the registry who runs what; writes a report directory (report.md, PNG "
                                    "plots, fleet.csv, report.json). Needs no setup: the broker and the registry "
                                    "store are embedded unless --broker / --registry point at real ones.")
-    d.add_argument("--devices", type=int, default=24, help="simulated devices (default 24, at least 6)")
-    d.add_argument("--rounds", type=int, default=40, help="federated rounds (default 40)")
+    d.add_argument("--devices", type=int, default=24, help="simulated devices (default 24; 6..1000)")
+    d.add_argument("--rounds", type=int, default=40, help="federated rounds (default 40; 1..1000)")
     d.add_argument("--broker", help="mqtt://host:port of a real broker (default: an embedded one)")
     d.add_argument("--registry", help="registry store: a directory, or a SPARQL endpoint URL (default: embedded, "
                                       "in the output directory)")

@@ -54,7 +54,7 @@ def test_bad_options_fail_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "mine" / "precious.txt").write_text("keep me")
 
     assert main(["demo", "--model", "tiny", "--devices", "3", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "--devices: expected at least 6" in capsys.readouterr().err
+    assert "--devices: expected 6..1000" in capsys.readouterr().err
     assert main(["demo", "--model", "tiny", "--out", str(tmp_path / "mine"), "--quiet"]) == 2
     assert "expected a new directory or an earlier demo's output" in capsys.readouterr().err
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep me"
@@ -62,3 +62,19 @@ def test_bad_options_fail_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
                  "--out", str(tmp_path / "y"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "expected a reachable MQTT broker" in err and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rounds", "-1"], "--rounds: expected 1..1000, found -1"),
+    (["--rounds", "0"], "--rounds: expected 1..1000, found 0"),
+    (["--devices", "100000"], "--devices: expected 6..1000"),
+    (["--out", "/proc/edgebert-demo"], "expected a writable location for the report"),
+])
+def test_demo_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture, args, message) -> None:
+    code = main(["demo", "--model", "minilm" if "--out" in args else "tiny", "--quiet",
+                 *(["--out", str(tmp_path / "x")] if "--out" not in args else []), *args])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and len([e for e in err if "Traceback" in e]) == 0
+    # refused before the working directory (where conversion writes) was made
+    assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".x.tmp")]

