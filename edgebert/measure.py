@@ -50,7 +50,8 @@ def latency_ms(sess: ort.InferenceSession, batch: int = 1, seq: int = 128, runs:
                warmup: int = 5, vocab: int = 1000) -> list[float]:
     """Wall times (ms) of ``runs`` calls on random token ids (batch, seq)."""
     rng = np.random.default_rng(0)
-    feeds = {"input_ids": rng.integers(100, max(101, vocab), (batch, seq), dtype=np.int64),
+    low = 100 if vocab > 200 else 1  # past the special tokens of a real vocabulary; always a valid id
+    feeds = {"input_ids": rng.integers(low, max(low + 1, vocab), (batch, seq), dtype=np.int64),
              "attention_mask": np.ones((batch, seq), dtype=np.int64)}
     for _ in range(warmup):
         sess.run(None, feeds)

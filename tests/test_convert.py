@@ -105,3 +105,34 @@ def test_manifest_is_plain_json_with_every_file_hashed(tiny_artifact) -> None:
 
     assert set(raw["files"]) == {"model.onnx", "tokenizer.json", "graph.safetensors"}
     assert all(len(v["sha256"]) == 64 and v["bytes"] > 0 for v in raw["files"].values())
+
+
+def test_plain_bert_with_mixed_length_calibration_and_a_small_vocabulary_converts(tmp_path: Path) -> None:
+    from edgebert.model.zoo import make_random_bert
+
+    ckpt = make_random_bert(tmp_path / "plain", "bert-tiny", seed=2, sentence_transformers=False)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    lines = [" ".join(["word"] * n) for n in range(1, 101)]  # 100 lines of 1..100 words: batches of many lengths
+    (tmp_path / "cal.txt").write_text("\n".join(lines) + "\n")
+
+    art = edgebert.convert(ckpt, tmp_path / "out", "int8", tmp_path / "cal.txt")
+
+    fid = art.manifest.metrics["fidelity"]
+    assert "sentence_embedding" not in art.manifest.onnx["outputs"] and cfg["vocab_size"] > 0
+    assert fid["texts"] == 20 and fid["worst"] > 0.99 and art.manifest.metrics["latency"]["median_ms"] > 0
+
+
+def test_latency_measurement_uses_valid_token_ids_for_a_tiny_vocabulary() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.zeros((40, 4), np.float32)  # a 40-token vocabulary: ids >= 40 would fail in Gather
+    graph = helper.make_graph([helper.make_node("Gather", ["t", "input_ids"], ["y"])], "g",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [None, None]),
+                               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [None, None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(table, "t")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    times = measure.latency_ms(measure.session(model.SerializeToString()), 1, 16, runs=3, warmup=1, vocab=40)
+
+    assert len(times) == 3
