@@ -170,5 +170,13 @@ class BertEncoder(nn.Module):
             if not np.isfinite(value).all():
                 raise CheckpointError(f"{ckpt.directory}: expected finite values in {name}, found NaN/Inf")
             state[name] = torch.from_numpy(value.copy())
+        # tensors of the encoder that the config does not use mean config and weights disagree
+        # (e.g. num_hidden_layers 1 over 2-layer weights); the pooler, task heads and the
+        # position_ids buffer are other parts of a checkpoint and are left out on purpose
+        unused = sorted(n for n in ckpt.weights if n not in expected and n.startswith(("encoder.", "embeddings."))
+                        and n != "embeddings.position_ids")
+        if unused:
+            raise CheckpointError(f"{ckpt.directory}: expected only the tensors config.json describes, found "
+                                  f"{len(unused)} more (e.g. {unused[0]}): does num_hidden_layers or the size match?")
         model.load_state_dict(state)
         return model.eval()

