@@ -51,11 +51,10 @@ def affine_params(lo: float, hi: float, qmax: int = UINT8_MAX) -> tuple[np.float
     return scale, np.uint8(zero_point)
 
 
-def quantize_affine(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int,
-                    qmax: int = UINT8_MAX) -> np.ndarray:
-    """uint8 codes ``saturate(round(x / scale) + zero_point)`` in [0, qmax] (broadcasting scale/zp)."""
+def quantize_affine(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:
+    """uint8 codes ``saturate(round(x / scale) + zero_point)`` (broadcasting scale/zp)."""
     q = np.rint(np.asarray(x, dtype=np.float32) / scale) + np.asarray(zero_point, dtype=np.float32)
-    return np.clip(q, 0, qmax).astype(np.uint8)
+    return np.clip(q, 0, UINT8_MAX).astype(np.uint8)
 
 
 def dequantize_affine(q: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int) -> np.ndarray:

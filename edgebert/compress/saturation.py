@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebert.compress.quantize import symmetric_scales
+
 INT16_MAX = 32767
 INT16_MIN = -32768
 UINT8_MAX = 255
@@ -160,7 +162,7 @@ def quantize_pair_limited(w: np.ndarray, limit: int, weight_max: int = 127, impo
     scales = np.ones(w.shape[0], np.float32)
     best = np.full(w.shape[0], np.inf)
     for q in np.unique(np.linspace(limit // 2, weight_max, grid).round().astype(int)):
-        sc = np.where(absmax > 1e-12, absmax / np.float32(q), np.float32(1.0)).astype(np.float32)
+        sc = symmetric_scales(absmax, int(q))
         c = limit_pairs(w / sc[:, None], limit, int(q), importance)
         err = ((w - c * sc[:, None]) ** 2 * h).sum(axis=1)
         better = err < best

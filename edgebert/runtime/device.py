@@ -61,7 +61,7 @@ class Device:
         if self.config.mode == "full":
             if self.engine.is_text:
                 raise InputError("--mode full: expected a TinyML artifact, found a text artifact (use --mode head)")
-            labels = list(range(cfg["n_outputs"])) if loss == "xent" else None
+            labels = list(self.artifact_labels) if self.artifact_labels is not None else None
             return OnlineLearner.from_weights(self.engine.trainable_weights(), loss, optimizer=self.config.optimizer,
                                               lr=self.config.lr, replay=self.config.replay, labels=labels)
         if loss == "mse":

@@ -160,8 +160,7 @@ class OnlineLearner:
     def _targets(self, Y: Any, n: int) -> np.ndarray:
         if self.loss == "mse":
             try:
-                with np.errstate(over="ignore"):
-                    t = np.asarray(Y, np.float32).reshape(n, -1)
+                t = np.asarray(Y, np.float32).reshape(n, -1)
             except (TypeError, ValueError):
                 raise InputError(f"y: expected {self.n_outputs} number(s) per sample, found {str(Y)[:60]}") from None
             if t.shape[1] != self.n_outputs:
@@ -267,8 +266,7 @@ class OnlineLearner:
     # ------------------------------------------------------------------ river-style API
     def _as_matrix(self, X: Any) -> np.ndarray:
         try:
-            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
-                X = np.asarray(X, np.float32)
+            X = np.asarray(X, np.float32)  # beyond float32 becomes inf, refused below
         except (TypeError, ValueError):
             raise InputError(f"x: expected {self.input_dim} numbers per sample, found {str(X)[:60]}") from None
         if X.ndim == 1:
