@@ -218,8 +218,16 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
     topics = Topics(args.prefix, args.fleet)
     transport = MqttTransport(BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD")),
                               f"{args.fleet}-aggregator-{args.job}")
+    keys = None
+    if args.credentials:
+        from edgebert.fleet.security import device_update_keys
+
+        keys = device_update_keys(Path(args.credentials))
+    else:
+        print("warning: no --credentials: updates are not authenticated (any client that can publish on the broker "
+              "can send an update as any device)", file=sys.stderr)
     agg = Aggregator(Channel(transport, topics, "aggregator"), job, new_learner(args.task, seed=args.seed).get_weights(),
-                     Path(args.state))
+                     Path(args.state), device_keys=keys)
     print(f"job {args.job}: round {agg.round}/{job.rounds}, state in {args.state}, broker {transport.config.redacted()}",
           file=sys.stderr)
     weights = agg.run(wait_for_devices=args.wait)
@@ -489,8 +497,16 @@ def build_parser() -> argparse.ArgumentParser:
     fv.add_argument("--quorum", type=float, default=1.0, help="share of the selected devices that closes a round")
     fv.add_argument("--deadline", type=float, default=30.0, help="seconds per round")
     fv.add_argument("--server-step", type=float, default=1.0, help="Reptile's outer step size")
-    fv.add_argument("--robust", choices=("none", "median", "trimmed_mean"), default="none")
-    fv.add_argument("--clip", type=float, help="clip each update's L2 norm to this")
+    fv.add_argument("--robust", choices=("clipped_trimmed_mean", "none", "median", "trimmed_mean"),
+                    default="clipped_trimmed_mean",
+                    help="how updates are combined (default clipped_trimmed_mean: each update clipped to 2x the "
+                         "round's median norm, claimed sample counts capped at 2x the median, then a weighted "
+                         "trimmed mean; one device cannot own the model). none is plain FedAvg: one device can "
+                         "drive the model anywhere")
+    fv.add_argument("--clip", type=float, help="also clip each update's L2 norm to this absolute value")
+    fv.add_argument("--credentials", help="credentials.json from `edgebert fleet credentials`: every update must "
+                                          "carry an HMAC tag made with its device's key (derived from its password), "
+                                          "so impersonation fails even on a broker without ACLs")
     fv.add_argument("--seed", type=int, default=0)
     fv.add_argument("--state", required=True, help="state directory (created; resumed from if it holds a job)")
     fv.add_argument("--wait", type=float, default=60.0, help="seconds to wait for enough devices")

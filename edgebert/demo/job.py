@@ -10,6 +10,7 @@ devices running the old one, and a second provisioning pass that installs it; re
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 import uuid
@@ -176,8 +177,10 @@ def federate(fleet: DemoFleet, url: str, topics: Any, names: list[str], init: di
     from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
     from edgebert.federated.transport import Channel
 
+    keys = {n: secrets.token_bytes(32) for n in names}  # per-device update keys: updates are authenticated
     clients = [DeviceClient(fleet.channels[n], "vibration", new_learner("sine", 0.01, i),
-                            DeviceTask("sine", seed * 1_000_003 + i).round_data, inner_steps=32, shots=10)
+                            DeviceTask("sine", seed * 1_000_003 + i).round_data, inner_steps=32, shots=10,
+                            update_key=keys[n])
                for i, n in enumerate(names)]
     per_round = max(2, len(names) // 2)
     job = JobConfig("vibration", "sine", "reptile", rounds, fraction=per_round / len(names),
@@ -188,7 +191,8 @@ def federate(fleet: DemoFleet, url: str, topics: Any, names: list[str], init: di
     loop = MqttLoop()
     try:
         agg = Aggregator(Channel(MqttTransport(BrokerConfig(url), f"{topics.fleet}-aggregator", loop), topics,
-                                 "aggregator"), job, init, work / "aggregator", devices=names, keep_history=True)
+                                 "aggregator"), job, init, work / "aggregator", devices=names, keep_history=True,
+                         device_keys=keys)
 
         def on_round(n: int, weights: dict[str, np.ndarray]) -> None:
             scores.append(few_shot_score("sine", weights, unseen, 10))

@@ -6,7 +6,14 @@
 - ``fedprox_gradient``: the device-side proximal term mu * (w - w_global) (Li et al., 2020).
 - Robust options on updates (deltas): norm clipping, coordinate-wise median, trimmed mean
   (Yin et al., 2018).
-- ``check_update``: the reason an update must be rejected (wrong names/shapes, NaN/Inf), or None.
+- ``clipped_trimmed_mean`` (the default rule): each delta clipped to ``clip_factor`` x the round's
+  median delta norm (adaptive clipping at a quantile, Andrew et al., 2021; norm bounding against
+  model replacement, Sun et al., 2019), each claimed sample count capped at ``sample_factor`` x the
+  round's median count, then a sample-weighted trimmed mean per coordinate (at least one value cut
+  from each end once there are three updates). One device among n moves the model by at most
+  ``clip_factor`` x median norm / n whatever it sends or claims.
+- ``check_update``: the reason an update must be rejected (wrong names/shapes, NaN/Inf), or None;
+  ``check_samples``: the same for a claimed sample count.
 """
 
 from __future__ import annotations
@@ -16,7 +23,19 @@ from collections.abc import Sequence
 import numpy as np
 
 Weights = dict[str, np.ndarray]
-ROBUST = ("none", "median", "trimmed_mean")
+ROBUST = ("clipped_trimmed_mean", "none", "median", "trimmed_mean")
+DEFAULT_RULE = "clipped_trimmed_mean"
+MAX_SAMPLES = 2**31 - 1  # a claimed count above this is refused (no device learns from 2 billion samples a round)
+CLIP_FACTOR = 2.0  # clipped_trimmed_mean: delta norms clipped to this many times the round's median norm
+SAMPLE_FACTOR = 2.0  # clipped_trimmed_mean: sample counts capped at this many times the round's median count
+
+
+def check_samples(samples: object) -> str | None:
+    """Why a claimed sample count cannot be used, or None."""
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
+        shown = repr(samples) if len(repr(samples)) <= 40 else f"a {len(str(samples))}-digit number"
+        return f"expected a sample count in [1, {MAX_SAMPLES}], found {shown}"
+    return None
 
 
 def check_update(update: Weights, reference: Weights) -> str | None:
@@ -50,16 +69,58 @@ def deltas(weights: Sequence[Weights], base: Weights) -> list[Weights]:
     return [{k: w[k] - base[k] for k in base} for w in weights]
 
 
+def global_norm(delta: Weights) -> float:
+    """The L2 norm of all of an update's tensors together (in float64: no overflow for float32 inputs)."""
+    return float(np.sqrt(sum(float((v.astype(np.float64) ** 2).sum()) for v in delta.values())))
+
+
 def clip_norm(delta: Weights, max_norm: float) -> Weights:
     """Scale a whole update so that its global L2 norm is at most ``max_norm``."""
-    norm = float(np.sqrt(sum(float((v.astype(np.float64) ** 2).sum()) for v in delta.values())))
+    norm = global_norm(delta)
     if norm <= max_norm or norm == 0.0:
         return delta
     return {k: (v * (max_norm / norm)).astype(np.float32) for k, v in delta.items()}
 
 
-def combine(updates: Sequence[Weights], samples: Sequence[int], rule: str = "none", trim: float = 0.1) -> Weights:
-    """One update from many: sample-weighted mean, coordinate-wise median, or trimmed mean."""
+def clip_relative(updates: Sequence[Weights], factor: float = CLIP_FACTOR) -> list[Weights]:
+    """Every delta clipped to ``factor`` x the median of the deltas' norms."""
+    bound = factor * float(np.median([global_norm(u) for u in updates]))
+    return [clip_norm(u, bound) for u in updates]
+
+
+def cap_samples(samples: Sequence[int], factor: float = SAMPLE_FACTOR) -> np.ndarray:
+    """Claimed sample counts capped at ``factor`` x their median (as float64 weights)."""
+    s = np.asarray([float(n) for n in samples], np.float64)
+    return np.minimum(s, factor * float(np.median(s)))
+
+
+def weighted_trimmed_mean(stacked: np.ndarray, weights: np.ndarray, cut: int) -> np.ndarray:
+    """Per coordinate: drop the ``cut`` lowest and highest values, weighted mean of the rest.
+    ``stacked`` is (n, ...), ``weights`` (n,)."""
+    n = stacked.shape[0]
+    order = np.argsort(stacked, axis=0, kind="stable")[cut:n - cut]  # (n - 2 cut, ...)
+    kept = np.take_along_axis(stacked.astype(np.float64), order, axis=0)
+    w = weights[order]  # (n - 2 cut, ...)
+    return (kept * w).sum(axis=0) / w.sum(axis=0)
+
+
+def clipped_trimmed_mean(updates: Sequence[Weights], samples: Sequence[int], trim: float = 0.1,
+                         clip_factor: float = CLIP_FACTOR, sample_factor: float = SAMPLE_FACTOR) -> Weights:
+    """The default robust rule (see the module docstring)."""
+    n = len(updates)
+    clipped = clip_relative(updates, clip_factor)
+    weights = cap_samples(samples, sample_factor)
+    if weights.sum() <= 0:
+        raise ValueError("clipped_trimmed_mean: expected a positive total sample count")
+    cut = max(1 if n >= 3 else 0, int(n * trim))
+    return {k: weighted_trimmed_mean(np.stack([u[k] for u in clipped]), weights, cut).astype(np.float32)
+            for k in updates[0]}
+
+
+def combine(updates: Sequence[Weights], samples: Sequence[int], rule: str = DEFAULT_RULE, trim: float = 0.1) -> Weights:
+    """One update from many: the robust default, sample-weighted mean, coordinate-wise median, or trimmed mean."""
+    if rule == "clipped_trimmed_mean":
+        return clipped_trimmed_mean(updates, samples, trim)
     if rule == "none":
         return fedavg(updates, samples)
     stacked = {k: np.stack([u[k] for u in updates]) for k in updates[0]}
@@ -74,8 +135,11 @@ def combine(updates: Sequence[Weights], samples: Sequence[int], rule: str = "non
 
 
 def reptile_update(theta: Weights, adapted: Sequence[Weights], samples: Sequence[int], step: float = 1.0,
-                   rule: str = "none", max_norm: float | None = None, trim: float = 0.1) -> Weights:
+                   rule: str = DEFAULT_RULE, max_norm: float | None = None, trim: float = 0.1) -> Weights:
     """theta + step * combine_i(clip(phi_i - theta)). ``step=1, rule='none'`` is FedAvg."""
+    for reason in (check_samples(n) for n in samples):
+        if reason is not None:
+            raise ValueError(f"samples: {reason}")
     ups = deltas(adapted, theta)
     if max_norm is not None:
         ups = [clip_norm(u, max_norm) for u in ups]

@@ -4,7 +4,10 @@ Round r: pick participants (deterministic in (seed, r): fraction of the known de
 ``min_participants``), publish the global model (retained) with the participants and a deadline,
 accept updates (right round, selected, first one per device, valid tensors), close the round on
 quorum or at the deadline (late updates for a closed round are acknowledged as stale), aggregate
-(Reptile step or FedAvg, optional robust rule and clipping), persist, publish the next model.
+(Reptile step or FedAvg; by default the robust ``clipped_trimmed_mean``), persist, publish the next model.
+Every update is checked (sender owns the topic, HMAC tag with the device's key when keys are
+given, round, selection, sample count, tensor names, shapes, finiteness, int8 scales) before
+anything is written; a handler never raises (what fails is counted as a rejection reason).
 
 State on disk (``state_dir``): ``state.json`` (the commit point, written last), the global model
 ``model-r{round}.safetensors``, and one ``updates/r{round}-{device}.safetensors`` per accepted
@@ -25,8 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.errors import InputError
-from edgebert.federated.aggregate import ROBUST, Weights, check_update, dequantize_int8, reptile_update
+from edgebert.errors import EdgeBertError, InputError
+from edgebert.federated.aggregate import (
+    DEFAULT_RULE,
+    ROBUST,
+    Weights,
+    check_samples,
+    check_update,
+    dequantize_int8,
+    reptile_update,
+)
+from edgebert.federated.auth import verify_update
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
 from edgebert.files import atomic_write
@@ -45,7 +57,7 @@ class JobConfig:
     quorum: float = 1.0  # share of the selected devices whose updates close a round early
     deadline_s: float = 30.0
     server_step: float = 1.0  # Reptile's epsilon; FedAvg uses 1
-    robust: str = "none"
+    robust: str = DEFAULT_RULE
     clip: float | None = None
     inner_steps: int = 10
     inner_lr: float = 0.02
@@ -72,6 +84,24 @@ def _save_tensors(path: Path, tensors: Weights, meta: dict[str, str] | None = No
     atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
 
 
+def decode_int8_delta(tensors: Weights, reference: Weights) -> tuple[Weights | None, str | None]:
+    """The weights an ``int8-delta`` update stands for, or the reason it is malformed."""
+    expected = set(reference) | {f"{k}.scale" for k in reference}
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        return None, f"expected int8 codes and scales for {sorted(reference)}, found missing {missing} and extra {extra}"
+    codes = {}
+    for k, ref in reference.items():
+        q, scale = tensors[k], tensors[f"{k}.scale"]
+        if q.dtype != np.int8 or q.shape != ref.shape:
+            return None, f"expected {k} as int8 of shape {ref.shape}, found {q.dtype} of shape {q.shape}"
+        if scale.shape != (1,) or not np.issubdtype(scale.dtype, np.floating) or not np.isfinite(scale).all() \
+                or not 0 < float(scale[0]) < 1e30:
+            return None, f"expected {k}.scale as one positive finite float, found shape {scale.shape} {scale.dtype}"
+        codes[k] = (q, float(scale[0]))
+    return {k: reference[k] + d for k, d in dequantize_int8(codes).items()}, None
+
+
 def _load_tensors(path: Path) -> tuple[Weights, dict[str, str]]:
     from safetensors import safe_open
 
@@ -94,8 +124,13 @@ class RoundLog:
 
 class Aggregator:
     def __init__(self, channel: Channel, config: JobConfig, init: Weights, state_dir: Path,
-                 devices: list[str] | None = None, keep_history: bool = False) -> None:
+                 devices: list[str] | None = None, keep_history: bool = False,
+                 device_keys: dict[str, bytes] | None = None) -> None:
+        """``device_keys`` (device id -> update key, see ``federated.auth``): when given, only
+        updates tagged with their sender's key count, and only keyed devices are known."""
         self.ch, self.cfg, self.dir = channel, config, Path(state_dir)
+        self.keys = device_keys
+        self.handler_errors = 0
         self.history: list[Weights] | None = [] if keep_history else None  # each round's global model (in memory)
         self.lock = threading.RLock()
         self.known: set[str] = set(devices or [])
@@ -139,8 +174,15 @@ class Aggregator:
         self.weights = _load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
         self.accepted = {}
         for path in sorted((self.dir / "updates").glob(f"r{self.round}-*.safetensors")):
-            tensors, meta = _load_tensors(path)
-            self.accepted[meta["device"]] = (tensors, int(meta["samples"]))
+            try:  # written only after every check; a file damaged on disk is dropped (the device resends)
+                tensors, meta = _load_tensors(path)
+                device, samples = meta["device"], int(meta["samples"])
+                if check_update(tensors, self.weights) or check_samples(samples) or device not in self.selected:
+                    raise ValueError("fails the update checks")
+            except Exception:  # noqa: BLE001 - any damage means: not an accepted update
+                path.unlink(missing_ok=True)
+                continue
+            self.accepted[device] = (tensors, samples)
 
     # ---------------------------------------------------------------- rounds
     def select(self, round_: int) -> list[str]:
@@ -180,46 +222,60 @@ class Aggregator:
                                                                                          "reason": reason}))
 
     def _on_status(self, topic: str, msg: Message) -> None:
-        if msg.kind == "status" and msg.info.get("status") == "online" and topic.split("/")[-2] == msg.sender:
+        if msg.kind == "status" and msg.info.get("status") == "online" and topic.split("/")[-2] == msg.sender \
+                and (self.keys is None or msg.sender in self.keys):
             with self.lock:
                 self.known.add(msg.sender)
 
     def _on_update(self, topic: str, msg: Message) -> None:
+        """Check one update and accept it; nothing raised here can reach the transport's thread."""
         device = topic.rsplit("/", 1)[-1]
+        try:
+            accepted = self._check_and_accept(topic, device, msg)
+        except Exception as exc:  # noqa: BLE001 - contain, count, and keep the round going
+            with self.lock:
+                self.handler_errors += 1
+                self.rejected["error"] = self.rejected.get("error", 0) + 1
+            print(f"aggregator: update from {device!r} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+            return
+        if accepted:
+            self.ch.send(self.ch.topics.ack(self.cfg.job, device),
+                         Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
+            self._maybe_close("quorum")
+
+    def _check_and_accept(self, topic: str, device: str, msg: Message) -> bool:
         with self.lock:
             if msg.kind != "update" or msg.sender != device:
                 self._reject(device, f"unauthenticated: sender {msg.sender!r} does not own topic {topic!r}")
-                return
+                return False
+            if self.keys is not None:
+                reason = verify_update(msg, self.keys.get(device))
+                if reason is not None:
+                    self.rejected["unauthenticated"] = self.rejected.get("unauthenticated", 0) + 1
+                    return False  # no ack: the real device's acknowledgements are not an impostor's to spend
             if msg.job != self.cfg.job or msg.round != self.round:
                 self._reject(device, f"stale: expected round {self.round}, found {msg.round}")
-                return
+                return False
             if device not in self.selected:
                 self._reject(device, f"not selected: {device} is not a participant of round {self.round}")
-                return
+                return False
             if device in self.accepted:
                 self.rejected["duplicate"] = self.rejected.get("duplicate", 0) + 1
-                return
-            tensors = msg.tensors
-            if msg.info.get("encoding") == "int8-delta":
-                try:
-                    codes = {k: (tensors[k], float(tensors[f"{k}.scale"][0])) for k in self.weights}
-                except KeyError as exc:
-                    self._reject(device, f"malformed: expected int8 codes and scales, found no {exc}")
-                    return
-                tensors = {k: self.weights[k] + d for k, d in dequantize_int8(codes).items()}
-            reason = check_update(tensors, self.weights)
-            if reason is None and msg.samples <= 0:
-                reason = f"expected a positive sample count, found {msg.samples}"
-            if reason is not None:
+                return False
+            tensors: Weights | None = msg.tensors
+            reason = check_samples(msg.samples)
+            if reason is None and msg.info.get("encoding") == "int8-delta":
+                tensors, reason = decode_int8_delta(msg.tensors, self.weights)
+            if reason is None and tensors is not None:
+                reason = check_update(tensors, self.weights)
+            if reason is not None or tensors is None:
                 self._reject(device, f"invalid: {reason}")
-                return
+                return False
             _save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
                           {"device": device, "samples": str(msg.samples)})
             self.accepted[device] = (tensors, msg.samples)
             self._reported[device] = dict(msg.metrics)
-        self.ch.send(self.ch.topics.ack(self.cfg.job, device),
-                     Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
-        self._maybe_close("quorum")
+            return True
 
     def _maybe_close(self, why: str) -> None:
         with self.lock:
@@ -257,6 +313,17 @@ class Aggregator:
         else:
             self.start_round()
 
+    def watchdog(self) -> None:
+        """Fail loudly (EdgeBertError) if the transport's network thread died: a job that can no
+        longer hear its devices must not wait out its deadlines and print "finished"."""
+        loop = getattr(self.ch.transport, "loop", None)
+        check = getattr(loop, "check", None)
+        if check is not None:
+            try:
+                check()
+            except EdgeBertError as exc:
+                raise EdgeBertError(f"job {self.cfg.job}: {exc}") from None
+
     def check_deadline(self) -> None:
         with self.lock:
             late = self.selected and not self.done.is_set() and \
@@ -280,6 +347,7 @@ class Aggregator:
         self.start_round()
         end = None if timeout is None else time.monotonic() + timeout
         while not self.done.wait(0.05):
+            self.watchdog()
             self.check_deadline()
             if end is not None and time.monotonic() > end:
                 break
@@ -295,6 +363,7 @@ class Aggregator:
         while True:
             with self.round_closed:
                 self.round_closed.wait(0.05)
+            self.watchdog()
             self.check_deadline()
             with self.lock:
                 closed, weights, done = len(self.logs), self.weights, self.done.is_set()

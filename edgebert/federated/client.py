@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.federated.aggregate import fedprox_gradient, quantize_int8
+from edgebert.federated.auth import sign_update
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
 from edgebert.runtime.online import OnlineLearner
@@ -26,8 +27,11 @@ DataFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (round, n) -> lo
 
 class DeviceClient:
     def __init__(self, channel: Channel, job: str, learner: OnlineLearner, data: DataFn, inner_steps: int = 10,
-                 shots: int = 10, fedprox_mu: float = 0.0, int8_updates: bool = False) -> None:
+                 shots: int = 10, fedprox_mu: float = 0.0, int8_updates: bool = False,
+                 update_key: bytes | None = None) -> None:
+        """``update_key``: the device's key (``federated.auth``); every update is tagged with it."""
         self.ch, self.job, self.learner, self.data = channel, job, learner, data
+        self.key = update_key
         self.inner_steps, self.shots, self.mu, self.int8 = inner_steps, shots, fedprox_mu, int8_updates
         self.me = channel.me
         self.rounds_done: list[int] = []
@@ -60,6 +64,8 @@ class DeviceClient:
             return
         with self._lock:
             update = self._train(msg)
+        if self.key is not None:
+            update = sign_update(update, self.key)
         self._last = (msg.round, update)
         self.rounds_done.append(msg.round)
         self.ch.send(self.ch.topics.update(self.job, self.me), update)

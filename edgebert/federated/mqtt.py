@@ -13,6 +13,7 @@ import random
 import selectors
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -80,6 +81,8 @@ class MqttLoop:
         self._lock = threading.Lock()
         self.clients: list[MqttTransport] = []
         self._stop = False
+        self.error = ""
+        self.handler_errors = 0
         self._thread = threading.Thread(target=self._run, name="edgebert-mqtt", daemon=True)
         self._thread.start()
 
@@ -118,7 +121,24 @@ class MqttLoop:
             raise box["error"]  # type: ignore[misc]
         return box.get("value")
 
+    def alive(self) -> bool:
+        """False once the loop thread has died (it never stops on its own before ``stop``)."""
+        return self._thread.is_alive() or self._stop
+
+    def check(self) -> None:
+        """The watchdog: BrokerError, loudly, if the loop thread died."""
+        if not self.alive():
+            raise BrokerError(f"mqtt loop: expected its thread running, found it dead ({self.error or 'no reason'})")
+
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # reported by check(); the process's watchdog fails loudly
+            self.error = f"{type(exc).__name__}: {exc}"
+            print(f"edgebert-mqtt: loop thread died: {self.error}", file=sys.stderr, flush=True)
+            raise
+
+    def _serve(self) -> None:
         last_misc = 0.0
         while not self._stop:
             for key, mask in self.sel.select(timeout=0.1):
@@ -130,20 +150,30 @@ class MqttLoop:
                         pass
                     continue
                 client: MqttTransport = key.data
-                if mask & selectors.EVENT_READ:
-                    client.paho.loop_read()
-                if mask & selectors.EVENT_WRITE:
-                    client.paho.loop_write()
+                try:
+                    if mask & selectors.EVENT_READ:
+                        client.paho.loop_read()
+                    if mask & selectors.EVENT_WRITE:
+                        client.paho.loop_write()
+                except Exception as exc:  # noqa: BLE001 - one client's failure never ends the loop
+                    self._contain("socket", exc)
             with self._lock:
                 calls, self._calls = self._calls, []
             for fn in calls:
-                fn()
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001
+                    self._contain("call", exc)
             now = time.monotonic()
             if now - last_misc >= 0.25:
                 last_misc = now
                 for client in list(self.clients):
                     client.paho.loop_misc()
                     client._maybe_reconnect(now)
+
+    def _contain(self, where: str, exc: Exception) -> None:
+        self.handler_errors += 1
+        print(f"edgebert-mqtt: {where}: {type(exc).__name__}: {str(exc)[:200]} (contained)", file=sys.stderr, flush=True)
 
     def _watch(self, sock: socket.socket, client: MqttTransport, write: bool) -> None:
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
@@ -247,7 +277,10 @@ class MqttTransport:
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         for topic_filter, handler in self.handlers:
             if topic_matches(topic_filter, msg.topic):
-                handler(msg.topic, msg.payload)
+                try:
+                    handler(msg.topic, msg.payload)
+                except Exception as exc:  # noqa: BLE001 - one message never stops the loop
+                    self.loop._contain(f"handler for {msg.topic[:120]}", exc)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.paho.publish(topic, payload, qos=1, retain=retain)

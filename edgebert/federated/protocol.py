@@ -125,6 +125,7 @@ class Message:
     info: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
     body: bytes = field(default=b"", compare=False, repr=False)  # raw body (chunks)
+    body_sha256: str = field(default="", compare=False, repr=False)  # set on decode: the verified body's sha256
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     sent_at: float = field(default_factory=time.time)
 
@@ -161,6 +162,8 @@ class Message:
             h = json.loads(data[8:8 + n].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ProtocolError(f"header: expected UTF-8 JSON, found: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("header: expected JSON nested at most a few levels, found deeper nesting") from None
         if not isinstance(h, dict):
             raise ProtocolError("header: expected a JSON object")
         if h.get("v") != PROTOCOL_VERSION:
@@ -172,11 +175,14 @@ class Message:
             kind = h["kind"]
             tensors = tensors_from_bytes(body) if kind in ("job", "model", "update") else {}
             metrics = {str(k): float(v) for k, v in (h.get("metrics") or {}).items()}
+            if not all(np.isfinite(v) for v in metrics.values()):
+                raise ValueError("metrics must be finite numbers")
             return cls(kind=kind, sender=h["sender"], job=str(h.get("job", "")), round=h.get("round", 0),
                        model_version=h.get("model_version", 0), samples=h.get("samples", 0), metrics=metrics,
                        info=dict(h.get("info") or {}), tensors=tensors, body=b"" if tensors else body,
-                       msg_id=str(h.get("msg_id", "")), sent_at=float(h.get("sent_at", 0.0)))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                       msg_id=str(h.get("msg_id", "")), sent_at=float(h.get("sent_at", 0.0)),
+                       body_sha256=str(h["sha256"]))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ProtocolError(f"header: expected the protocol's fields, found a bad one ({exc!r})") from None
 
 

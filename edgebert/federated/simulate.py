@@ -3,6 +3,7 @@ on one machine, through a real broker (the embedded one unless a URL is given)."
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 import uuid
@@ -61,6 +62,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         return DeviceTask(cfg.task, cfg.seed * 1_000_003 + i, dx, dy)
 
     device_loop, agg_loop = MqttLoop(), MqttLoop()
+    keys = {f"dev{i:05d}": secrets.token_bytes(32) for i in range(cfg.devices)}  # as `fleet credentials` hands out
     clients: list[DeviceClient] = []
     tmp = tempfile.TemporaryDirectory() if state_dir is None else None
     try:
@@ -71,7 +73,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
             transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", device_loop, will=will)
             clients.append(DeviceClient(Channel(transport, topics, name), cfg.task, new_learner(cfg.task, cfg.inner_lr, i),
                                         task(i).round_data, inner_steps=cfg.k, shots=cfg.shots,
-                                        int8_updates=cfg.int8_updates))
+                                        int8_updates=cfg.int8_updates, update_key=keys[name]))
             progress("connect", i + 1, cfg.devices)
         connect_s = time.perf_counter() - t0
         job = JobConfig(cfg.task, cfg.task, cfg.algorithm, cfg.rounds, fraction=cfg.per_round / cfg.devices,
@@ -80,7 +82,8 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         init = new_learner(cfg.task, cfg.inner_lr, seed=cfg.seed).get_weights()
         agg_transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-aggregator", agg_loop)
         agg = Aggregator(Channel(agg_transport, topics, "aggregator"), job, init,
-                         Path(state_dir or tmp.name), devices=[f"dev{i:05d}" for i in range(cfg.devices)])  # type: ignore[union-attr]
+                         Path(state_dir or tmp.name), devices=sorted(keys),  # type: ignore[union-attr]
+                         device_keys=keys)
         unseen = [task(10_000_000 + i) for i in range(cfg.eval_devices)]
         evaluation = [few_shot_score(cfg.task, init, unseen, cfg.shots)]
         final = agg.drive(lambda n, weights: progress("round", n, cfg.rounds))

@@ -9,6 +9,7 @@ the sender again for chunks that do not arrive, and drops what does not decode (
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -104,6 +105,7 @@ class Channel:
         self.max_message_bytes, self.max_payload_bytes = max_message_bytes, max_payload_bytes
         self.resend_after = resend_after
         self.rejected: dict[str, int] = {}
+        self.handler_errors = 0
         self.last_rejection = ""
         self.sent_bytes = self.received_bytes = 0
         self._sent: OrderedDict[str, tuple[str, list[bytes]]] = OrderedDict()
@@ -138,7 +140,13 @@ class Channel:
             except ProtocolError as exc:
                 self._reject(str(exc))
                 return
-            handler(topic, msg)
+            try:
+                handler(topic, msg)
+            except Exception as exc:  # noqa: BLE001 - contain, count, log: one message never stops a job
+                self.handler_errors += 1
+                self._reject(f"handler: {type(exc).__name__}: {str(exc)[:200]}")
+                print(f"channel {self.me}: handler for {topic[:120]} failed: {self.last_rejection}",
+                      file=sys.stderr, flush=True)
 
         self.transport.subscribe(topic_filter, on_bytes)
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from edgebert.federated.aggregate import (
+    MAX_SAMPLES,
+    cap_samples,
+    check_samples,
     check_update,
+    clip_relative,
+    clipped_trimmed_mean,
+    global_norm,
     clip_norm,
     combine,
     dequantize_int8,
@@ -32,8 +38,9 @@ def test_reptile_step_one_equals_fedavg_and_smaller_steps_interpolate() -> None:
     theta = w(1.0, 1.0)
     clients, samples = [w(3.0, 5.0), w(-1.0, 2.0), w(0.0, 0.0)], [10, 5, 5]
 
-    assert np.allclose(reptile_update(theta, clients, samples, step=1.0)["a"], fedavg(clients, samples)["a"])
-    half = reptile_update(theta, clients, samples, step=0.5)["a"]
+    assert np.allclose(reptile_update(theta, clients, samples, step=1.0, rule="none")["a"],
+                       fedavg(clients, samples)["a"])
+    half = reptile_update(theta, clients, samples, step=0.5, rule="none")["a"]
     np.testing.assert_allclose(half, 0.5 * (theta["a"] + fedavg(clients, samples)["a"]), rtol=1e-6)
 
 
@@ -45,6 +52,43 @@ def test_median_and_trimmed_mean_ignore_one_wild_client() -> None:
     assert abs(combine(ups, [1] * 5, "none")["a"][0]) > 1e5  # the plain mean is dragged away
     with pytest.raises(ValueError, match="removes every one"):
         combine(ups, [1] * 5, "trimmed_mean", trim=0.6)
+
+
+def test_the_default_rule_bounds_what_one_device_can_do() -> None:
+    rng = np.random.default_rng(0)
+    honest = [{"a": rng.normal(0, 1, 50).astype(np.float32), "b": rng.normal(0, 1, (1, 1)).astype(np.float32)}
+              for _ in range(9)]
+    median_norm = float(np.median([global_norm(u) for u in honest + [honest[0]]]))
+    clean = clipped_trimmed_mean(honest + [honest[0]], [10] * 10)
+
+    for evil, claimed in [({k: v * 1e9 for k, v in honest[0].items()}, 10),     # huge norm
+                          ({k: -v * 3 for k, v in honest[0].items()}, 10**9),   # plausible, inflated count
+                          ({k: np.full_like(v, 3e38) for k, v in honest[0].items()}, MAX_SAMPLES)]:
+        out = clipped_trimmed_mean(honest + [evil], [10] * 9 + [claimed])
+
+        moved = global_norm({k: out[k] - clean[k] for k in out})
+        # one of 10, clipped to 2x the median norm with its weight capped at 2x the median count,
+        # can move the weighted mean by at most 2 * 2 * median / (9 + 2) (and trimming cuts more)
+        assert moved <= 4 * median_norm / 11 + 1e-5, moved
+
+
+def test_relative_clipping_and_sample_caps() -> None:
+    ups = [{"a": np.array([3.0, 4.0], np.float32)}, {"a": np.array([0.0, 1.0], np.float32)},
+           {"a": np.array([300.0, 400.0], np.float32)}]
+
+    clipped = clip_relative(ups, factor=2.0)  # median norm 5 -> bound 10
+
+    assert [round(global_norm(u), 4) for u in clipped] == [5.0, 1.0, 10.0]
+    np.testing.assert_array_equal(cap_samples([10, 10, 10**9]), [10, 10, 20])
+
+
+@pytest.mark.parametrize("samples", [0, -1, 10**400, MAX_SAMPLES + 1, True, 1.5, "10"])
+def test_claimed_sample_counts_out_of_bounds_are_refused(samples: object) -> None:
+    reason = check_samples(samples)
+
+    assert reason is not None and reason.startswith("expected a sample count") and len(reason) < 120
+    with pytest.raises(ValueError, match="sample count"):
+        reptile_update(w(0.0, 0.0), [w(1.0, 1.0)], [samples])  # type: ignore[list-item]
 
 
 def test_clipping_bounds_the_global_norm() -> None:

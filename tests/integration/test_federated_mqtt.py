@@ -3,6 +3,7 @@ and the embedded amqtt broker."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
+from edgebert.federated.auth import sign_update, update_key
 from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
 from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
@@ -57,20 +59,23 @@ def test_simulation_runs_every_round_through_a_real_broker(which: str, embedded:
     assert result["bytes_per_round"]["aggregator"] > 0 and np.isfinite(result["evaluation"]["final"])
 
 
-def devices(url: str, topics: Topics, n: int, loop: MqttLoop, job: str = "sine") -> list[DeviceClient]:
+def devices(url: str, topics: Topics, n: int, loop: MqttLoop, job: str = "sine",
+            passwords: dict[str, str] | None = None) -> list[DeviceClient]:
     out = []
     for i in range(n):
         name = f"dev{i}"
         ch = Channel(MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", loop), topics, name)
-        out.append(DeviceClient(ch, job, new_learner("sine", seed=i), DeviceTask("sine", i).round_data, inner_steps=5))
+        key = update_key(passwords[name]) if passwords else None
+        out.append(DeviceClient(ch, job, new_learner("sine", seed=i), DeviceTask("sine", i).round_data, inner_steps=5,
+                                update_key=key))
     return out
 
 
-def serve(url: str, topics: Topics, state: Path, model_out: Path, rounds: int = 4) -> subprocess.Popen:
+def serve(url: str, topics: Topics, state: Path, model_out: Path, rounds: int = 4, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgebert", "federate", "serve", "--broker", url, "--prefix",
                              topics.prefix, "--fleet", topics.fleet, "--job", "sine", "--rounds", str(rounds),
                              "--fraction", "1.0", "--min-participants", "4", "--deadline", "60", "--state", str(state),
-                             "--model-out", str(model_out), "--wait", "30"],
+                             "--model-out", str(model_out), "--wait", "30", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -130,6 +135,51 @@ def test_garbage_oversized_and_nan_messages_never_stop_a_round(tmp_path: Path) -
         evil.loop_stop()
         loop.stop()
     assert (tmp_path / "out.safetensors").is_file()
+
+
+@pytest.mark.parametrize("which", ["mosquitto", "embedded"])
+def test_impersonation_and_job_killing_updates_fail_on_a_broker_without_acls(which: str, embedded: str,
+                                                                             tmp_path: Path) -> None:
+    """Issue 11: a client publishing as dev0 (sender and topic dev0) used to get its update accepted
+    and the real dev0 refused; a 10**400 sample count stopped the aggregator for good; an int8
+    update with an empty scale killed the MQTT thread. With --credentials all three are refused
+    and every round closes by quorum with the four real devices."""
+    if which == "mosquitto" and not mosquitto_up():
+        pytest.skip("Mosquitto is not running")
+    url = MOSQUITTO if which == "mosquitto" else embedded
+    loop = MqttLoop()
+    topics = Topics("edgebert-test", f"auth-{uuid.uuid4().hex[:6]}")
+    passwords = {f"dev{i}": uuid.uuid4().hex for i in range(4)}
+    (tmp_path / "credentials.json").write_text(json.dumps({"aggregator": "x", **passwords}))
+    shapes = new_learner("sine").get_weights()
+    forged_key = update_key("not dev0's password")
+    evil = Channel(MqttTransport(BrokerConfig(url), f"{topics.fleet}-evil", loop), topics, "dev0")
+    try:
+        def attack(topic: str, msg: Message) -> None:
+            if msg.kind != "model" or msg.info.get("final"):
+                return
+            r = msg.round
+            forged = {k: v + 1e3 for k, v in shapes.items()}
+            evil.send(topics.update("sine", "dev0"), sign_update(Message("update", "dev0", job="sine", round=r,
+                                                                         samples=10, tensors=forged), forged_key))
+            evil.send(topics.update("sine", "dev1"), Message("update", "dev1", job="sine", round=r,
+                                                             samples=10**400, tensors=shapes))
+            empty = {**{k: np.zeros(v.shape, np.int8) for k, v in shapes.items()},
+                     **{f"{k}.scale": np.zeros(0, np.float32) for k in shapes}}
+            evil.send(topics.update("sine", "dev2"), Message("update", "dev2", job="sine", round=r, samples=10,
+                                                             info={"encoding": "int8-delta"}, tensors=empty))
+
+        evil.subscribe(topics.model("sine"), attack)
+        agg = serve(url, topics, tmp_path / "state", tmp_path / "out.safetensors", 3,
+                    "--credentials", str(tmp_path / "credentials.json"), "--metrics", str(tmp_path / "m.json"))
+        time.sleep(0.5)
+        devices(url, topics, 4, loop, passwords=passwords)
+        assert agg.wait(90) == 0, agg.stderr.read()
+    finally:
+        loop.stop()
+    rounds = json.loads((tmp_path / "m.json").read_text())["rounds"]
+    assert [r["accepted"] for r in rounds] == [4, 4, 4] and all(r["closed_by"] == "quorum" for r in rounds)
+    assert sum(r["rejected"].get("unauthenticated", 0) for r in rounds) >= 3
 
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
