@@ -59,7 +59,8 @@ def ours(work: Path, names: list[str], key: Path, pub: Path, reg) -> tuple[float
         rows = plan(reg, key, read_public_key(pub))
         transport = MqttTransport(BrokerConfig(MOSQUITTO), f"{topics.fleet}-provisioner")
         t0 = time.perf_counter()
-        rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, ProvisionConfig(wait_s=600)).run()
+        rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, ProvisionConfig(wait_s=600),
+                           key).run()
         wall = time.perf_counter() - t0
         transport.close()
         assert all(r.result == "active" for r in rows), [r.result for r in rows]

@@ -301,17 +301,19 @@ def cmd_fleet_provision(args: argparse.Namespace) -> int:
     from registry.registry import open_registry
 
     key = Path(args.key)
-    config = ProvisionConfig(args.fleet, args.wait, args.reoffer, retry_failed=args.retry_failed)
+    config = ProvisionConfig(args.fleet, args.wait, args.reoffer, retry_failed=args.retry_failed,
+                             offer_ttl_s=args.offer_ttl * 3600.0)
     reg = open_registry(args.registry)
     try:
-        rows = plan(reg, key, public_key_of(key), args.fleet)
+        rows = plan(reg, key, public_key_of(key), args.fleet, args.pin)
         topics = Topics(args.prefix, args.fleet or "default")
         transport = MqttTransport(_broker_config(args), f"{topics.fleet}-provisioner")
         print(f"provisioning {len(rows)} devices through {transport.config.redacted()} (topics {topics.root}/artifacts/…)",
               file=sys.stderr)
         try:
             with _progress(not args.quiet) as progress:
-                rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, config).run(progress, args.watch)
+                rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, config,
+                                   key).run(progress, args.watch)
         finally:
             transport.close()
     finally:
@@ -549,9 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
                           description="For every device in the registry (or --fleet), the best compatible "
                                       "artifact is offered (signed, retained), sent in sha256-checked chunks, "
                                       "verified and self-tested by the device, and each outcome is recorded in "
-                                      "the registry once. Re-running is safe: devices already on their artifact "
-                                      "are left alone and no deployment is recorded twice. Exit 1 if some "
-                                      "devices are not on their artifact when --wait runs out.")
+                                      "the registry once. Each offer carries a release signed for that device "
+                                      "alone, with the artifact's family and version and an expiry: a device "
+                                      "refuses an offer meant for another device, an expired one, and any "
+                                      "version at or below one it has committed (replayed old offers cannot "
+                                      "downgrade it) unless the release is a pin (--pin). Re-running is safe: a "
+                                      "device counts as up to date only when its own report says so, the registry "
+                                      "is repaired from device reports, and no deployment is recorded twice. Exit "
+                                      "1 if some devices are not on their artifact when --wait runs out.")
     fp.add_argument("--registry", required=True, help="registry store: a directory, memory, or a SPARQL endpoint URL")
     fp.add_argument("--broker", default="mqtt://127.0.0.1:1883",
                     help="mqtt[s]://host:port (password in $EDGEBERT_MQTT_PASSWORD)")
@@ -563,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--wait", type=float, default=60.0, help="seconds to wait for devices (default 60)")
     fp.add_argument("--reoffer", type=float, default=5.0, help="seconds between offers to devices not done yet")
     fp.add_argument("--retry-failed", action="store_true", help="offer again artifacts that failed on a device")
+    fp.add_argument("--pin", metavar="ARTIFACT",
+                    help="pin every device this artifact (IRI or id) fits to it, even below the version it runs: "
+                         "the only way to downgrade on purpose (each pin is signed for its device)")
+    fp.add_argument("--offer-ttl", type=float, default=168.0, metavar="HOURS",
+                    help="hours an offer stays valid (default 168 = 7 days); a device refuses it after that")
     fp.add_argument("--watch", action="store_true", help="keep serving (devices coming online later) until Ctrl-C")
     fp.add_argument("--json", help="write the result table as JSON here")
     fp.add_argument("--quiet", action="store_true", help="no progress bar")

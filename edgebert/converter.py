@@ -352,7 +352,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             metrics=metrics,
             runtime="onnxruntime",
             memory=memory_estimate(fp32, src.max_seq_length, len(model_bytes), extra_flash),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         )
         manifest = Manifest.from_json(manifest.to_json())  # what a reader of the file will see
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")

@@ -44,7 +44,8 @@ agents = [DeviceAgent(Channel(MqttTransport(BrokerConfig(url), f"example-{name}"
 # the provisioner (what `edgebert fleet provision --registry … --broker … --key fleet.key` runs)
 rows = plan(reg, key, read_public_key(pub))
 prov_transport = MqttTransport(BrokerConfig(url), "example-provisioner")
-rows = Provisioner(reg, Channel(prov_transport, topics, "provisioner"), rows, ProvisionConfig(wait_s=30)).run()
+rows = Provisioner(reg, Channel(prov_transport, topics, "provisioner"), rows, ProvisionConfig(wait_s=30),
+                   key).run()
 print(table(rows))
 for d in reg.deployments():
     print("registry:", d["device"], "runs", d["artifact"], d["status"])

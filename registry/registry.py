@@ -19,6 +19,7 @@ import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
 from edgebert.errors import InputError
+from edgebert.fleet.names import check_device_iri
 from registry import queries
 from registry.describe import (
     DescriptionError,
@@ -117,6 +118,11 @@ class Registry:
             ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:supportsPrecision ?x }",
              f"eb:supportsPrecision (one of {', '.join(PRECISIONS)})"),
         ]
+        for row in scratch.query(PREFIXES + "SELECT ?d WHERE { ?d a eb:Device }"):
+            try:
+                check_device_iri(row["d"].value)
+            except InputError as exc:
+                raise DescriptionError(str(exc)) from None
         for pattern, what in checks:
             rows = list(scratch.query(PREFIXES + f"SELECT ?d WHERE {{ {pattern} }} LIMIT 1"))
             if rows:

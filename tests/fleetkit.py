@@ -4,14 +4,17 @@ BERT and digits artifacts, a fleet key, device TDs of three kinds, and device ag
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from pathlib import Path
 
+from edgebert.artifact import Manifest
 from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
 from edgebert.federated.protocol import Topics
 from edgebert.federated.transport import Channel
 from edgebert.fleet.agent import DeviceAgent
-from edgebert.fleet.signing import keygen, read_public_key
+from edgebert.fleet.release import Release
+from edgebert.fleet.signing import keygen, read_public_key, sign_bytes
 from edgebert.fleet.slots import ArtifactSlots
 
 KINDS = {  # name prefix -> RAM, flash, runtimes, what it is for
@@ -33,6 +36,18 @@ def make_td(name: str, text_family: str | None = None, fleet: str = "lab") -> di
     if family:
         td["eb:wantsFamily"] = family
     return td
+
+
+def release_info(manifest: bytes, key: Path, devices: tuple[str, ...] = ("dev1",), ttl_s: float = 3600.0,
+                 issued: float | None = None, **overrides: object) -> dict[str, str]:
+    """The offer fields of a release for ``manifest``, signed with the fleet key (as the provisioner does)."""
+    from dataclasses import replace
+
+    parsed = Manifest.from_json(manifest.decode("utf-8", errors="replace"))
+    release = Release.for_manifest(manifest, parsed, devices, time.time() if issued is None else issued, ttl_s)
+    release = replace(release, **overrides)  # type: ignore[arg-type]
+    data = release.to_bytes()
+    return {"release": data.hex(), "release_signature": sign_bytes(data, key).hex()}
 
 
 class Fleet:

@@ -163,7 +163,7 @@ def provision(registry: Any, url: str, topics: Any, fleet_iri: str, key: Path, p
     transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-provisioner")
     try:
         prov = Provisioner(registry, Channel(transport, topics, "provisioner"), rows,
-                           ProvisionConfig(fleet_iri, wait_s=120, reoffer_s=5))
+                           ProvisionConfig(fleet_iri, wait_s=120, reoffer_s=5), key)
         return prov.run(lambda s, d, t: progress(label, d, t))
     finally:
         transport.close()

@@ -1,8 +1,11 @@
 """The device side of provisioning (torch-free; no crypto library): receive, verify, activate, roll back.
 
 1. An **offer** (retained, from the provisioner) carries the artifact's ``manifest.json`` and its
-   Ed25519 signature. The agent checks the signature with the fleet's public key before anything
-   else; an unsigned or foreign offer is refused and nothing is downloaded.
+   Ed25519 signature, and a signed **release** (``fleet.release``): target devices, family and
+   version, issue time, expiry, pin. The agent checks both signatures with the fleet's public key
+   before anything else, then that the release names this device and this manifest, has not
+   expired and does not go below the highest version of its family committed here (unless it is
+   a signed pin); an offer failing any of these is refused and nothing is downloaded.
 2. The agent answers with its **status** (retained): what it runs, and which of the manifest's
    device files it still needs (files already staged and intact are not asked for again, so an
    interrupted transfer resumes).
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -26,6 +30,8 @@ from edgebert.artifact import Manifest
 from edgebert.errors import ArtifactError, EdgeBertError
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
+from edgebert.fleet import ed25519
+from edgebert.fleet.release import Release, artifact_family, artifact_version, check_fresh, check_release
 from edgebert.fleet.signing import check_signature
 from edgebert.fleet.slots import ArtifactSlots, Pointer, check_name
 from edgebert.runtime.engine import Engine
@@ -43,13 +49,15 @@ def default_self_test(engine: Engine) -> None:
 class DeviceAgent:
     def __init__(self, channel: Channel, slots: ArtifactSlots, public_key: bytes,
                  self_test: SelfTest = default_self_test, threads: int = 1,
-                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_change: Callable[[dict[str, Any]], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.ch, self.slots, self.public_key, self.self_test, self.threads = channel, slots, public_key, self_test, threads
         self.me = channel.me
         self.on_change = on_change or (lambda status: None)
         self.engine: Engine | None = None
         self.refusals: list[str] = []
-        self._offer: tuple[bytes, bytes, Manifest, list[str]] | None = None
+        self.clock = clock
+        self._offer: tuple[bytes, bytes, Manifest, list[str], Release] | None = None
         self._lock = threading.RLock()
         self._start()
         t = channel.topics
@@ -65,7 +73,9 @@ class DeviceAgent:
         if pointer.current:
             try:
                 self.engine = Engine.load(self.slots.path(pointer.current), self.threads)
-            except EdgeBertError as exc:  # the artifact on disk went bad
+                manifest = Manifest.from_json((self.slots.path(pointer.current) / "manifest.json").read_text("utf-8"))
+                self.slots.raise_floor(artifact_family(manifest), artifact_version(manifest))  # seed a missing floor
+            except (EdgeBertError, OSError) as exc:  # the artifact on disk went bad
                 self.refusals.append(str(exc))
                 self.engine = None
 
@@ -94,7 +104,8 @@ class DeviceAgent:
     # ---------------------------------------------------------------- offers and files
     def _refuse(self, artifact_id: str, reason: str) -> None:
         self.refusals.append(reason)
-        self._offer = None
+        if self._offer is not None and self._offer[2].artifact_id == artifact_id:
+            self._offer = None  # a refused replay of another artifact leaves a download in progress alone
         self.slots.refuse(artifact_id, reason)
         self.publish_status(target=artifact_id)
 
@@ -115,6 +126,7 @@ class DeviceAgent:
                                         f"found {offered!r}")
                 check_name("artifact id", manifest.artifact_id)
                 names = [check_name("file name", n) for n in manifest.device_files()]
+                release = self._release(msg, manifest)
             except EdgeBertError as exc:
                 self._refuse(offered, str(exc))
                 return
@@ -123,17 +135,38 @@ class DeviceAgent:
                 self._offer = None
                 self.publish_status(target=offered)
                 return
+            try:
+                check_fresh(release, self.clock(), pointer.floors)
+            except EdgeBertError as exc:
+                self._refuse(offered, str(exc))
+                return
             last = pointer.outcome
-            if last and last.artifact == offered and last.final and not msg.info.get("retry"):
+            if last and last.artifact == offered and last.final and not release.retry:
                 self.publish_status(target=offered)  # this artifact failed its self-test here: report that again
                 return
             need = self.slots.staged(manifest, names)
-            self._offer = (msg.body, signature, manifest, names)
+            self._offer = (msg.body, signature, manifest, names, release)
             if need:
                 self.ch.request_missing()
                 self.publish_status(need=need, target=offered)
             else:
                 self._activate()
+
+    def _release(self, msg: Message, manifest: Manifest) -> Release:
+        """The offer's release, if the fleet key signed it and it is about this manifest and device."""
+        try:
+            data = bytes.fromhex(str(msg.info.get("release", "")))
+            sig = bytes.fromhex(str(msg.info.get("release_signature", "")))
+        except ValueError:
+            data, sig = b"", b""
+        if not data:
+            raise ArtifactError("offer: expected a signed release (target, version, expiry), found none")
+        if len(sig) != 64 or not ed25519.verify(self.public_key, data, sig):
+            raise ArtifactError("offer: expected a release signed by the fleet key, found a signature that does not "
+                                "match (tampered release or foreign key)")
+        release = Release.from_bytes(data)
+        check_release(release, msg.body, manifest, self.me)
+        return release
 
     def _on_file(self, topic: str, msg: Message) -> None:
         if msg.kind != "file":
@@ -156,10 +189,10 @@ class DeviceAgent:
 
     def _activate(self) -> None:
         assert self._offer is not None
-        manifest_bytes, signature, manifest, _ = self._offer
+        manifest_bytes, signature, manifest, _, release = self._offer
         self._offer = None
         self.slots.install(manifest_bytes, signature, manifest)
-        trial: Pointer = self.slots.begin_trial(manifest.artifact_id)
+        trial: Pointer = self.slots.begin_trial(manifest.artifact_id, release.family, release.version, release.pin)
         try:
             engine = Engine.load(self.slots.path(manifest.artifact_id), self.threads)
             self.self_test(engine)

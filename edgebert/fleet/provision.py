@@ -1,14 +1,20 @@
 """The host side of provisioning: the registry's best artifact for every device, over MQTT, recorded.
 
 ``plan`` asks the registry, for every device (of a fleet), for its best compatible artifact whose
-files are at hand (``dcat:downloadURL``). ``Provisioner.run`` then publishes a signed, retained
-offer to each device that does not yet run its target, sends the files a device asks for (chunked,
+files are at hand (``dcat:downloadURL``), or the artifact it is pinned to (``pin``). ``Provisioner.run``
+then publishes a retained offer to each device — the signed manifest plus a release signed for
+that device alone (``fleet.release``: family, version, issue time, expiry, pin) — sends the files a device asks for (chunked,
 each with its sha256), and records every outcome the devices report (active, failed, rolled back)
 in the registry under the device's own key for it — so a re-run, a replayed retained status or a
 provisioner killed halfway never records a deployment twice. Offers are published again every
 ``reoffer_s`` seconds, which also covers a broker restart that lost retained messages; a device
 that is offline gets its offer when it reconnects (while the provisioner runs, or on a re-run).
 All registry calls happen on the caller's thread; MQTT handlers only queue events.
+
+The provisioner believes the devices, not the registry: a device is "up to date" only when its own
+(retained) status says it runs its target, and when the registry's record of what a device runs
+differs from what the device reports, the registry is repaired from the report. A device whose
+planning or offer fails gets an "error" row; the run goes on for the others.
 """
 
 from __future__ import annotations
@@ -23,18 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from edgebert.artifact import MANIFEST, Artifact
-from edgebert.errors import InputError
+from edgebert.errors import EdgeBertError, InputError
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
-from edgebert.fleet.signing import SIGNATURE, check_signature, sign
+from edgebert.fleet.names import check_device_iri, device_name
+from edgebert.fleet.release import DEFAULT_TTL_S, Release
+from edgebert.fleet.signing import SIGNATURE, check_signature, sign, sign_bytes
 
 Progress = Callable[[str, int, int], None]
 OUTCOME_STATUS = {"active": "active", "refused": "failed", "rolled-back": "rolled-back"}
-
-
-def device_name(iri: str) -> str:
-    """A device's MQTT id: the last part of its IRI (``urn:dev:pi-007`` -> ``pi-007``)."""
-    return iri.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].rsplit("#", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ class ProvisionConfig:
     reoffer_s: float = 5.0         # offers are published again this often to devices not settled
     resend_s: float = 20.0         # a file asked for again after this long is sent again
     retry_failed: bool = False     # offer again an artifact that failed on a device before
+    offer_ttl_s: float = DEFAULT_TTL_S  # a release expires this long after it is signed
+
+    def __post_init__(self) -> None:
+        if not (self.wait_s > 0 and self.reoffer_s > 0 and self.resend_s > 0 and 60 <= self.offer_ttl_s <= 366 * 86400):
+            raise InputError("provision: expected positive wait, reoffer and resend times and an offer lifetime "
+                             f"between 1 minute and 366 days, found {self.wait_s}, {self.reoffer_s}, {self.resend_s}, "
+                             f"{self.offer_ttl_s}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ class DeviceRow:
     name: str
     target: Shipment | None = None
     note: str = ""
-    result: str = "pending"   # pending | active | up to date | failed | rolled-back | offline | no match
+    result: str = "pending"   # pending | active | up to date | failed | rolled-back | offline | no match | error
+    pin: bool = False         # the target is a signed pin (may go below the device's committed version)
     previous: str | None = None
     recorded: bool = False
     sent: dict[str, float] = field(default_factory=dict)
@@ -102,40 +113,56 @@ def load_shipment(artifact_iri: str, path: Path, private_key: Path, public_key: 
     return Shipment(artifact_iri, art, manifest_bytes, signature, tuple(art.manifest.device_files()))
 
 
-def plan(registry: Any, private_key: Path, public_key: bytes, fleet: str | None = None) -> list[DeviceRow]:
-    """One row per device: its best compatible artifact that has files at hand, or why none."""
+def plan(registry: Any, private_key: Path, public_key: bytes, fleet: str | None = None,
+         pin: str | None = None) -> list[DeviceRow]:
+    """One row per device: its best compatible artifact that has files at hand, or why none.
+    With ``pin`` (an artifact IRI or id), every device that the artifact fits is pinned to it (a
+    signed pin: it may be below what the device runs); the others are planned as usual."""
     devices = registry.fleet_devices(fleet)
     if not devices:
         where = f" in fleet {fleet!r}" if fleet else ""
         raise InputError(f"registry: expected registered devices{where}, found none")
+    pinned = registry.resolve(pin) if pin else None
     rows, names, shipments = [], {}, {}
     for d in devices:
         name = device_name(d["device"])
-        if name in names:
-            raise InputError(f"devices {names[name]} and {d['device']}: expected distinct last IRI parts "
-                             f"(their MQTT ids), found {name!r} twice")
-        names[name] = d["device"]
         row = DeviceRow(d["device"], name)
-        matches = registry.match(d["device"], latest_only=True)
-        for m in matches:
-            path = _local_dir(registry.artifact_location(m.artifact))
-            if path is None or not (path / MANIFEST).is_file():
-                continue
-            if m.artifact not in shipments:
-                shipments[m.artifact] = load_shipment(m.artifact, path, private_key, public_key)
-            row.target = shipments[m.artifact]
-            break
+        rows.append(row)
+        try:
+            check_device_iri(d["device"])
+            if name in names:
+                raise InputError(f"devices {names[name]} and {d['device']}: expected distinct last IRI parts "
+                                 f"(their MQTT ids), found {name!r} twice")
+            names[name] = d["device"]
+            matches = registry.match(d["device"], latest_only=pinned is None)
+            if pinned is not None and any(m.artifact == pinned for m in matches):
+                matches, row.pin = [m for m in matches if m.artifact == pinned], True
+            elif pinned is not None:
+                matches = registry.match(d["device"], latest_only=True)
+            for m in matches:
+                path = _local_dir(registry.artifact_location(m.artifact))
+                if path is None or not (path / MANIFEST).is_file():
+                    continue
+                if m.artifact not in shipments:
+                    shipments[m.artifact] = load_shipment(m.artifact, path, private_key, public_key)
+                row.target = shipments[m.artifact]
+                break
+        except EdgeBertError as exc:  # one bad device (or artifact) never stops the fleet's run
+            row.target, row.result, row.note = None, "error", str(exc)[:200]
+            continue
         if row.target is None:
             row.result = "no match"
             row.note = ("no compatible artifact" if not matches else
                         f"{len(matches)} compatible artifact(s), none with files at hand")
-        rows.append(row)
     return rows
 
 
 class Provisioner:
-    def __init__(self, registry: Any, channel: Channel, rows: list[DeviceRow], config: ProvisionConfig) -> None:
+    def __init__(self, registry: Any, channel: Channel, rows: list[DeviceRow], config: ProvisionConfig,
+                 private_key: Path) -> None:
+        """``private_key``: the fleet key (``fleet.key``) that signs each device's release."""
         self.registry, self.ch, self.rows, self.config = registry, channel, rows, config
+        self.private_key = Path(private_key)
         self.by_name = {r.name: r for r in rows}
         self.events: queue.Queue[tuple[str, Message]] = queue.Queue()
         self.recorded = 0
@@ -145,8 +172,11 @@ class Provisioner:
     def offer(self, row: DeviceRow) -> None:
         s = row.target
         assert s is not None
+        release = Release.for_manifest(s.manifest_bytes, s.artifact.manifest, (row.name,), time.time(),
+                                       self.config.offer_ttl_s, self.config.fleet, row.pin, self.config.retry_failed)
+        data = release.to_bytes()
         info = {"artifact": s.artifact_id, "signature": s.signature.hex(), "files": list(s.files),
-                "retry": self.config.retry_failed}
+                "release": data.hex(), "release_signature": sign_bytes(data, self.private_key).hex()}
         self.ch.send(self.ch.topics.artifact_offer(row.name), Message("offer", "provisioner", info=info,
                                                                       body=s.manifest_bytes), retain=True)
 
@@ -172,16 +202,31 @@ class Provisioner:
         outcome = info.get("outcome") or {}
         about_target = outcome.get("artifact") == target
         if about_target and outcome.get("status") == "active" and info.get("artifact") == target:
-            self._record(row, outcome)
+            if not self._record(row, outcome) and self._repair(row, info):
+                row.result = "active"
         elif about_target and outcome.get("status") in ("refused", "rolled-back"):
             new = self._record(row, outcome)
             if not new and (outcome.get("status") == "refused" or self.config.retry_failed):
                 row.result = "pending"  # an old failure seen again: the device tries again on our offer
-        elif info.get("artifact") == target:  # runs it; its activation was recorded before
-            row.result = "up to date" if row.result == "up to date" else "active"
+        elif info.get("artifact") == target:  # runs it (its own report); repair the registry if it disagrees
+            row.result = "active" if self._repair(row, info) or row.result == "active" else "up to date"
         elif info.get("state") == "downloading" and info.get("target") == target:
             row.result = "downloading"
             self.send_files(row, [str(n) for n in info.get("need", [])])
+
+    def _repair(self, row: DeviceRow, info: dict[str, Any]) -> bool:
+        """Record the device's own report of what it runs when the registry says otherwise; True if repaired."""
+        target = row.target
+        assert target is not None
+        if self.registry.active_artifact(row.iri) == target.artifact_iri:
+            return False
+        key = f"reported:{info.get('activation') or info.get('activated_at') or target.artifact_id}"
+        when = str(info.get("activated_at") or "") or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        new = self.registry.record_outcome(key, row.iri, target.artifact_iri, "active", when)
+        self.recorded += int(new)
+        row.recorded = row.recorded or new
+        row.note = "registry repaired from the device's report"
+        return True
 
     def _record(self, row: DeviceRow, outcome: dict[str, Any]) -> bool:
         """Record the device's outcome for its target (once per outcome key); True if it was new."""
@@ -197,19 +242,16 @@ class Provisioner:
         self.recorded += int(new)
         row.recorded = row.recorded or new
         row.previous = previous
-        if not (row.result == "up to date" and status == "active"):
-            row.result = OUTCOME_STATUS[status]
+        row.result = OUTCOME_STATUS[status] if new or status != "active" or row.result == "active" else "up to date"
+        if new or status != "active":
             row.note = str(outcome.get("reason", ""))[:160]
         return bool(new)
 
     # ---------------------------------------------------------------- the run
     def run(self, progress: Progress = lambda step, done, total: None, watch: bool = False) -> list[DeviceRow]:
         todo = [r for r in self.rows if r.target is not None]
-        for row in todo:
-            if self.registry.active_artifact(row.iri) == row.target.artifact_iri:  # type: ignore[union-attr]
-                row.result = "up to date"
-        for row in todo:  # even devices that are up to date get the retained offer: it is harmless
-            self.offer(row)
+        for row in todo:  # every device gets the retained offer; only its own report settles it
+            self._offer_safely(row)
         deadline = time.monotonic() + self.config.wait_s
         last_offer = time.monotonic()
         total = len(todo)
@@ -217,9 +259,15 @@ class Provisioner:
         while watch or time.monotonic() < deadline:
             try:
                 topic, msg = self.events.get(timeout=0.1)
-                self.handle(topic, msg)
             except queue.Empty:
                 pass
+            else:
+                try:
+                    self.handle(topic, msg)
+                except EdgeBertError as exc:  # one device's odd report never stops the run
+                    row = self.by_name.get(msg.sender)
+                    if row is not None:
+                        row.result, row.note = "error", str(exc)[:200]
             settled = sum(r.settled for r in todo)
             progress("provision", settled, total)
             if settled == total and not watch and self.events.empty():
@@ -228,13 +276,20 @@ class Provisioner:
                 last_offer = time.monotonic()
                 for row in todo:
                     if not row.settled:
-                        self.offer(row)
+                        self._offer_safely(row)
         for row in todo:
             if not row.settled:
                 row.note = ("offer retained: it installs when the device reconnects; re-run to record it"
                             if row.result == "pending" else "transfer unfinished; re-run to resume it")
                 row.result = "offline" if row.result == "pending" else "incomplete"
         return self.rows
+
+
+    def _offer_safely(self, row: DeviceRow) -> None:
+        try:
+            self.offer(row)
+        except (EdgeBertError, ValueError, OSError) as exc:  # e.g. the broker refused this device's topic
+            row.result, row.note = "error", f"offer failed: {str(exc)[:160]}"
 
 
 def table(rows: list[DeviceRow]) -> str:
@@ -252,4 +307,5 @@ def table(rows: list[DeviceRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DeviceRow", "ProvisionConfig", "Provisioner", "Shipment", "device_name", "plan", "table"]
+__all__ = ["DeviceRow", "ProvisionConfig", "Provisioner", "Shipment", "check_device_iri", "device_name", "plan",
+           "table"]

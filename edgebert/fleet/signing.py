@@ -61,6 +61,11 @@ def public_key_of(key_path: Path) -> bytes:
                                                                    serialization.PublicFormat.Raw)
 
 
+def sign_bytes(data: bytes, key_path: Path) -> bytes:
+    """The fleet key's Ed25519 signature of ``data`` (a release, see ``fleet.release``)."""
+    return _load(Path(key_path), private=True).sign(data)
+
+
 def sign(artifact_dir: Path, key_path: Path) -> Path:
     """Verify the artifact's hashes, then sign its manifest into ``manifest.sig``."""
     art = Artifact.load(artifact_dir, verify=True)
@@ -100,4 +105,10 @@ def verify(artifact_dir: Path, public_key_path: Path) -> Artifact:
     if not manifest.is_file():
         raise ArtifactError(f"{artifact_dir}: expected {MANIFEST}, found none")
     check_signature(manifest.read_bytes(), sig_path.read_bytes(), public_key, str(artifact_dir))
-    return Artifact.load(artifact_dir, verify=True)
+    art = Artifact.load(artifact_dir, verify=True)
+    listed = set(art.manifest.files) | {MANIFEST, SIGNATURE}
+    extra = sorted(p.name for p in artifact_dir.iterdir() if p.name not in listed)
+    if extra:
+        raise ArtifactError(f"{artifact_dir}: expected only the files the signed manifest lists, found unlisted "
+                            f"{', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}")
+    return art

@@ -4,10 +4,13 @@ Layout under the device's state directory::
 
     staging/<artifact id>/<file>   files as they arrive, each checked against the signed manifest
     artifacts/<artifact id>/       complete, verified artifacts (at most the active and the previous)
-    active.json                    {"current", "previous", "state": "active" | "trial", "activation", ...}
+    active.json                    {"current", "previous", "state": "active" | "trial", "activation",
+                                    "floors": {family: highest committed version}, ...}
 
 Switching is a rename of ``active.json`` (atomic); a crash while a new artifact is on trial
-(between the switch and its self-test) is rolled back on the next start. Nothing here imports
+(between the switch and its self-test) is rolled back on the next start. The version floors live
+in the same file, so committing an artifact and raising its family's floor are one atomic write:
+no crash can leave a device that runs version N with a floor below N. Nothing here imports
 torch or a crypto library.
 """
 
@@ -61,6 +64,8 @@ class Pointer:
     activation: str = ""
     activated_at: str = ""
     outcome: Outcome | None = None
+    floors: dict[str, int] = field(default_factory=dict)  # family -> highest committed version (or pinned)
+    trial_release: dict[str, int | str | bool] = field(default_factory=dict)  # family, version, pin of the trial
 
 
 class ArtifactSlots:
@@ -131,15 +136,31 @@ class ArtifactSlots:
         shutil.rmtree(self.staging / check_name("artifact id", artifact_id), ignore_errors=True)
 
     # ---------------------------------------------------------------- switching
-    def begin_trial(self, artifact_id: str) -> Pointer:
+    def begin_trial(self, artifact_id: str, family: str = "", version: int = -1, pin: bool = False) -> Pointer:
         """Point at the new artifact, on trial until ``commit``; the old current becomes previous."""
         old = self.pointer()
-        trial = Pointer(artifact_id, old.current, "trial", uuid.uuid4().hex, now(), old.outcome)
+        trial = Pointer(artifact_id, old.current, "trial", uuid.uuid4().hex, now(), old.outcome, dict(old.floors),
+                        {"family": family, "version": version, "pin": pin} if family else {})
         self._save(trial)
         return trial
 
+    def raise_floor(self, family: str, version: int) -> Pointer:
+        """Record ``version`` as committed for ``family`` if it is higher (an artifact installed before
+        floors existed seeds its own)."""
+        old = self.pointer()
+        if old.floors.get(family, -1) >= version:
+            return old
+        new = replace(old, floors={**old.floors, family: version})
+        self._save(new)
+        return new
+
     def commit(self, pointer: Pointer) -> Pointer:
-        done = replace(pointer, state="active",
+        floors = dict(pointer.floors)
+        rel = pointer.trial_release
+        if rel:
+            family, version = str(rel["family"]), int(rel["version"])
+            floors[family] = version if rel.get("pin") else max(version, floors.get(family, -1))
+        done = replace(pointer, state="active", floors=floors, trial_release={},
                        outcome=Outcome(pointer.activation, pointer.current or "", "active", previous=pointer.previous))
         self._save(done)
         self._trim(done)
@@ -149,7 +170,8 @@ class ArtifactSlots:
         """Back to the artifact that was current before the trial; the failed one is deleted."""
         failed = pointer.current or ""
         restored = Pointer(pointer.previous, None, "active", uuid.uuid4().hex if pointer.previous else "", now(),
-                           Outcome(uuid.uuid4().hex, failed, "rolled-back", reason, pointer.previous, final=True))
+                           Outcome(uuid.uuid4().hex, failed, "rolled-back", reason, pointer.previous, final=True),
+                           dict(pointer.floors))
         self._save(restored)
         if failed and failed != restored.current:
             shutil.rmtree(self.path(failed), ignore_errors=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgebert.errors import InputError
 from edgebert.federated.mqtt import BrokerConfig, MqttTransport
 from edgebert.federated.transport import Channel, wait_until
 from edgebert.fleet.provision import ProvisionConfig, Provisioner, device_name, plan, table
@@ -27,7 +28,7 @@ def provision(reg, fleet: Fleet, wait: float = 20.0):  # noqa: ANN001, ANN201
                               fleet.loop)
     try:
         prov = Provisioner(reg, Channel(transport, fleet.topics, "provisioner"), rows,
-                           ProvisionConfig("lab", wait_s=wait, reoffer_s=1.0))
+                           ProvisionConfig("lab", wait_s=wait, reoffer_s=1.0), fleet.key)
         return prov.run(), prov.recorded
     finally:
         transport.close()
@@ -94,3 +95,51 @@ def test_an_update_keeps_the_previous_artifact_and_the_registry_says_so(fleet: F
     latest = [d for d in reg.deployments("urn:dev:m4-1") if d["status"] == "active"]
     assert len(latest) == 1 and latest[0]["previous"] == f"urn:edgebert:artifact:{fleet.digits_id}"
     assert wait_until(lambda: agent.status()["artifact"] == v2.manifest.artifact_id, 1)
+
+
+def test_a_device_iri_that_is_not_topic_safe_is_refused_and_never_stops_a_fleet_run(fleet: Fleet) -> None:
+    """Issue 11: `add-device` accepted urn:dev:x+y and urn:dev:a#b, and provision then stopped for
+    the whole fleet with a paho ValueError."""
+    from registry.vocab import PREFIXES
+
+    reg = open_registry("memory")
+    reg.add_artifact(fleet.digits)
+    for bad in ("urn:dev:x+y", "urn:dev:a#b", "urn:dev:a%2Fb"):
+        td = make_td("m4-1")
+        td["id"] = bad
+        with pytest.raises(InputError, match="MQTT id"):
+            reg.add_tds([td])
+    reg.add_tds([make_td("m4-1")])
+    reg.store.update(PREFIXES + """INSERT DATA { GRAPH <urn:g:old> {  # written before the check existed
+        <urn:dev:m4+x> a eb:Device ; eb:ramBytes 256000 ; eb:flashBytes 1000000 ; eb:supportsRuntime eb:onnxruntime ;
+                       eb:supportsPrecision eb:int8 ; eb:memberOf <urn:fleet:lab> } }""")
+    agent = fleet.agent("m4-1", MOSQUITTO)
+
+    rows, recorded = provision(reg, fleet)
+
+    by_iri = {r.iri: r for r in rows}
+    assert by_iri["urn:dev:m4+x"].result == "error" and "MQTT id" in by_iri["urn:dev:m4+x"].note
+    assert by_iri["urn:dev:m4-1"].result == "active" and recorded == 1 and agent.engine is not None
+
+
+def test_the_devices_report_decides_and_repairs_the_registry(fleet: Fleet) -> None:
+    """Issue 11: a registry saying "v2" made provision report a device running v1 "up to date"."""
+    reg = open_registry("memory")
+    reg.add_artifact(fleet.digits)
+    reg.add_artifact(fleet.bert)
+    reg.add_tds([make_td("m4-1"), make_td("m4-2")])
+    target = f"urn:edgebert:artifact:{fleet.digits_id}"
+    reg.record_deployment("urn:dev:m4-1", target)  # the registry claims m4-1 runs it; it runs nothing
+    agents = [fleet.agent(n, MOSQUITTO) for n in ("m4-1", "m4-2")]
+
+    rows, recorded = provision(reg, fleet)
+
+    assert [r.result for r in rows] == ["active", "active"] and all(a.engine is not None for a in agents), table(rows)
+    reg.record_deployment("urn:dev:m4-1", f"urn:edgebert:artifact:{fleet.bert_id}")  # the registry drifts
+
+    rows, recorded = provision(reg, fleet)
+
+    assert [r.result for r in rows] == ["active", "up to date"] and recorded == 1, table(rows)
+    assert "repaired" in rows[0].note and reg.active_artifact("urn:dev:m4-1") == target
+    rows, recorded = provision(reg, fleet)
+    assert [r.result for r in rows] == ["up to date", "up to date"] and recorded == 0

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from edgebert.federated.transport import Channel, wait_until
 from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_config
 from edgebert.fleet.slots import Outcome
 
+from ..fleetkit import release_info
 from ..net import free_port, port_open
 
 TOPICS = Topics("edgebert", "lab")
@@ -134,8 +136,8 @@ def test_tampered_truncated_unsigned_or_failing_artifacts_are_refused_and_the_pr
         manifest = manifest if manifest is not None else (art_dir / "manifest.json").read_bytes()
         signature = signature if signature is not None else (art_dir / "manifest.sig").read_bytes()
         art_id = json.loads(manifest)["artifact_id"]
-        prov.send(TOPICS.artifact_offer("dev1"), Message("offer", "provisioner", body=manifest,
-                                                          info={"artifact": art_id, "signature": signature.hex()}))
+        info = {"artifact": art_id, "signature": signature.hex(), **release_info(manifest, fleet.key)}
+        prov.send(TOPICS.artifact_offer("dev1"), Message("offer", "provisioner", body=manifest, info=info))
         return art_id
 
     def send(art_id: str, name: str, data: bytes) -> None:
@@ -161,6 +163,7 @@ def test_tampered_truncated_unsigned_or_failing_artifacts_are_refused_and_the_pr
     (failing / "model.onnx").write_bytes(b"not an onnx model" * 10)
     raw = json.loads((failing / "manifest.json").read_text())
     raw["artifact_id"] += "-broken"
+    raw["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")  # a newer version
     raw["files"]["model.onnx"] = {"bytes": 170, "sha256": hashlib.sha256(b"not an onnx model" * 10).hexdigest()}
     (failing / "manifest.json").write_text(json.dumps(raw))
     _resign(failing, fleet.key)
@@ -181,6 +184,71 @@ def test_tampered_truncated_unsigned_or_failing_artifacts_are_refused_and_the_pr
         assert agent.engine.manifest.artifact_id == first and agent.slots.pointer().current == first, what
         np.testing.assert_array_equal(agent.predict(x), expected)
     assert sorted(p.name for p in agent.slots.artifacts.iterdir()) == [first]  # nothing bad was kept
+
+
+def _version(src: Path, dst: Path, key: Path, suffix: str) -> Path:
+    """A newer version of the artifact at ``src`` (same family, later creation time), signed."""
+    out = shutil.copytree(src, dst)
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["artifact_id"] += suffix
+    raw["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    (out / "manifest.json").write_text(json.dumps(raw))
+    _resign(out, key)
+    return out
+
+
+def test_replayed_foreign_expired_and_mismatched_offers_cannot_downgrade_or_cross_install(
+        secured, fleet, tmp_path: Path) -> None:  # noqa: ANN001
+    """Issue 11: a captured, validly signed offer of v1 replayed to a device on v2 installed v1; an
+    artifact for other devices was installed anywhere. Now only a signed pin goes down."""
+    url, creds = secured
+    fleet.topics = TOPICS
+    _resign(fleet.digits, fleet.key)
+    v1 = fleet.digits
+    time.sleep(0.01)
+    v2 = _version(v1, tmp_path / "v2", fleet.key, "-v2")
+    agent = fleet.agent("dev1", url, "dev1", creds["dev1"])
+    prov = Channel(_client(url, "provisioner", creds["provisioner"], fleet.loop), TOPICS, "provisioner")
+    id1, id2 = (json.loads((d / "manifest.json").read_text())["artifact_id"] for d in (v1, v2))
+
+    def offer(art_dir: Path, **release: object) -> dict:
+        manifest = (art_dir / "manifest.json").read_bytes()
+        art_id = json.loads(manifest)["artifact_id"]
+        info = {"artifact": art_id, "signature": (art_dir / "manifest.sig").read_bytes().hex(),
+                **release_info(manifest, fleet.key, **release)}  # type: ignore[arg-type]
+        return info
+
+    def send(art_dir: Path, info: dict) -> Outcome:
+        before = (agent.slots.pointer().outcome or Outcome("", "", "")).key
+        prov.send(TOPICS.artifact_offer("dev1"), Message("offer", "provisioner", info=info,
+                                                          body=(art_dir / "manifest.json").read_bytes()))
+        for name in json.loads((art_dir / "manifest.json").read_text())["files"]:
+            prov.send(TOPICS.artifact_files("dev1"), Message("file", "provisioner", body=(art_dir / name).read_bytes(),
+                                                              info={"artifact": info["artifact"], "name": name}))
+        return _wait_outcome(agent, before or None)
+
+    captured_v1 = offer(v1)  # an attacker records v1's offer while it is current
+    assert send(v1, captured_v1).status == "active"
+    assert send(v2, offer(v2)).status == "active" and agent.slots.pointer().current == id2
+    floor = agent.slots.pointer().floors["digits"]
+    stale_release = dict(captured_v1)
+    stale_release["release"] = captured_v1["release"][:-4] + "0000"  # altered: signature no longer matches
+    attacks = [
+        ("replayed v1 offer", v1, captured_v1, "downgrade needs a signed pin"),
+        ("for another device", v2, offer(v2, devices=("dev2",)), "meant for device 'dev1'"),
+        ("expired", v1, offer(v1, ttl_s=60, issued=time.time() - 3600), "expired"),
+        ("release of another manifest", v1, {**offer(v2), "artifact": captured_v1["artifact"]}, "expected"),
+        ("altered release", v1, stale_release, "does not match"),
+        ("no release", v1, {k: v for k, v in captured_v1.items() if not k.startswith("release")}, "signed release"),
+    ]
+    for what, art, info, reason in attacks:
+        outcome = send(art, info)
+        assert outcome.status == "refused" and reason in outcome.reason, (what, outcome)
+        assert agent.slots.pointer().current == id2 and agent.engine.manifest.artifact_id == id2, what
+        assert agent.slots.pointer().floors["digits"] == floor, what
+
+    assert send(v1, offer(v1, pin=True)).status == "active"  # a signed pin is the way down on purpose
+    assert agent.slots.pointer().current == id1 and agent.slots.pointer().floors["digits"] < floor
 
 
 # ---------------------------------------------------------------- TLS

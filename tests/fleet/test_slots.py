@@ -62,3 +62,24 @@ def test_a_device_that_crashed_during_the_self_test_rolls_back_on_restart(fleet:
     pointer = agent.slots.pointer()
     assert (pointer.current, pointer.state, pointer.outcome.status) == (first.artifact_id, "active", "rolled-back")
     assert "restarted" in pointer.outcome.reason and not (tmp_path / "dev" / "artifacts" / second.artifact_id).exists()
+
+
+def test_the_version_floor_rises_only_with_a_commit_and_survives_a_crash_on_trial(fleet: Fleet, tmp_path: Path) -> None:
+    from edgebert.fleet.release import artifact_family, artifact_version
+
+    sign(fleet.digits, fleet.key)
+    slots = ArtifactSlots(tmp_path / "dev")
+    m = install(slots, fleet.digits)
+    family, version = artifact_family(m), artifact_version(m)
+    slots.begin_trial(m.artifact_id, family, version)  # power lost before the self-test ...
+
+    agent = DeviceAgent(Channel(InMemoryBus().client("d"), Topics(), "d"), ArtifactSlots(tmp_path / "dev"),
+                        fleet.public_key)
+
+    assert agent.slots.pointer().floors == {}  # ... so that version was never committed
+    install(slots, fleet.digits)
+    done = slots.commit(slots.begin_trial(m.artifact_id, family, version))
+    assert done.floors == {family: version} and ArtifactSlots(tmp_path / "dev").pointer().floors == {family: version}
+    pinned = slots.commit(slots.begin_trial(m.artifact_id, family, version - 5, pin=True))
+    assert pinned.floors == {family: version - 5}  # a pin sets the floor, also downwards
+    assert slots.commit(slots.begin_trial(m.artifact_id, family, version - 9)).floors == {family: version - 5}
