@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgebert.errors import InputError
+
 DEFAULT_STORE = os.environ.get("EDGEBERT_REGISTRY", ".edgebert-registry")
 
 
@@ -31,9 +33,22 @@ def run(args: argparse.Namespace) -> int:
     from registry.registry import open_registry
 
     if args.reg_command == "serve":
-        from registry.server import serve
+        from registry.access import Access
+        from registry.guard import Limits
+        from registry.server import ServerConfig, serve
 
-        serve(args.store, args.host, args.port)
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise InputError("--tls-cert and --tls-key: expected both (a certificate and its key), found one")
+        for path in (args.tls_cert, args.tls_key):
+            if path and not Path(path).is_file():
+                raise InputError(f"{path}: expected a PEM file, found no such file")
+        try:
+            limits = Limits(max_body_bytes=args.max_body, query_timeout_s=args.query_timeout,
+                            max_result_rows=args.max_rows)
+        except ValueError as exc:
+            raise InputError(f"--max-body, --query-timeout, --max-rows: {exc}") from None
+        config = ServerConfig(limits, Access.load(args.host, args.tokens), tuple(args.allow_service))
+        serve(args.store, args.host, args.port, config, args.tls_cert, args.tls_key)
         return 0
     reg = open_registry(args.store)
     try:
@@ -122,7 +137,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="write to this file instead of stdout")
     r.add_parser("dump", help="write the whole store to FILE (.nq or .trig)").add_argument("file")
     r.add_parser("restore", help="replace the store's content with FILE (.nq or .trig)").add_argument("file")
-    s = r.add_parser("serve", help="serve the W3C WoT TD Directory API over HTTP")
-    s.add_argument("--host", default="127.0.0.1")
+    s = r.add_parser("serve", help="serve the W3C WoT TD Directory API over HTTP",
+                     description="The WoT Discovery TD Directory API (/things), a SPARQL search endpoint "
+                                 "(/search/sparql) and device matching (/devices/{id}/matches). Access: without "
+                                 "--tokens, a server on a loopback address lets local clients read and write; bound "
+                                 "beyond loopback (e.g. --host 0.0.0.0) it serves reads only. With tokens (a 0600 "
+                                 "file of 'SCOPE TOKEN' lines, or $EDGEBERT_REGISTRY_TOKENS with ';' between "
+                                 "entries; scopes read < write < admin) every request needs 'Authorization: Bearer "
+                                 "TOKEN'. Limits: request bodies (--max-body), JSON depth 32, 1,000 affordances per "
+                                 "TD, queries (--query-timeout, --max-rows, two at a time, 503 when busy). SPARQL "
+                                 "SERVICE is refused unless its endpoint is given with --allow-service. Errors are "
+                                 "RFC 7807 problem+json. See docs/registry.md and docs/security.md.")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     s.add_argument("--port", type=int, default=8081)
+    s.add_argument("--tokens", metavar="FILE", help="bearer tokens with scopes, one 'SCOPE TOKEN' per line (mode 0600)")
+    s.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (needs --tls-key)")
+    s.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    s.add_argument("--allow-service", metavar="IRI", action="append", default=[],
+                   help="a SPARQL endpoint that SERVICE may call (repeatable; default: SERVICE is refused)")
+    s.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
+                   help="largest request body (default 1,000,000; larger is 413)")
+    s.add_argument("--query-timeout", type=float, default=10.0, metavar="S", help="seconds per query (default 10)")
+    s.add_argument("--max-rows", type=int, default=10_000, help="largest query result in rows (default 10,000)")
     p.set_defaults(func=run)

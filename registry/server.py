@@ -7,22 +7,40 @@
   SPARQL 1.1 results JSON.
 - ``GET /devices/{id}/matches``: compatible artifacts, best first.
 Errors are RFC 7807 ``application/problem+json``.
+
+Hardening (docs/security.md): every registry call runs in a worker thread, never on the event
+loop, so one slow request cannot stall the others; SPARQL queries run at most
+``max_concurrent_queries`` at a time (503 when busy) with a time limit and a row cap, and
+``SERVICE`` is refused unless its endpoint is allowed; request bodies, JSON depth and TD size are
+checked before parsing and validation (413/400); ``/things`` manages Things only (an IRI that
+names an artifact, a model or a deployment is 409); bearer tokens with read/write/admin scopes
+(``registry.access``), writes closed without tokens beyond loopback; TLS with a certificate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from edgebert.errors import EdgeBertError, InputError
+from registry.access import Access
 from registry.describe import DescriptionError
+from registry.guard import Limits, RequestRefused, check_json_depth, check_query, check_td_size
 from registry.registry import Registry, open_registry
 from registry.store import StoreError
 from registry.vocab import is_iri
+
+T = TypeVar("T")
 
 TD_JSON = "application/td+json"
 
@@ -32,8 +50,57 @@ def problem(status: int, title: str, detail: str) -> JSONResponse:
                         status_code=status, media_type="application/problem+json")
 
 
-def create_app(reg: Registry) -> FastAPI:
+@dataclass(frozen=True)
+class ServerConfig:
+    limits: Limits = field(default_factory=Limits)
+    access: Access = field(default_factory=Access)
+    allow_service: tuple[str, ...] = ()
+
+
+def _scope_for(method: str, path: str) -> str:
+    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.startswith("/search/")):
+        return "read"
+    return "write"
+
+
+def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
+    config = config or ServerConfig()
+    limits = config.limits
     app = FastAPI(title="EdgeBERT registry: WoT TD Directory", version="1.0")
+    write_lock = threading.Lock()
+    query_slots = asyncio.Semaphore(limits.max_concurrent_queries)
+
+    async def off_loop(fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
+        return await run_in_threadpool(fn, *args)
+
+    def locked(fn: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any) -> T:  # noqa: ANN401
+            with write_lock:
+                return fn(*args)
+        return run
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        ok, status, why = config.access.allows(_scope_for(request.method, request.url.path),
+                                               request.headers.get("authorization"))
+        if not ok:
+            headers = {"WWW-Authenticate": 'Bearer realm="edgebert-registry"'} if status == 401 else {}
+            resp = problem(status, "Unauthorized" if status == 401 else "Forbidden", why)
+            resp.headers.update(headers)
+            return resp
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+            return problem(413, "Request too large",
+                           f"request body: expected at most {limits.max_body_bytes} bytes, found {length[:20]}")
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - never a plain-text 500
+            return problem(500, "Internal error", f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    @app.exception_handler(RequestRefused)
+    async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
+        titles = {403: "Forbidden", 413: "Request too large", 503: "Busy"}
+        return problem(exc.status, titles.get(exc.status, "Bad request"), str(exc))
 
     @app.exception_handler(DescriptionError)
     async def _invalid(_: Request, exc: DescriptionError) -> JSONResponse:
@@ -41,8 +108,12 @@ def create_app(reg: Registry) -> FastAPI:
 
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        malformed = "malformed" in str(exc) or "expected a SELECT" in str(exc)
-        return problem(400 if malformed else 502, "Bad query" if malformed else "Store unavailable", str(exc))
+        text = str(exc)
+        if text.startswith("query timeout"):
+            return problem(503, "Query timeout", text)
+        if "malformed" in text or "expected a SELECT" in text or text.startswith("result too large"):
+            return problem(400, "Bad query", text)
+        return problem(502, "Store unavailable", text)
 
     @app.exception_handler(InputError)
     async def _missing(_: Request, exc: InputError) -> JSONResponse:
@@ -52,28 +123,50 @@ def create_app(reg: Registry) -> FastAPI:
     async def _other(_: Request, exc: EdgeBertError) -> JSONResponse:
         return problem(400, "Bad request", str(exc))
 
+    async def _body(request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise RequestRefused(f"request body: expected at most {limits.max_body_bytes} bytes, found more", 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _td_body(request: Request) -> dict[str, Any]:
+        data = await _body(request)
+        check_json_depth(data, limits.max_json_depth)
         try:
-            td = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DescriptionError(f"request body: expected a JSON Thing Description, found: {exc}") from None
+            td = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise DescriptionError(f"request body: expected a JSON Thing Description, found: {str(exc)[:200]}") from None
         if not isinstance(td, dict):
             raise DescriptionError(f"request body: expected a JSON object, found {type(td).__name__}")
+        check_td_size(td, limits)
         return td
 
-    def _exists(thing_id: str) -> bool:
+    def _kind(thing_id: str) -> str:
+        """'thing' (a device TD), 'other' (an artifact, model, deployment… IRI) or 'none'."""
         if not is_iri(thing_id):
-            raise DescriptionError(f"URL: expected a Thing id that is an absolute IRI, found {thing_id!r}")
-        return bool(reg.query(f"ASK {{ <{thing_id}> a <https://w3id.org/edgebert/ns#Device> }}")[0]["ask"])
+            raise DescriptionError(f"URL: expected a Thing id that is an absolute IRI, found {thing_id[:200]!r}")
+        if reg.query(f"ASK {{ <{thing_id}> a <https://w3id.org/edgebert/ns#Device> }}")[0]["ask"]:
+            return "thing"
+        return "other" if reg.query(f"ASK {{ <{thing_id}> ?p ?o }}")[0]["ask"] else "none"
+
+    def _put(thing_id: str, td: dict[str, Any]) -> int:
+        kind = _kind(thing_id)
+        if kind == "other":
+            raise RequestRefused(f"{thing_id}: expected the id of a Thing (or a new one), found the IRI of another "
+                                 "registry resource (an artifact, model or deployment); /things manages Things only",
+                                 409)
+        reg.add_tds([td])
+        return 204 if kind == "thing" else 201
 
     @app.put("/things/{thing_id:path}")
     async def put_thing(thing_id: str, request: Request) -> Response:
         td = await _td_body(request)
         if td.setdefault("id", thing_id) != thing_id:
-            raise DescriptionError(f"request body: expected id {thing_id!r} as in the URL, found {td['id']!r}")
-        existed = _exists(thing_id)
-        reg.add_tds([td])
-        return Response(status_code=204 if existed else 201)
+            raise DescriptionError(f"request body: expected id {thing_id!r} as in the URL, found {str(td['id'])[:200]!r}")
+        return Response(status_code=await off_loop(locked(_put), thing_id, td))
 
     @app.post("/things")
     async def post_thing(request: Request) -> Response:
@@ -81,54 +174,82 @@ def create_app(reg: Registry) -> FastAPI:
         if "id" in td:
             raise DescriptionError("request body: expected an anonymous TD (no 'id') for POST; use PUT /things/{id}")
         td["id"] = f"urn:uuid:{uuid.uuid4()}"
-        reg.add_tds([td])
+        await off_loop(locked(reg.add_tds), [td])
         return Response(status_code=201, headers={"Location": f"/things/{td['id']}"})
+
+    def _get(thing_id: str) -> dict[str, Any] | None:
+        return reg.get_td(thing_id) if _kind(thing_id) == "thing" else None
 
     @app.get("/things/{thing_id:path}")
     async def get_thing(thing_id: str) -> Response:
-        if not _exists(thing_id):
-            return problem(404, "Not found", f"{thing_id}: expected a known Thing, found none")
-        return Response(json.dumps(reg.get_td(thing_id)), media_type=TD_JSON)
+        td = await off_loop(_get, thing_id)
+        if td is None:
+            return problem(404, "Not found", f"{thing_id[:200]}: expected a known Thing, found none")
+        return Response(json.dumps(td), media_type=TD_JSON)
+
+    def _delete(thing_id: str) -> bool:
+        if _kind(thing_id) != "thing":
+            return False
+        reg.delete_thing(thing_id)
+        return True
 
     @app.delete("/things/{thing_id:path}")
     async def delete_thing(thing_id: str) -> Response:
-        if not _exists(thing_id):
-            return problem(404, "Not found", f"{thing_id}: expected a known Thing, found none")
-        reg.delete_thing(thing_id)
+        if not await off_loop(locked(_delete), thing_id):
+            return problem(404, "Not found", f"{thing_id[:200]}: expected a known Thing, found none")
         return Response(status_code=204)
+
+    def _page(offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        ids = reg.list_devices(offset, limit + 1)
+        return [reg.get_td(i) for i in ids[:limit]], len(ids) > limit
 
     @app.get("/things")
     async def list_things(offset: int = 0, limit: int = 100) -> Response:
         if offset < 0 or not 1 <= limit <= 1000:
             return problem(400, "Bad paging", f"expected offset >= 0 and 1 <= limit <= 1000, found {offset}, {limit}")
-        ids = reg.list_devices(offset, limit + 1)
-        headers = {}
-        if len(ids) > limit:
-            headers["Link"] = f'</things?offset={offset + limit}&limit={limit}>; rel="next"'
-        body = [reg.get_td(i) for i in ids[:limit]]
+        body, more = await off_loop(_page, offset, limit)
+        headers = {"Link": f'</things?offset={offset + limit}&limit={limit}>; rel="next"'} if more else {}
         return Response(json.dumps(body), media_type="application/ld+json", headers=headers)
+
+    async def _sparql(query: str) -> Response:
+        check_query(query, config.allow_service, limits.max_query_chars)
+        if query_slots.locked():
+            raise RequestRefused(f"query: expected a free query slot (at most {limits.max_concurrent_queries} "
+                                 "queries run at once), found none; retry later", 503)
+        async with query_slots:
+            deadline = time.monotonic() + limits.query_timeout_s
+            run = off_loop(reg.store.query_json_limited, query, limits.max_result_rows, deadline)
+            try:
+                body = await asyncio.wait_for(run, limits.query_timeout_s + 1.0)
+            except asyncio.TimeoutError:
+                raise RequestRefused(f"query: expected a result within {limits.query_timeout_s} s, found none "
+                                     "(its evaluation is being abandoned)", 503) from None
+        return Response(body, media_type="application/sparql-results+json")
 
     @app.get("/search/sparql")
     async def sparql_get(query: str) -> Response:
-        return Response(reg.store.query_json(query), media_type="application/sparql-results+json")
+        return await _sparql(query)
 
     @app.post("/search/sparql")
     async def sparql_post(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8", "replace")
+        body = (await _body(request)).decode("utf-8", "replace")
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             from urllib.parse import parse_qs
 
             body = parse_qs(body).get("query", [""])[0]
-        return Response(reg.store.query_json(body), media_type="application/sparql-results+json")
+        return await _sparql(body)
 
     @app.get("/devices/{device_id:path}/matches")
     async def matches(device_id: str) -> JSONResponse:
-        return JSONResponse([m.to_dict() for m in reg.match(device_id)])
+        found = await off_loop(reg.match, device_id)
+        return JSONResponse([m.to_dict() for m in found])
 
     return app
 
 
-def serve(store: str, host: str = "127.0.0.1", port: int = 8081) -> None:
+def serve(store: str, host: str = "127.0.0.1", port: int = 8081, config: ServerConfig | None = None,
+          certfile: str | None = None, keyfile: str | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(open_registry(store)), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(open_registry(store), config), host=host, port=port, log_level="info",
+                ssl_certfile=certfile, ssl_keyfile=keyfile)

@@ -51,6 +51,22 @@ def _nquads_term(b: dict[str, str]) -> str:
     return f"{value}^^<{b['datatype']}>" if "datatype" in b else value
 
 
+def _json_term(ox: Any, term: Any) -> dict[str, Any]:  # noqa: ANN401 - pyoxigraph module and term
+    """One RDF term in SPARQL 1.1 Query Results JSON."""
+    if isinstance(term, ox.NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, ox.BlankNode):
+        return {"type": "bnode", "value": term.value}
+    if isinstance(term, ox.Literal):
+        out: dict[str, Any] = {"type": "literal", "value": term.value}
+        if term.language:
+            out["xml:lang"] = term.language
+        elif term.datatype and term.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
+            out["datatype"] = term.datatype.value
+        return out
+    return {"type": "triple", "value": str(term)}
+
+
 def insert_data(quads: list[Any]) -> str:
     """One SPARQL ``INSERT DATA`` for pyoxigraph quads, grouped by graph."""
     by_graph: dict[str, list[str]] = {}
@@ -129,6 +145,40 @@ class OxigraphStore:
         except (AttributeError, TypeError, ValueError):
             raise StoreError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE") from None
 
+    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
+        """SPARQL 1.1 Results JSON of a SELECT/ASK, read lazily: StoreError once more than
+        ``max_rows`` solutions come or ``time.monotonic()`` passes ``deadline`` (checked between
+        solutions; Oxigraph evaluates with the GIL released, so other requests go on meanwhile)."""
+        import time
+
+        ox = self._ox
+        try:
+            result = self._store.query(sparql, use_default_graph_as_union=True)
+        except SyntaxError as exc:
+            raise StoreError(f"malformed SPARQL: {exc}") from None
+        if isinstance(result, (bool, ox.QueryBoolean)):
+            return json.dumps({"head": {}, "boolean": bool(result)}).encode()
+        if isinstance(result, ox.QueryTriples):
+            del result
+            raise StoreError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE")
+        names = [v.value for v in result.variables]
+        bindings: list[dict[str, Any]] = []
+        error, solution = "", None
+        for n, solution in enumerate(result):
+            if n >= max_rows:
+                error = f"result too large: expected at most {max_rows} rows, found more (add a LIMIT)"
+                break
+            if n % 256 == 0 and time.monotonic() > deadline:
+                error = "query timeout: expected the result within the time limit, found it still running"
+                break
+            bindings.append({name: _json_term(ox, solution[name]) for name in names if solution[name] is not None})
+        del result, solution  # pyoxigraph's solutions must be dropped on the thread that made them
+        if not error and time.monotonic() > deadline:
+            error = "query timeout: expected the result within the time limit, found it still running"
+        if error:
+            raise StoreError(error)
+        return json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode()
+
     def update(self, sparql: str) -> None:
         try:
             self._store.update(sparql)
@@ -202,6 +252,14 @@ class SparqlEndpointStore:
 
     def query_json(self, sparql: str) -> bytes:
         return self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json")
+
+    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
+        """The endpoint's answer (it applies its own limits); the row cap is checked on the reply."""
+        raw = self.query_json(sparql)
+        rows = json.loads(raw).get("results", {}).get("bindings", [])
+        if len(rows) > max_rows:
+            raise StoreError(f"result too large: expected at most {max_rows} rows, found {len(rows)} (add a LIMIT)")
+        return raw
 
     def update(self, sparql: str) -> None:
         self._post(self.update_url, sparql, "application/sparql-update", "*/*")
