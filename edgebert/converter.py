@@ -38,6 +38,7 @@ Progress = Callable[[str, int, int], None]  # (step, done, total)
 CONVERT_PRECISIONS = ("fp32", "int8")
 HELD_OUT_FRACTION = 0.2
 MIN_LINES_FOR_HOLD_OUT = 10
+MAX_CALIBRATION_TOKENS = 500_000  # calibration + evaluation text, after truncation to the model's length
 
 
 def read_text_lines(path: str | Path) -> list[str]:
@@ -53,6 +54,23 @@ def read_text_lines(path: str | Path) -> list[str]:
     if not lines:
         raise InputError(f"{path}: expected at least one non-empty line of calibration text, found none")
     return lines
+
+
+def bound_lines(tokenizer, lines: list[str], max_length: int, max_tokens: int = MAX_CALIBRATION_TOKENS  # noqa: ANN001
+                ) -> list[str]:
+    """Each line cut to what ``max_length`` tokens can use (WordPiece turns a word of over 100
+    characters into one [UNK], so ``max_length`` x 101 characters always suffice), and lines kept
+    only while their tokens add up to at most ``max_tokens``: a 45 MB one-line file costs a
+    fraction of a second, not minutes and gigabytes."""
+    cut = [line[:max_length * 101] for line in lines]
+    kept, total = [], 0
+    for i in range(0, len(cut), 256):
+        for line, enc in zip(cut[i:i + 256], tokenizer.encode_batch(cut[i:i + 256]), strict=True):
+            total += len(enc.ids)
+            if total > max_tokens:
+                return kept
+            kept.append(line)
+    return kept
 
 
 def split_held_out(lines: list[str]) -> tuple[list[str], list[str], bool]:
@@ -102,6 +120,7 @@ def _bert_source(model_dir: Path, calibration: str | Path | list[str] | None, al
         raise InputError("calibration: expected at least one sentence, found none")
     ckpt = load_checkpoint(model_dir, allow_pickle=allow_pickle)
     fp32 = lower_bert(BertEncoder.from_checkpoint(ckpt))
+    lines = bound_lines(ckpt.tokenizer, lines, ckpt.max_seq_length)
     cal, ev, held = split_held_out(lines) if lines else ([], [], False)
     return Source(fp32, model_name(ckpt.directory), ckpt.sha256, ckpt.config.to_dict(), list(_batches(ckpt.tokenizer, cal)),
                   list(_batches(ckpt.tokenizer, ev)), held, ckpt.tokenizer, ckpt.max_seq_length)

@@ -136,3 +136,20 @@ def test_latency_measurement_uses_valid_token_ids_for_a_tiny_vocabulary() -> Non
     times = measure.latency_ms(measure.session(model.SerializeToString()), 1, 16, runs=3, warmup=1, vocab=40)
 
     assert len(times) == 3
+
+
+def test_calibration_lines_are_cut_to_the_model_length_and_bounded_in_tokens(tiny_ckpt) -> None:
+    """Issue 11: a 45 MB one-line calibration file ran 300 s at 6.3 GB without a result."""
+    from edgebert.converter import bound_lines
+    from edgebert.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    huge = "word " * 9_000_000  # 45 MB on one line
+
+    kept = bound_lines(ckpt.tokenizer, [huge, "a short line"], ckpt.max_seq_length)
+
+    assert len(kept[0]) == ckpt.max_seq_length * 101 and kept[1] == "a short line"
+    ids, _ = encode_batch(ckpt.tokenizer, [kept[0]])
+    assert ids.shape[1] == ckpt.max_seq_length  # still fills the model's length
+    many = bound_lines(ckpt.tokenizer, ["one two three"] * 1000, ckpt.max_seq_length, max_tokens=500)
+    assert 0 < len(many) < 1000 and sum(len(e.ids) for e in ckpt.tokenizer.encode_batch(many)) <= 500

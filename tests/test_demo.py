@@ -78,3 +78,26 @@ def test_demo_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest
     assert code == 2 and message in err[-1] and len([e for e in err if "Traceback" in e]) == 0
     # refused before the working directory (where conversion writes) was made
     assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".x.tmp")]
+
+
+def test_sigterm_leaves_no_temporary_directory(tmp_path: Path) -> None:
+    """Issue 11: SIGTERM left `.out-*.tmp-*` directories behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgebert", "demo", "--model", "tiny", "--devices", "6",
+                             "--rounds", "3", "--out", str(tmp_path / "out"), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.tmp-*")), "the demo never started writing"
+    time.sleep(1.0)
+
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(60)
+
+    assert code == 143 and "terminated" in proc.stderr.read()
+    assert list(tmp_path.iterdir()) == []

@@ -401,8 +401,12 @@ def run_demo(cfg: DemoConfig, progress: Progress, log: Log) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
     total = sum(timer.stages.values())
     result["timings_s"]["total"] = round(total, 2)
-    write_report(work, result)
-    _finish_out(work, out)
+    try:
+        write_report(work, result)
+        _finish_out(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # interrupted while writing the report: nothing half-written
+        raise
     return result
 
 
