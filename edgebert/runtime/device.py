@@ -132,8 +132,13 @@ class Device:
                     reply = self.handle(json.loads(line))
             except json.JSONDecodeError as exc:
                 reply = {"error": f"line {number}: expected a JSON object, found invalid JSON ({exc.msg})"}
+            except RecursionError:
+                reply = {"error": f"line {number}: expected a JSON object, found JSON nested too deeply"}
             except EdgeBertError as exc:
                 reply = {"error": f"line {number}: {exc}"}
+            except Exception as exc:  # noqa: BLE001 - one line never stops the device; say what it was
+                reply = {"error": f"line {number}: expected a message the device can handle, found one that raised "
+                                  f"{type(exc).__name__}: {str(exc)[:160]}"}
             if "error" not in reply:
                 reply = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in reply.items()}
             try:
