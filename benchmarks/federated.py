@@ -40,7 +40,9 @@ def mosquitto() -> str | None:
 def few_shot(task: str, broker: str | None, rounds: int, devices: int, per_round: int) -> dict:
     out = {}
     for algorithm in ("reptile", "fedavg"):
-        r = simulate(SimConfig(task, devices, per_round, rounds, algorithm, broker, eval_devices=100))
+        # the plain FedAvg/Reptile combiner: this compares the algorithms (benchmarks/robust_aggregation.py
+        # measures the robust default, clipped_mean, with and without hostile devices)
+        r = simulate(SimConfig(task, devices, per_round, rounds, algorithm, broker, eval_devices=100, robust="none"))
         out[algorithm] = {"final": r["evaluation"]["final"], "round_wall_s": r["round_wall_s"],
                           "inner_steps": r["config"]["inner_steps"] or (32 if algorithm == "reptile" else 1)}
         out["random_init"] = r["evaluation"]["initial"]

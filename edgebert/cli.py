@@ -192,7 +192,8 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
         raise EdgeBertError(f"expected 0 < --per-round <= --devices and --rounds > 0, found {args.per_round}, "
                             f"{args.devices}, {args.rounds}")
     cfg = SimConfig(args.task, args.devices, args.per_round, args.rounds, args.algorithm, args.broker,
-                    args.inner_steps, args.inner_lr, int8_updates=args.int8_updates, seed=args.seed)
+                    args.inner_steps, args.inner_lr, int8_updates=args.int8_updates, seed=args.seed,
+                    robust=args.robust)
     with _progress(not args.quiet) as progress:
         result = simulate(cfg, progress)
     weights = result.pop("final_weights")
@@ -479,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--inner-steps", type=int, help="local steps per round (default 32 for reptile, 1 for fedavg)")
     fs.add_argument("--inner-lr", type=float, default=0.01)
     fs.add_argument("--int8-updates", action="store_true", help="send updates as int8 deltas with error feedback")
+    fs.add_argument("--robust", choices=("clipped_mean", "clipped_trimmed_mean", "none", "median", "trimmed_mean"),
+                    default="clipped_mean", help="how updates are combined (see `federate serve --help`)")
     fs.add_argument("--seed", type=int, default=0)
     fs.add_argument("--report", help="write the report as JSON here")
     fs.add_argument("--model-out", help="write the final global model (safetensors) here")
@@ -499,12 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     fv.add_argument("--quorum", type=float, default=1.0, help="share of the selected devices that closes a round")
     fv.add_argument("--deadline", type=float, default=30.0, help="seconds per round")
     fv.add_argument("--server-step", type=float, default=1.0, help="Reptile's outer step size")
-    fv.add_argument("--robust", choices=("clipped_trimmed_mean", "none", "median", "trimmed_mean"),
-                    default="clipped_trimmed_mean",
-                    help="how updates are combined (default clipped_trimmed_mean: each update clipped to 2x the "
-                         "round's median norm, claimed sample counts capped at 2x the median, then a weighted "
-                         "trimmed mean; one device cannot own the model). none is plain FedAvg: one device can "
-                         "drive the model anywhere")
+    fv.add_argument("--robust", choices=("clipped_mean", "clipped_trimmed_mean", "none", "median", "trimmed_mean"),
+                    default="clipped_mean",
+                    help="how updates are combined (default clipped_mean: each update clipped to 2x the round's "
+                         "median update norm, claimed sample counts capped at 2x the median, then the weighted "
+                         "mean, so one device cannot own the model; clipped_trimmed_mean also drops per-coordinate "
+                         "extremes, at a cost on heterogeneous devices; none is plain FedAvg: one device can drive "
+                         "the model anywhere)")
     fv.add_argument("--clip", type=float, help="also clip each update's L2 norm to this absolute value")
     fv.add_argument("--credentials", help="credentials.json from `edgebert fleet credentials`: every update must "
                                           "carry an HMAC tag made with its device's key (derived from its password), "

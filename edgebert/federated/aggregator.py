@@ -4,7 +4,7 @@ Round r: pick participants (deterministic in (seed, r): fraction of the known de
 ``min_participants``), publish the global model (retained) with the participants and a deadline,
 accept updates (right round, selected, first one per device, valid tensors), close the round on
 quorum or at the deadline (late updates for a closed round are acknowledged as stale), aggregate
-(Reptile step or FedAvg; by default the robust ``clipped_trimmed_mean``), persist, publish the next model.
+(Reptile step or FedAvg; by default the robust ``clipped_mean``), persist, publish the next model.
 Every update is checked (sender owns the topic, HMAC tag with the device's key when keys are
 given, round, selection, sample count, tensor names, shapes, finiteness, int8 scales) before
 anything is written; a handler never raises (what fails is counted as a rejection reason).

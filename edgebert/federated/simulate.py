@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.federated.aggregate import DEFAULT_RULE
 from edgebert.federated.aggregator import Aggregator, JobConfig
 from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
@@ -40,6 +41,7 @@ class SimConfig:
     int8_updates: bool = False
     seed: int = 0
     deadline_s: float = 60.0
+    robust: str = DEFAULT_RULE
 
     @property
     def k(self) -> int:
@@ -78,7 +80,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         connect_s = time.perf_counter() - t0
         job = JobConfig(cfg.task, cfg.task, cfg.algorithm, cfg.rounds, fraction=cfg.per_round / cfg.devices,
                         min_participants=cfg.per_round, deadline_s=cfg.deadline_s, inner_steps=cfg.k,
-                        inner_lr=cfg.inner_lr, shots=cfg.shots, seed=cfg.seed)
+                        inner_lr=cfg.inner_lr, shots=cfg.shots, seed=cfg.seed, robust=cfg.robust)
         init = new_learner(cfg.task, cfg.inner_lr, seed=cfg.seed).get_weights()
         agg_transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-aggregator", agg_loop)
         agg = Aggregator(Channel(agg_transport, topics, "aggregator"), job, init,
