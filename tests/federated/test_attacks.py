@@ -80,3 +80,26 @@ def test_a_handler_that_raises_is_contained_and_counted() -> None:
     Channel(bus.client("y"), topics, "y").send("t/f/a", Message("status", "y"))
 
     assert seen == ["status", "status"] and ch.handler_errors == 2 and "IndexError" in ch.last_rejection
+
+
+def test_the_watchdog_fails_the_job_loudly_when_the_mqtt_thread_dies(tmp_path: Path) -> None:
+    from edgebert.errors import EdgeBertError
+    from edgebert.federated.broker import EmbeddedBroker
+    from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
+    from edgebert.federated.transport import wait_until
+
+    with EmbeddedBroker() as broker:
+        loop = MqttLoop()
+        transport = MqttTransport(BrokerConfig(broker.url), "watchdog-agg", loop)
+        cfg = JobConfig("sine", "sine", rounds=3, fraction=1.0, min_participants=1, deadline_s=60)
+        agg = Aggregator(Channel(transport, Topics("t", "wd"), "agg"), cfg, new_learner("sine").get_weights(), tmp_path,
+                         devices=["a"])
+
+        def die() -> None:
+            raise SystemExit("simulated death of the network thread")
+
+        loop.call(die)  # not an Exception: nothing contains it, the thread ends
+        assert wait_until(lambda: not loop._thread.is_alive(), 5)
+
+        with pytest.raises(EdgeBertError, match="thread running, found it dead .*simulated death"):
+            agg.run(timeout=10, wait_for_devices=1)
