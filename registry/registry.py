@@ -235,7 +235,10 @@ class Registry:
         bad = next((x for x in (device, artifact, previous) if x is not None and not is_iri(x)), None)
         if bad is not None:
             raise InputError(f"deployment: expected device and artifact IRIs, found {bad!r}")
-        _when(when)  # an ISO 8601 time, or ValueError
+        try:
+            _when(when)
+        except (ValueError, TypeError):
+            raise InputError(f"deployment time: expected ISO 8601, found {str(when)[:60]!r}") from None
         dep = "urn:edgebert:deployment:" + hashlib.sha256(f"{device}\n{key}".encode()).hexdigest()[:32]
         if self.store.query(f"ASK {{ GRAPH <{DEPLOYMENT_GRAPH}> {{ <{dep}> ?p ?o }} }}")[0]["ask"]:
             return False

@@ -143,3 +143,22 @@ def test_the_devices_report_decides_and_repairs_the_registry(fleet: Fleet) -> No
     assert "repaired" in rows[0].note and reg.active_artifact("urn:dev:m4-1") == target
     rows, recorded = provision(reg, fleet)
     assert [r.result for r in rows] == ["up to date", "up to date"] and recorded == 0
+
+
+def test_a_hostile_device_report_never_stops_the_run(fleet: Fleet) -> None:
+    from edgebert.federated.protocol import Message
+
+    reg = open_registry("memory")
+    reg.add_artifact(fleet.digits)
+    reg.add_tds([make_td("m4-1"), make_td("m4-2")])
+    agent = fleet.agent("m4-1", MOSQUITTO)
+    liar = Channel(MqttTransport(BrokerConfig(MOSQUITTO), f"{fleet.topics.fleet}-liar", fleet.loop), fleet.topics, "m4-2")
+    bad = {"state": "active", "artifact": fleet.digits_id, "outcome": {"artifact": fleet.digits_id, "status": "active",
+                                                                        "key": "k", "at": "not a time"}}
+    liar.send(fleet.topics.artifact_status("m4-2"), Message("status", "m4-2", info=bad), retain=True)
+
+    rows, _ = provision(reg, fleet, wait=5)
+
+    by_name = {r.name: r for r in rows}
+    assert by_name["m4-1"].result == "active" and agent.engine is not None
+    assert by_name["m4-2"].result == "error" and "expected ISO 8601" in by_name["m4-2"].note, table(rows)
