@@ -109,12 +109,15 @@ class OxigraphStore:
         except OSError as exc:
             raise StoreError(f"{path}: expected an Oxigraph store directory, found: {exc}") from None
 
-    def query(self, sparql: str) -> list[Row]:
-        ox = self._ox
+    def _run(self, sparql: str) -> Any:  # noqa: ANN401 - pyoxigraph's result types
         try:
-            result = self._store.query(sparql, use_default_graph_as_union=True)
+            return self._store.query(sparql, use_default_graph_as_union=True)
         except SyntaxError as exc:
             raise StoreError(f"malformed SPARQL: {exc}") from None
+
+    def query(self, sparql: str) -> list[Row]:
+        ox = self._ox
+        result = self._run(sparql)
         if isinstance(result, (bool, ox.QueryBoolean)):
             return [{"ask": bool(result)}]
         if isinstance(result, ox.QueryTriples):
@@ -152,10 +155,7 @@ class OxigraphStore:
         import time
 
         ox = self._ox
-        try:
-            result = self._store.query(sparql, use_default_graph_as_union=True)
-        except SyntaxError as exc:
-            raise StoreError(f"malformed SPARQL: {exc}") from None
+        result = self._run(sparql)
         if isinstance(result, (bool, ox.QueryBoolean)):
             return json.dumps({"head": {}, "boolean": bool(result)}).encode()
         if isinstance(result, ox.QueryTriples):
