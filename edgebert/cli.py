@@ -340,7 +340,7 @@ def cmd_fleet_agent(args: argparse.Namespace) -> int:
     from edgebert.federated.protocol import Message, Topics
     from edgebert.federated.transport import Channel
     from edgebert.fleet.agent import DeviceAgent
-    from edgebert.fleet.signing import read_public_key
+    from edgebert.fleet.verify import read_public_key
     from edgebert.fleet.slots import ArtifactSlots
 
     topics = Topics(args.prefix, args.fleet)

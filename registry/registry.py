@@ -19,7 +19,7 @@ import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
 from edgebert.errors import InputError
-from edgebert.fleet.names import check_device_iri
+from edgebert.names import check_device_iri
 from registry import queries
 from registry.describe import (
     DescriptionError,

@@ -32,8 +32,8 @@ from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
 from edgebert.fleet import ed25519
 from edgebert.fleet.release import Release, artifact_family, artifact_version, check_fresh, check_release
-from edgebert.fleet.signing import check_signature
 from edgebert.fleet.slots import ArtifactSlots, Pointer, check_name
+from edgebert.fleet.verify import check_signature
 from edgebert.runtime.engine import Engine
 
 SelfTest = Callable[[Engine], None]

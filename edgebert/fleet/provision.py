@@ -32,9 +32,9 @@ from edgebert.artifact import MANIFEST, Artifact
 from edgebert.errors import EdgeBertError, InputError
 from edgebert.federated.protocol import Message
 from edgebert.federated.transport import Channel
-from edgebert.fleet.names import check_device_iri, device_name
 from edgebert.fleet.release import DEFAULT_TTL_S, Release
 from edgebert.fleet.signing import SIGNATURE, check_signature, sign, sign_bytes
+from edgebert.names import check_device_iri, device_name
 
 Progress = Callable[[str, int, int], None]
 OUTCOME_STATUS = {"active": "active", "refused": "failed", "rolled-back": "rolled-back"}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -28,8 +27,7 @@ from pathlib import Path
 from edgebert.artifact import MANIFEST, Manifest, sha256_path
 from edgebert.errors import ArtifactError
 from edgebert.files import atomic_write
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+from edgebert.names import SAFE_NAME
 
 
 def check_name(kind: str, name: str) -> str:

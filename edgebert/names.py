@@ -1,9 +1,13 @@
-"""Device IRIs and their MQTT ids (pure): the id is the IRI's last part and must be one safe topic level."""
+"""Names that cross boundaries (pure): a device IRI's MQTT id, and what is safe as one path
+component or topic level. Shared by the fleet, the device's artifact store and the registry."""
 
 from __future__ import annotations
 
+import re
+
 from edgebert.errors import InputError
-from edgebert.fleet.slots import SAFE_NAME
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # one path component / topic level
 
 
 def device_name(iri: str) -> str:
