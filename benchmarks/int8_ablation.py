@@ -31,13 +31,13 @@ from tokenizers import Tokenizer
 
 from edgebert import measure
 from edgebert.compress.calibrate import calibrate
-from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.compress.lower import lower_bert
-from edgebert.compress.saturation import saturation_free
 from edgebert.converter import _batches
 from edgebert.cpu import integer_kernel
 from edgebert.emit.onnx import to_onnx
+from edgebert.graph.avx2 import saturation_free
+from edgebert.graph.form import Graph
 from edgebert.model.checkpoint import load_checkpoint
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.zoo import find_minilm

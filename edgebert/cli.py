@@ -340,8 +340,8 @@ def cmd_fleet_agent(args: argparse.Namespace) -> int:
     from edgebert.federated.protocol import Message, Topics
     from edgebert.federated.transport import Channel
     from edgebert.fleet.agent import DeviceAgent
-    from edgebert.fleet.verify import read_public_key
     from edgebert.fleet.slots import ArtifactSlots
+    from edgebert.fleet.verify import read_public_key
 
     topics = Topics(args.prefix, args.fleet)
     public_key = read_public_key(Path(args.pub))

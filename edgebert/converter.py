@@ -22,13 +22,13 @@ from tokenizers import Tokenizer
 from edgebert import __version__, measure
 from edgebert.artifact import Artifact, Manifest, file_entries, sha256_path
 from edgebert.compress.calibrate import calibrate
-from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.compress.lower import lower_bert, lower_mlp
-from edgebert.compress.saturation import INT16_MAX, INT16_MIN, pair_sum_bounds
 from edgebert.cpu import integer_kernel
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
+from edgebert.graph.avx2 import INT16_MAX, INT16_MIN, pair_sum_bounds
+from edgebert.graph.form import Graph
 from edgebert.model.checkpoint import load_checkpoint
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.tinyml import is_mlp_dir, load_mlp
@@ -234,7 +234,7 @@ def _outputs(src: Source, run: Callable[[dict[str, np.ndarray]], dict[str, np.nd
 
 
 def _measure(src: Source, graph: Graph, model_bytes: bytes, fp32_bytes: bytes, progress: Progress) -> dict:
-    from edgebert.compress import reference
+    from edgebert.graph import reference
 
     progress("measure", 0, 3)
     sess, ref_sess = measure.session(model_bytes), measure.session(fp32_bytes)

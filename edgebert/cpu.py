@@ -2,7 +2,7 @@
 
 ONNX Runtime (MLAS) picks its u8 x s8 GEMM by CPU features: VNNI (``VPDPBUSD``, exact), AVX2 or
 AVX-512BW without VNNI (``VPMADDUBSW``: adjacent product pairs saturate at int16, see
-``edgebert.compress.saturation``), SSE4.1 or ARM64 (exact). ``integer_kernel()`` names the path
+``edgebert.graph.avx2``), SSE4.1 or ARM64 (exact). ``integer_kernel()`` names the path
 this machine has; the converter's report and the benchmarks print it.
 
 ``run_as_cpu`` runs an ONNX model in ONNX Runtime under QEMU's user-mode emulator with another

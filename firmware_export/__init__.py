@@ -1,5 +1,5 @@
 """Firmware export (.tflite flatbuffers, C arrays for TFLite Micro, C99 kernels).
 
 Not implemented yet: it will read an artifact's ``graph.safetensors`` (the quantized graph form
-of ``edgebert.compress.graph``), never re-derive quantization from ONNX.
+of ``edgebert.graph.form``), never re-derive quantization from ONNX.
 """

@@ -33,8 +33,8 @@ def test_artifact_has_the_promised_files_and_manifest(tiny_artifact) -> None:
 
 
 def test_manifest_records_saturation_free_integer_ranges_and_fidelity_on_every_cpu(tiny_artifact) -> None:
-    from edgebert.compress.graph import Graph
-    from edgebert.compress.saturation import saturation_free
+    from edgebert.graph.avx2 import saturation_free
+    from edgebert.graph.form import Graph
 
     m = tiny_artifact.manifest
     ranges, fid = m.quantization["integer_ranges"], m.metrics["fidelity"]

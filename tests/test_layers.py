@@ -126,7 +126,7 @@ def test_the_layers_hold() -> None:
     ("edgebert/runtime/online.py", "import torch", "edgebert.runtime.online reaches torch"),
     ("edgebert/fleet/slots.py", "from edgebert.converter import convert",
      "edgebert.fleet.slots reaches torch (device side): edgebert.fleet.slots -> edgebert.converter"),
-    ("edgebert/compress/quantize.py", "from registry.describe import artifact_iri", "the core never imports"),
+    ("edgebert/graph/quantize.py", "from registry.describe import artifact_iri", "the core never imports"),
     ("registry/describe.py", "from edgebert.fleet.provision import plan", "the registry uses only"),
 ])
 def test_a_forbidden_import_is_caught(tmp_path: Path, module: str, line: str, expected: str) -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgebert.compress import reference
-from edgebert.compress.graph import Graph, Node
+from edgebert.graph import reference
+from edgebert.graph.form import Graph, Node
 
 
 @dataclass

@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgebert.compress.calibrate import InputStats
-from edgebert.compress.graph import Graph, Node
-from edgebert.compress.quantize import (
+from edgebert.compress.saturation import RANGES, IntegerRanges, quantize_pair_limited
+from edgebert.graph.form import Graph, Node
+from edgebert.graph.quantize import (
     affine_params,
     dequantize_affine,
     dequantize_symmetric,
@@ -35,7 +36,6 @@ from edgebert.compress.quantize import (
     quantize_affine,
     quantize_symmetric,
 )
-from edgebert.compress.saturation import RANGES, IntegerRanges, quantize_pair_limited
 
 RANGE_METHODS = ("minmax", "percentile", "mse")
 AUTO = "auto"

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from edgebert.compress.graph import Graph, Node
+from edgebert.graph.form import Graph, Node
 from edgebert.model.encoder import BertEncoder
 
 

@@ -1,1 +1,1 @@
-"""Emitters: turn the graph form (``edgebert.compress.graph``) into runnable formats."""
+"""Emitters: turn the graph form (``edgebert.graph.form``) into runnable formats."""

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgebert.compress.graph import Graph, Node
+from edgebert.graph.form import Graph, Node
 
 OPSET = 17
 

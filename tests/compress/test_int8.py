@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgebert.compress import reference
 from edgebert.compress.calibrate import calibrate
-from edgebert.compress.graph import Graph
 from edgebert.compress.int8 import Int8Scheme, quantize_graph, search_linear, smooth_factors
 from edgebert.compress.lower import lower_bert
+from edgebert.graph import reference
+from edgebert.graph.form import Graph
 from edgebert.model.checkpoint import load_checkpoint
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.tokenizer import encode_batch
@@ -112,7 +112,7 @@ def test_greedy_mixed_precision_switches_the_linear_that_helps_most(fp32_and_sta
 
 
 def test_bias_correction_removes_the_mean_output_shift_of_weight_rounding(fp32_and_stats) -> None:
-    from edgebert.compress.quantize import dequantize_symmetric
+    from edgebert.graph.quantize import dequantize_symmetric
 
     g, stats, _ = fp32_and_stats
     corrected = quantize_graph(g, stats, Int8Scheme())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgebert.compress.quantize import (
+from edgebert.graph.quantize import (
     affine_params,
     dequantize_affine,
     dequantize_symmetric,

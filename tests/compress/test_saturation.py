@@ -10,20 +10,12 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgebert.compress import reference
 from edgebert.compress.int8 import Int8Scheme, quantize_graph, quantize_weight
-from edgebert.compress.saturation import (
-    INT16_MAX,
-    RANGES,
-    IntegerRanges,
-    limit_pairs,
-    pair_sum_bounds,
-    quantize_pair_limited,
-    saturation_free,
-    vpmaddubsw_matmul,
-)
+from edgebert.compress.saturation import RANGES, IntegerRanges, limit_pairs, quantize_pair_limited
 from edgebert.cpu import integer_kernel, qemu_x86, run_as_cpu
 from edgebert.emit.onnx import to_onnx
+from edgebert.graph import reference
+from edgebert.graph.avx2 import INT16_MAX, pair_sum_bounds, saturation_free, vpmaddubsw_matmul
 from edgebert.model.tokenizer import encode_batch
 from edgebert.model.zoo import corpus_path
 

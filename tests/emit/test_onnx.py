@@ -7,9 +7,9 @@ import onnx
 import pytest
 
 from edgebert import measure
-from edgebert.compress import reference
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.emit.onnx import to_onnx
+from edgebert.graph import reference
 from edgebert.model.tokenizer import encode_batch
 from edgebert.model.zoo import corpus_path
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgebert.compress.graph import Graph, Node
-from edgebert.compress.quantize import dynamic_affine_params, quantize_affine
-from edgebert.compress.saturation import vpmaddubsw_matmul
+from edgebert.graph.avx2 import vpmaddubsw_matmul
+from edgebert.graph.form import Graph, Node
+from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
 
 Observer = Callable[[Node, np.ndarray, np.ndarray], None]
 MASK_VALUE = np.float32(-1e4)

@@ -3,7 +3,7 @@
 Every converter pass works on this form and every emitter (ONNX today; .tflite and C next)
 reads it, so quantization decisions are made once. Nodes refer to values by name; weights and
 quantization parameters live in ``Graph.tensors`` (numpy arrays) and are referred to by name
-from node attributes. Semantics of each op are defined by ``edgebert.compress.reference``.
+from node attributes. Semantics of each op are defined by ``edgebert.graph.reference``.
 
 Ops (inputs -> outputs; attributes):
 - ``embedding``  (input_ids) -> (batch, seq, hidden); word, position tables, each fp32 or int8
