@@ -199,9 +199,7 @@ def correct_bias(g: Graph, node: Node, w32: np.ndarray, stats: InputStats) -> No
     Only the weight error is corrected: the mean error of clipped activations is dominated by a
     few outlier tokens, and moving every token's bias by it was measured to wreck the model."""
     a = dict(node.attrs)
-    w_q = dequantize_symmetric(g.tensors[a["weight"]], g.tensors[a["weight_scale"]], axis=0)  # (out, in)
-    if a.get("input_mul"):
-        w_q = w_q * g.tensors[a["input_mul"]][None, :]  # acting on the unsmoothed input
+    w_q = g.linear_weight(node)  # (out, in), acting on the unsmoothed input
     mean_x = np.concatenate(stats.rows).mean(axis=0, dtype=np.float64)  # (in,)
     shift = mean_x @ (w_q.astype(np.float64) - w32).T  # (out,)
     bias = g.tensors[a["bias"]] if a.get("bias") else np.zeros(w32.shape[0], np.float32)

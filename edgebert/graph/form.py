@@ -67,6 +67,17 @@ class Graph:
     def linears(self) -> list[Node]:
         return [n for n in self.nodes if n.op == "linear"]
 
+    def linear_weight(self, node: Node) -> np.ndarray:
+        """A linear node's weight as float32 (out, in) acting on its original input: int8 codes
+        times their per-channel scale, SmoothQuant's input divisor folded back."""
+        a = node.attrs
+        w = self.tensors[a["weight"]].astype(np.float32)
+        if a.get("weight_scale"):
+            w = w * self.tensors[a["weight_scale"]].astype(np.float32)[:, None]
+        if a.get("input_mul"):
+            w = w * self.tensors[a["input_mul"]][None, :]
+        return w
+
     def copy(self) -> Graph:
         return Graph(self.inputs, self.outputs, list(self.nodes), dict(self.tensors), dict(self.meta))
 

@@ -101,17 +101,11 @@ class Engine:
         training the whole net on the device."""
         if self.is_text:
             raise InputError("trainable_weights: expected a TinyML artifact, found a text artifact")
-        from safetensors.numpy import load_file
+        from edgebert.graph.form import Graph
 
-        t = load_file(str(self.artifact.path / "graph.safetensors"))
+        g = Graph.load(self.artifact.path / "graph.safetensors")
         out = {}
-        for i in range(len(self.manifest.architecture["config"]["hidden"]) + 1):
-            w = t[f"layers.{i}.weight"].astype(np.float32)
-            scale = t.get(f"layers.{i}.weight_scale")
-            smooth = t.get(f"layers.{i}.input_mul")
-            if scale is not None:
-                w = w * scale[:, None]
-            if smooth is not None:  # SmoothQuant folded s into the weights; undo it: W = W' / s = W' * input_mul
-                w = w * smooth[None, :]
-            out[f"layers.{i}.weight"], out[f"layers.{i}.bias"] = w, t[f"layers.{i}.bias"].astype(np.float32)
+        for node in g.linears():
+            out[f"{node.name}.weight"] = g.linear_weight(node)
+            out[f"{node.name}.bias"] = g.tensors[node.attrs["bias"]].astype(np.float32)
         return out
