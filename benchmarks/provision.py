@@ -29,13 +29,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import edgebert  # noqa: E402
 from edgebert.artifact import Artifact  # noqa: E402
-from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport  # noqa: E402
-from edgebert.federated.protocol import Message, Topics  # noqa: E402
-from edgebert.federated.transport import Channel, wait_until  # noqa: E402
 from edgebert.fleet.agent import DeviceAgent  # noqa: E402
 from edgebert.fleet.provision import ProvisionConfig, Provisioner, plan  # noqa: E402
 from edgebert.fleet.signing import keygen, read_public_key  # noqa: E402
 from edgebert.fleet.slots import ArtifactSlots  # noqa: E402
+from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport  # noqa: E402
+from edgebert.messaging.protocol import Message, Topics  # noqa: E402
+from edgebert.messaging.transport import Channel, wait_until  # noqa: E402
 from edgebert.model.tinyml import train  # noqa: E402
 from edgebert.model.zoo import corpus_path, find_minilm, make_random_bert  # noqa: E402
 from registry.registry import open_registry  # noqa: E402

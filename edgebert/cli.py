@@ -209,16 +209,17 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
 
 def cmd_federate_serve(args: argparse.Namespace) -> int:
     from edgebert.federated.aggregator import Aggregator, JobConfig
-    from edgebert.federated.mqtt import BrokerConfig, MqttTransport
-    from edgebert.federated.protocol import Topics
     from edgebert.federated.tasks import new_learner
-    from edgebert.federated.transport import Channel
+    from edgebert.messaging.client import connect
+    from edgebert.messaging.mqtt import BrokerConfig
+    from edgebert.messaging.protocol import Topics
 
     job = JobConfig(args.job, args.task, args.algorithm, args.rounds, args.fraction, args.min_participants,
                     args.quorum, args.deadline, args.server_step, args.robust, args.clip, seed=args.seed)
     topics = Topics(args.prefix, args.fleet)
-    transport = MqttTransport(BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD")),
-                              f"{args.fleet}-aggregator-{args.job}")
+    channel = connect(BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD")), topics,
+                      "aggregator", suffix=args.job)
+    transport = channel.transport
     keys = None
     if args.credentials:
         from edgebert.fleet.security import device_update_keys
@@ -227,7 +228,7 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
     else:
         print("warning: no --credentials: updates are not authenticated (any client that can publish on the broker "
               "can send an update as any device)", file=sys.stderr)
-    agg = Aggregator(Channel(transport, topics, "aggregator"), job, new_learner(args.task, seed=args.seed).get_weights(),
+    agg = Aggregator(channel, job, new_learner(args.task, seed=args.seed).get_weights(),
                      Path(args.state), device_keys=keys)
     print(f"job {args.job}: round {agg.round}/{job.rounds}, state in {args.state}, broker {transport.config.redacted()}",
           file=sys.stderr)
@@ -244,8 +245,8 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_credentials(args: argparse.Namespace) -> int:
-    from edgebert.federated.protocol import Topics
     from edgebert.fleet.security import TlsFiles, write_broker_config
+    from edgebert.messaging.protocol import Topics
 
     tls_parts = (args.tls_cert, args.tls_key, args.tls_ca)
     if any(tls_parts) and not all(tls_parts):
@@ -288,17 +289,16 @@ def cmd_fleet_verify(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace):  # noqa: ANN202
-    from edgebert.federated.mqtt import BrokerConfig
+    from edgebert.messaging.mqtt import BrokerConfig
 
     return BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD"), args.ca_file)
 
 
 def cmd_fleet_provision(args: argparse.Namespace) -> int:
-    from edgebert.federated.mqtt import MqttTransport
-    from edgebert.federated.protocol import Topics
-    from edgebert.federated.transport import Channel
     from edgebert.fleet.provision import ProvisionConfig, Provisioner, plan, table
     from edgebert.fleet.signing import public_key_of
+    from edgebert.messaging.client import connect
+    from edgebert.messaging.protocol import Topics
     from registry.registry import open_registry
 
     key = Path(args.key)
@@ -308,15 +308,14 @@ def cmd_fleet_provision(args: argparse.Namespace) -> int:
     try:
         rows = plan(reg, key, public_key_of(key), args.fleet, args.pin)
         topics = Topics(args.prefix, args.fleet or "default")
-        transport = MqttTransport(_broker_config(args), f"{topics.fleet}-provisioner")
-        print(f"provisioning {len(rows)} devices through {transport.config.redacted()} (topics {topics.root}/artifacts/…)",
-              file=sys.stderr)
+        channel = connect(_broker_config(args), topics, "provisioner")
+        print(f"provisioning {len(rows)} devices through {_broker_config(args).redacted()} "
+              f"(topics {topics.root}/artifacts/…)", file=sys.stderr)
         try:
             with _progress(not args.quiet) as progress:
-                rows = Provisioner(reg, Channel(transport, topics, "provisioner"), rows, config,
-                                   key).run(progress, args.watch)
+                rows = Provisioner(reg, channel, rows, config, key).run(progress, args.watch)
         finally:
-            transport.close()
+            channel.transport.close()
     finally:
         reg.close()
     print(table(rows))
@@ -336,25 +335,23 @@ def cmd_fleet_agent(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from edgebert.federated.mqtt import MqttTransport
-    from edgebert.federated.protocol import Message, Topics
-    from edgebert.federated.transport import Channel
     from edgebert.fleet.agent import DeviceAgent
     from edgebert.fleet.slots import ArtifactSlots
     from edgebert.fleet.verify import read_public_key
+    from edgebert.messaging.client import connect
+    from edgebert.messaging.protocol import Message, Topics
 
     topics = Topics(args.prefix, args.fleet)
     public_key = read_public_key(Path(args.pub))
-    offline = Message("status", args.device, info={"status": "offline"}).to_bytes()
-    transport = MqttTransport(_broker_config(args), f"{topics.fleet}-{args.device}",
-                              will=(topics.status(args.device), offline), retry=True)
+    channel = connect(_broker_config(args), topics, args.device, device=True, retry=True)
+    transport = channel.transport
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
 
     def show(status: dict) -> None:
         print(json.dumps({"device": args.device, **status}), flush=True)
 
-    agent = DeviceAgent(Channel(transport, topics, args.device), ArtifactSlots(Path(args.state)), public_key,
+    agent = DeviceAgent(channel, ArtifactSlots(Path(args.state)), public_key,
                         on_change=show)
     transport.publish(topics.status(args.device), Message("status", args.device, info={"status": "online"}).to_bytes(),
                       retain=True)

@@ -10,14 +10,13 @@ import tempfile
 from pathlib import Path
 
 import edgebert
-from edgebert.federated.broker import EmbeddedBroker
-from edgebert.federated.mqtt import BrokerConfig, MqttTransport
-from edgebert.federated.protocol import Topics
-from edgebert.federated.transport import Channel
 from edgebert.fleet.agent import DeviceAgent
 from edgebert.fleet.provision import ProvisionConfig, Provisioner, plan, table
 from edgebert.fleet.signing import keygen, read_public_key
 from edgebert.fleet.slots import ArtifactSlots
+from edgebert.messaging.broker import EmbeddedBroker
+from edgebert.messaging.client import connect
+from edgebert.messaging.protocol import Topics
 from edgebert.model.tinyml import train
 from registry import open_registry
 
@@ -38,20 +37,19 @@ url = sys.argv[2] if len(sys.argv) > 2 else broker.url
 topics = Topics("edgebert-example", "default")
 
 # the devices: each an MQTT connection, a state directory and the fleet's public key
-agents = [DeviceAgent(Channel(MqttTransport(BrokerConfig(url), f"example-{name}"), topics, name),
-                      ArtifactSlots(work / "devices" / name), read_public_key(pub)) for name in ("m4-1", "m4-2")]
+agents = [DeviceAgent(connect(url, topics, name, device=True), ArtifactSlots(work / "devices" / name),
+                      read_public_key(pub)) for name in ("m4-1", "m4-2")]
 
 # the provisioner (what `edgebert fleet provision --registry … --broker … --key fleet.key` runs)
 rows = plan(reg, key, read_public_key(pub))
-prov_transport = MqttTransport(BrokerConfig(url), "example-provisioner")
-rows = Provisioner(reg, Channel(prov_transport, topics, "provisioner"), rows, ProvisionConfig(wait_s=30),
-                   key).run()
+provisioner = connect(url, topics, "provisioner")
+rows = Provisioner(reg, provisioner, rows, ProvisionConfig(wait_s=30), key).run()
 print(table(rows))
 for d in reg.deployments():
     print("registry:", d["device"], "runs", d["artifact"], d["status"])
 print("m4-1 predicts:", int(agents[0].predict([0.5] * 64).argmax()))
 
-prov_transport.close()
+provisioner.transport.close()
 if broker is not None:
     broker.stop()
 print("done")

@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 
 from edgebert.artifact import Manifest
-from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Topics
-from edgebert.federated.transport import Channel
 from edgebert.fleet.agent import DeviceAgent
 from edgebert.fleet.release import Release
 from edgebert.fleet.signing import keygen, read_public_key, sign_bytes
 from edgebert.fleet.slots import ArtifactSlots
+from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
+from edgebert.messaging.protocol import Topics
+from edgebert.messaging.transport import Channel
 
 KINDS = {  # name prefix -> RAM, flash, runtimes, what it is for
     "m4": (256_000, 1_000_000, ("onnxruntime",), "digits"),

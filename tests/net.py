@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from edgebert.federated.broker import free_port
+from edgebert.messaging.broker import free_port
 
 __all__ = ["free_port", "port_open"]
 

@@ -23,8 +23,8 @@ CORE = ("edgebert.model", "edgebert.compress", "edgebert.graph", "edgebert.emit"
         "edgebert.runtime")
 DEVICE = ("edgebert.runtime", "edgebert.messaging", "edgebert.fleet.agent", "edgebert.fleet.slots", "edgebert.fleet.verify",
           "edgebert.fleet.release", "edgebert.fleet.ed25519", "edgebert.federated.client",
-          "edgebert.federated.auth", "edgebert.federated.aggregate", "edgebert.federated.protocol",
-          "edgebert.federated.transport", "edgebert.federated.mqtt", "edgebert.federated.tasks")
+          "edgebert.federated.auth", "edgebert.federated.aggregate", "edgebert.messaging.protocol",
+          "edgebert.messaging.transport", "edgebert.messaging.mqtt", "edgebert.federated.tasks")
 HEAVY = ("torch", "onnx", "cryptography", "registry", "transformers", "pyoxigraph", "rdflib")
 REGISTRY_MAY_USE = ("edgebert", "edgebert.artifact", "edgebert.errors", "edgebert.files", "edgebert.names")
 FIRMWARE_MAY_USE = ("edgebert", "edgebert.graph", "edgebert.artifact", "edgebert.errors", "edgebert.files",

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from edgebert.artifact import Manifest
 from edgebert.errors import ArtifactError, EdgeBertError
 from edgebert.federated.auth import sign_update, verify_update
-from edgebert.federated.protocol import MAGIC, Message, ProtocolError, Reassembler
 from edgebert.fleet.release import Release
+from edgebert.messaging.protocol import MAGIC, Message, ProtocolError, Reassembler
 from registry.describe import DescriptionError, tds_to_quads, validate_td_json
 from registry.guard import RequestRefused, check_json_depth, check_query
 

@@ -135,18 +135,15 @@ class DemoFleet:
     """The simulated devices: each an MQTT connection, a provisioning agent, a state directory."""
 
     def __init__(self, url: str, topics: Any, names: list[str], root: Path, public_key: bytes) -> None:  # noqa: ANN401
-        from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-        from edgebert.federated.protocol import Message
-        from edgebert.federated.transport import Channel
         from edgebert.fleet.agent import DeviceAgent
         from edgebert.fleet.slots import ArtifactSlots
+        from edgebert.messaging.client import connect
+        from edgebert.messaging.mqtt import MqttLoop
 
         self.loop = MqttLoop()
         self.channels, self.agents = {}, {}
         for name in names:
-            will = (topics.status(name), Message("status", name, info={"status": "offline"}).to_bytes())
-            transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", self.loop, will=will, retry=True)
-            self.channels[name] = Channel(transport, topics, name)
+            self.channels[name] = connect(url, topics, name, device=True, loop=self.loop, retry=True)
             self.agents[name] = DeviceAgent(self.channels[name], ArtifactSlots(root / name), public_key)
 
     def close(self) -> None:
@@ -155,27 +152,25 @@ class DemoFleet:
 
 def provision(registry: Any, url: str, topics: Any, fleet_iri: str, key: Path, public_key: bytes,  # noqa: ANN401
               progress: Progress, label: str) -> list[Any]:
-    from edgebert.federated.mqtt import BrokerConfig, MqttTransport
-    from edgebert.federated.transport import Channel
     from edgebert.fleet.provision import ProvisionConfig, Provisioner, plan
+    from edgebert.messaging.client import connect
 
     rows = plan(registry, key, public_key, fleet_iri)
-    transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-provisioner")
+    channel = connect(url, topics, "provisioner")
     try:
-        prov = Provisioner(registry, Channel(transport, topics, "provisioner"), rows,
-                           ProvisionConfig(fleet_iri, wait_s=120, reoffer_s=5), key)
+        prov = Provisioner(registry, channel, rows, ProvisionConfig(fleet_iri, wait_s=120, reoffer_s=5), key)
         return prov.run(lambda s, d, t: progress(label, d, t))
     finally:
-        transport.close()
+        channel.transport.close()
 
 
 def federate(fleet: DemoFleet, url: str, topics: Any, names: list[str], init: dict[str, np.ndarray],  # noqa: ANN401
              rounds: int, meta_step: float, seed: int, work: Path, progress: Progress) -> dict[str, Any]:
     from edgebert.federated.aggregator import Aggregator, JobConfig
     from edgebert.federated.client import DeviceClient
-    from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
     from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
-    from edgebert.federated.transport import Channel
+    from edgebert.messaging.client import connect
+    from edgebert.messaging.mqtt import MqttLoop
 
     keys = {n: secrets.token_bytes(32) for n in names}  # per-device update keys: updates are authenticated
     clients = [DeviceClient(fleet.channels[n], "vibration", new_learner("sine", 0.01, i),
@@ -190,8 +185,8 @@ def federate(fleet: DemoFleet, url: str, topics: Any, names: list[str], init: di
     scores = [few_shot_score("sine", init, unseen, 10)]
     loop = MqttLoop()
     try:
-        agg = Aggregator(Channel(MqttTransport(BrokerConfig(url), f"{topics.fleet}-aggregator", loop), topics,
-                                 "aggregator"), job, init, work / "aggregator", devices=names, keep_history=True,
+        agg = Aggregator(connect(url, topics, "aggregator", loop=loop), job, init, work / "aggregator", devices=names,
+                         keep_history=True,
                          device_keys=keys)
 
         def on_round(n: int, weights: dict[str, np.ndarray]) -> None:
@@ -295,10 +290,10 @@ def meta_artifact(work: Path, weights: dict[str, np.ndarray], progress: Progress
 def run_demo(cfg: DemoConfig, progress: Progress, log: Log) -> dict[str, Any]:
     from edgebert.demo.fleet import fleet_plan, thing_description
     from edgebert.demo.report import write_report
-    from edgebert.federated.broker import EmbeddedBroker
-    from edgebert.federated.mqtt import BrokerConfig, MqttTransport
-    from edgebert.federated.protocol import Topics
     from edgebert.fleet.signing import keygen, public_key_of
+    from edgebert.messaging.broker import EmbeddedBroker
+    from edgebert.messaging.mqtt import BrokerConfig, MqttTransport
+    from edgebert.messaging.protocol import Topics
     from registry.registry import open_registry
 
     plan_ = fleet_plan(cfg.devices)

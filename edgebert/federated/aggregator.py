@@ -39,9 +39,9 @@ from edgebert.federated.aggregate import (
     reptile_update,
 )
 from edgebert.federated.auth import verify_update
-from edgebert.federated.protocol import Message
-from edgebert.federated.transport import Channel
 from edgebert.files import atomic_write
+from edgebert.messaging.protocol import Message
+from edgebert.messaging.transport import Channel
 
 ALGORITHMS = ("reptile", "fedavg")
 

@@ -19,7 +19,7 @@ import hmac
 import json
 from dataclasses import replace
 
-from edgebert.federated.protocol import Message, tensors_to_bytes
+from edgebert.messaging.protocol import Message, tensors_to_bytes
 
 ALGORITHM = "hmac-sha256"
 KEY_CONTEXT = b"edgebert federated update key v1"

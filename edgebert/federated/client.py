@@ -18,8 +18,8 @@ import numpy as np
 
 from edgebert.federated.aggregate import fedprox_gradient, quantize_int8
 from edgebert.federated.auth import sign_update
-from edgebert.federated.protocol import Message
-from edgebert.federated.transport import Channel
+from edgebert.messaging.protocol import Message
+from edgebert.messaging.transport import Channel
 from edgebert.runtime.online import OnlineLearner
 
 DataFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (round, n) -> local samples

@@ -16,12 +16,12 @@ import numpy as np
 
 from edgebert.federated.aggregate import DEFAULT_RULE
 from edgebert.federated.aggregator import Aggregator, JobConfig
-from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
-from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
-from edgebert.federated.transport import Channel
+from edgebert.messaging.broker import EmbeddedBroker
+from edgebert.messaging.client import connect
+from edgebert.messaging.mqtt import BrokerConfig, MqttLoop
+from edgebert.messaging.protocol import Topics
 
 Progress = Callable[[str, int, int], None]
 
@@ -71,9 +71,8 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         t0 = time.perf_counter()
         for i in range(cfg.devices):
             name = f"dev{i:05d}"
-            will = (topics.status(name), Message("status", name, info={"status": "offline"}).to_bytes())
-            transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-{name}", device_loop, will=will)
-            clients.append(DeviceClient(Channel(transport, topics, name), cfg.task, new_learner(cfg.task, cfg.inner_lr, i),
+            channel = connect(url, topics, name, device=True, loop=device_loop)
+            clients.append(DeviceClient(channel, cfg.task, new_learner(cfg.task, cfg.inner_lr, i),
                                         task(i).round_data, inner_steps=cfg.k, shots=cfg.shots,
                                         int8_updates=cfg.int8_updates, update_key=keys[name]))
             progress("connect", i + 1, cfg.devices)
@@ -82,8 +81,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
                         min_participants=cfg.per_round, deadline_s=cfg.deadline_s, inner_steps=cfg.k,
                         inner_lr=cfg.inner_lr, shots=cfg.shots, seed=cfg.seed, robust=cfg.robust)
         init = new_learner(cfg.task, cfg.inner_lr, seed=cfg.seed).get_weights()
-        agg_transport = MqttTransport(BrokerConfig(url), f"{topics.fleet}-aggregator", agg_loop)
-        agg = Aggregator(Channel(agg_transport, topics, "aggregator"), job, init,
+        agg = Aggregator(connect(url, topics, "aggregator", loop=agg_loop), job, init,
                          Path(state_dir or tmp.name), devices=sorted(keys),  # type: ignore[union-attr]
                          device_keys=keys)
         unseen = [task(10_000_000 + i) for i in range(cfg.eval_devices)]

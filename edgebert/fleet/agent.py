@@ -28,12 +28,12 @@ import numpy as np
 
 from edgebert.artifact import Manifest
 from edgebert.errors import ArtifactError, EdgeBertError
-from edgebert.federated.protocol import Message
-from edgebert.federated.transport import Channel
 from edgebert.fleet import ed25519
 from edgebert.fleet.release import Release, artifact_family, artifact_version, check_fresh, check_release
 from edgebert.fleet.slots import ArtifactSlots, Pointer, check_name
 from edgebert.fleet.verify import check_signature
+from edgebert.messaging.protocol import Message
+from edgebert.messaging.transport import Channel
 from edgebert.runtime.engine import Engine
 
 SelfTest = Callable[[Engine], None]

@@ -30,10 +30,10 @@ from typing import Any
 
 from edgebert.artifact import MANIFEST, Artifact
 from edgebert.errors import EdgeBertError, InputError
-from edgebert.federated.protocol import Message
-from edgebert.federated.transport import Channel
 from edgebert.fleet.release import DEFAULT_TTL_S, Release
 from edgebert.fleet.signing import SIGNATURE, check_signature, sign, sign_bytes
+from edgebert.messaging.protocol import Message
+from edgebert.messaging.transport import Channel
 from edgebert.names import check_device_iri, device_name
 
 Progress = Callable[[str, int, int], None]

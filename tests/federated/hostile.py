@@ -13,9 +13,9 @@ from edgebert.errors import InputError
 from edgebert.federated.aggregator import Aggregator, JobConfig
 from edgebert.federated.auth import sign_update
 from edgebert.federated.client import DeviceClient
-from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
-from edgebert.federated.transport import Channel, InMemoryBus
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, InMemoryBus
 
 ATTACKS = ("huge_norm", "inflated_samples", "nan", "replay", "impersonation", "overflow_samples", "empty_scale")
 

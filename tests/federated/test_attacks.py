@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from edgebert.federated.aggregator import Aggregator, JobConfig
-from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.tasks import new_learner
-from edgebert.federated.transport import Channel, InMemoryBus
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, InMemoryBus
 
 from .hostile import ATTACKS, run
 
@@ -84,9 +84,9 @@ def test_a_handler_that_raises_is_contained_and_counted() -> None:
 
 def test_the_watchdog_fails_the_job_loudly_when_the_mqtt_thread_dies(tmp_path: Path) -> None:
     from edgebert.errors import EdgeBertError
-    from edgebert.federated.broker import EmbeddedBroker
-    from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-    from edgebert.federated.transport import wait_until
+    from edgebert.messaging.broker import EmbeddedBroker
+    from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
+    from edgebert.messaging.transport import wait_until
 
     with EmbeddedBroker() as broker:
         loop = MqttLoop()

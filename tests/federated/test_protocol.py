@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgebert.federated.protocol import MAGIC, Message, ProtocolError, Reassembler, Topics, split
+from edgebert.messaging.protocol import MAGIC, Message, ProtocolError, Reassembler, Topics, split
 
 
 def test_message_round_trip_with_tensors() -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from edgebert.federated.aggregator import Aggregator, JobConfig
 from edgebert.federated.client import DeviceClient
-from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.tasks import DeviceTask, new_learner
-from edgebert.federated.transport import Channel, InMemoryBus
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, InMemoryBus
 
 
 def fleet(bus: InMemoryBus, topics: Topics, n: int, job: str = "sine", int8: bool = False) -> list[DeviceClient]:

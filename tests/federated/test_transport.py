@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebert.federated.protocol import Message, Topics
-from edgebert.federated.transport import Channel, InMemoryBus, topic_matches
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, InMemoryBus, topic_matches
 
 
 def test_topic_matching() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from edgebert.errors import InputError
-from edgebert.federated.mqtt import BrokerConfig, MqttTransport
-from edgebert.federated.transport import Channel, wait_until
 from edgebert.fleet.provision import ProvisionConfig, Provisioner, device_name, plan, table
+from edgebert.messaging.mqtt import BrokerConfig, MqttTransport
+from edgebert.messaging.transport import Channel, wait_until
 from registry.registry import open_registry
 
 from ..fleetkit import Fleet, make_td
@@ -146,7 +146,7 @@ def test_the_devices_report_decides_and_repairs_the_registry(fleet: Fleet) -> No
 
 
 def test_a_hostile_device_report_never_stops_the_run(fleet: Fleet) -> None:
-    from edgebert.federated.protocol import Message
+    from edgebert.messaging.protocol import Message
 
     reg = open_registry("memory")
     reg.add_artifact(fleet.digits)

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from edgebert.errors import InputError
-from edgebert.federated.mqtt import BrokerConfig, BrokerError, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Message, Topics
-from edgebert.federated.transport import Channel, wait_until
 from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_config
 from edgebert.fleet.slots import Outcome
+from edgebert.messaging.mqtt import BrokerConfig, BrokerError, MqttLoop, MqttTransport
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, wait_until
 
 from ..fleetkit import release_info
 from ..net import free_port, port_open
@@ -210,7 +210,7 @@ def any_broker(request: pytest.FixtureRequest, fleet) -> Iterator[tuple[str, dic
             pytest.skip("Mosquitto is not running on 127.0.0.1:1883")
         yield "mqtt://127.0.0.1:1883", {"dev1": None, "provisioner": None}
     else:
-        from edgebert.federated.broker import EmbeddedBroker
+        from edgebert.messaging.broker import EmbeddedBroker
 
         with EmbeddedBroker() as broker:
             yield broker.url, {"dev1": None, "provisioner": None}

@@ -8,11 +8,11 @@ import pytest
 
 from edgebert.artifact import Manifest
 from edgebert.errors import ArtifactError
-from edgebert.federated.protocol import Topics
-from edgebert.federated.transport import Channel, InMemoryBus
 from edgebert.fleet.agent import DeviceAgent
 from edgebert.fleet.signing import sign
 from edgebert.fleet.slots import ArtifactSlots
+from edgebert.messaging.protocol import Topics
+from edgebert.messaging.transport import Channel, InMemoryBus
 
 from ..fleetkit import Fleet
 

@@ -19,13 +19,13 @@ import paho.mqtt.client as paho
 import pytest
 
 from edgebert.federated.auth import sign_update, update_key
-from edgebert.federated.broker import EmbeddedBroker
 from edgebert.federated.client import DeviceClient
-from edgebert.federated.mqtt import BrokerConfig, MqttLoop, MqttTransport
-from edgebert.federated.protocol import Message, Topics
 from edgebert.federated.simulate import SimConfig, simulate
 from edgebert.federated.tasks import DeviceTask, new_learner
-from edgebert.federated.transport import Channel, wait_until
+from edgebert.messaging.broker import EmbeddedBroker
+from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
+from edgebert.messaging.protocol import Message, Topics
+from edgebert.messaging.transport import Channel, wait_until
 
 from ..net import free_port, port_open
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.federated.transport import wait_until
+from edgebert.messaging.transport import wait_until
 from registry.registry import open_registry
 
 from ..fleetkit import Fleet, make_td

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.federated.transport import wait_until
+from edgebert.messaging.transport import wait_until
 from registry.describe import DescriptionError
 from registry.registry import open_registry
 from registry.store import StoreError

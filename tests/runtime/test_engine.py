@@ -82,7 +82,7 @@ sys.meta_path.insert(0, Block())
 import json, numpy as np
 from edgebert.runtime import Engine, OnlineLearner
 from edgebert.runtime.device import Device
-import edgebert.federated.client, edgebert.federated.mqtt, edgebert.federated.tasks  # the device side of FL
+import edgebert.federated.client, edgebert.messaging.mqtt, edgebert.federated.tasks  # the device side of FL
 import edgebert.fleet.agent, edgebert.fleet.signing  # the device side of provisioning: no crypto library
 text = Engine.load(sys.argv[1]); tiny = Engine.load(sys.argv[2])
 emb = text.embed(['a sentence', 'another one'])

@@ -2,7 +2,7 @@
 
 A transport is anything with ``publish(topic, payload, retain)``, ``subscribe(filter, handler)``
 and ``close()``. ``InMemoryBus`` is one in-process broker for unit tests (MQTT topic matching,
-retained messages, a message-size limit and a hook to drop messages); ``edgebert.federated.mqtt``
+retained messages, a message-size limit and a hook to drop messages); ``edgebert.messaging.mqtt``
 is the real one. ``Channel`` splits large messages into chunks, reassembles incoming ones, asks
 the sender again for chunks that do not arrive, and drops what does not decode (counting why).
 """
@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from edgebert.federated.protocol import (
+from edgebert.messaging.protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
     Message,

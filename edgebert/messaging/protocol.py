@@ -88,6 +88,9 @@ class Topics:
     def artifact_statuses(self) -> str:
         return f"{self.root}/artifacts/+/status"
 
+    def artifacts_of(self, device: str) -> str:  # everything provisioning sends one device
+        return f"{self.root}/artifacts/{device}/#"
+
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

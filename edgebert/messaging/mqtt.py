@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as paho
 
 from edgebert.errors import EdgeBertError
-from edgebert.federated.transport import Handler, topic_matches
+from edgebert.messaging.transport import Handler, topic_matches
 
 
 class BrokerError(EdgeBertError):
