@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgebert import __version__
-from edgebert.errors import EdgeBertError
+from edgebert.errors import EdgeBertError, InputError
 
 EXIT_BAD_INPUT = 2
 
@@ -46,12 +46,9 @@ def _scheme(args: argparse.Namespace):  # noqa: ANN202
         try:
             alpha = float(alpha)
         except ValueError:
-            raise EdgeBertError(f"--smoothquant: expected auto, none or a number in [0, 1], found {alpha!r}") from None
-    try:
-        return Int8Scheme(activation_range=args.activation_range, percentile=args.percentile,
-                          smoothquant_alpha=None if alpha == "none" else alpha, integer_ranges=args.integer_ranges)
-    except ValueError as exc:
-        raise EdgeBertError(str(exc)) from None
+            raise InputError(f"--smoothquant: expected auto, none or a number in [0, 1], found {alpha!r}") from None
+    return Int8Scheme(activation_range=args.activation_range, percentile=args.percentile,
+                      smoothquant_alpha=None if alpha == "none" else alpha, integer_ranges=args.integer_ranges)
 
 
 def _size(n: int) -> str:
@@ -142,7 +139,7 @@ def cmd_tinyml_train(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise EdgeBertError(f"{out}: expected a new output directory, found an existing one (use --force to replace it)")
+        raise InputError(f"{out}: expected a new output directory, found an existing one (use --force to replace it)")
     print(f"training the {args.task} MLP on the host (torch)…", file=sys.stderr)
     path, metric = train(args.task, out, seed=args.seed, steps=args.steps)
     print(f"wrote {path} (config.json, model.safetensors, calibration.npy); {json.dumps(metric)}")
@@ -163,7 +160,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     else:
         path = Path(args.stream)
         if not path.is_file():
-            raise EdgeBertError(f"{path}: expected a JSON-lines stream file, found no such file")
+            raise InputError(f"{path}: expected a JSON-lines stream file, found no such file")
         with path.open(encoding="utf-8") as lines:
             errors = device.run_stream(lines, sys.stdout)
     summary = f"{device.seen} labelled samples"
@@ -189,7 +186,7 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
     from edgebert.federated.simulate import SimConfig, simulate
 
     if not 0 < args.per_round <= args.devices or args.rounds <= 0:
-        raise EdgeBertError(f"expected 0 < --per-round <= --devices and --rounds > 0, found {args.per_round}, "
+        raise InputError(f"expected 0 < --per-round <= --devices and --rounds > 0, found {args.per_round}, "
                             f"{args.devices}, {args.rounds}")
     cfg = SimConfig(args.task, args.devices, args.per_round, args.rounds, args.algorithm, args.broker,
                     args.inner_steps, args.inner_lr, int8_updates=args.int8_updates, seed=args.seed,
@@ -250,13 +247,13 @@ def cmd_fleet_credentials(args: argparse.Namespace) -> int:
 
     tls_parts = (args.tls_cert, args.tls_key, args.tls_ca)
     if any(tls_parts) and not all(tls_parts):
-        raise EdgeBertError("TLS: expected --tls-cert, --tls-key and --tls-ca together, found only some of them")
+        raise InputError("TLS: expected --tls-cert, --tls-key and --tls-ca together, found only some of them")
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_ca), args.tls_port) if all(tls_parts) else None
     devices = list(args.devices)
     if args.devices_file:
         devices += [d.strip() for d in Path(args.devices_file).read_text(encoding="utf-8").splitlines() if d.strip()]
     if not devices:
-        raise EdgeBertError("devices: expected at least one device id (--devices or --devices-file), found none")
+        raise InputError("devices: expected at least one device id (--devices or --devices-file), found none")
     paths = write_broker_config(Path(args.out), Topics(args.prefix, args.fleet), devices, args.port,
                                 broker_user=args.broker_user, tls=tls)
     print(f"wrote {', '.join(str(p) for p in paths.values())} for {len(devices)} devices "

@@ -16,7 +16,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
-from edgebert.errors import InputError
+from edgebert.errors import DescriptionError
 from registry.vocab import (
     DCAT,
     EB,
@@ -34,10 +34,6 @@ from registry.vocab import (
     td_context,
     td_schema,
 )
-
-
-class DescriptionError(InputError):
-    """A device, artifact or RDF file does not describe what the registry needs."""
 
 
 def graph_for(thing_iri: str) -> str:

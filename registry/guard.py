@@ -16,15 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from registry.describe import DescriptionError
-
-
-class RequestRefused(DescriptionError):
-    """A request refused by a limit; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+from edgebert.errors import InputError, RequestRefused
 
 
 @dataclass(frozen=True)
@@ -42,7 +34,7 @@ class Limits:
         if min(self.max_body_bytes, self.max_json_depth, self.max_affordances, self.max_json_nodes,
                self.max_query_chars, self.max_result_rows, self.max_concurrent_queries) <= 0 \
                 or self.query_timeout_s <= 0:
-            raise ValueError("limits: expected positive values")
+            raise InputError("limits: expected positive values")
 
 
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")

@@ -18,7 +18,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
-from edgebert.errors import InputError
+from edgebert.errors import InputError, NotFoundError, StoreError
 from edgebert.names import check_device_iri
 from registry import queries
 from registry.describe import (
@@ -32,7 +32,7 @@ from registry.describe import (
     validate_td_json,
 )
 from registry.rules import rule_updates
-from registry.store import Store, StoreError, insert_data, open_store
+from registry.store import Store, insert_data, open_store
 from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, is_iri, lit, runtime_ops
 
 DEPLOYMENT_GRAPH = "urn:edgebert:graph:deployments"
@@ -291,7 +291,7 @@ class Registry:
         safe_iri = ref if is_iri(ref) else "urn:x-none"
         rows = self.store.query(queries.RESOLVE % {"iri": safe_iri, "literal": lit(ref)})
         if not rows:
-            raise InputError(f"{ref}: expected a device or artifact known to the registry, found none")
+            raise NotFoundError(f"{ref}: expected a device or artifact known to the registry, found none")
         return str(rows[0]["thing"])
 
     def match(self, device: str, latest_only: bool = False) -> list[Match]:
@@ -372,7 +372,7 @@ class Registry:
 
     def restore(self, path: str | Path) -> None:
         if not Path(path).is_file():
-            raise InputError(f"{path}: expected a dump file, found no such file")
+            raise NotFoundError(f"{path}: expected a dump file, found no such file")
         self.store.restore(Path(path))
 
 

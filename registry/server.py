@@ -32,12 +32,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from edgebert.errors import EdgeBertError, InputError
+from edgebert.errors import (
+    DescriptionError,
+    EdgeBertError,
+    NotFoundError,
+    QueryError,
+    QueryTimeoutError,
+    RequestRefused,
+    StoreError,
+)
 from registry.access import Access
-from registry.describe import DescriptionError
-from registry.guard import Limits, RequestRefused, check_json_depth, check_query, check_td_size
+from registry.guard import Limits, check_json_depth, check_query, check_td_size
 from registry.registry import Registry, open_registry
-from registry.store import StoreError
 from registry.vocab import is_iri
 
 T = TypeVar("T")
@@ -48,6 +54,20 @@ TD_JSON = "application/td+json"
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail},
                         status_code=status, media_type="application/problem+json")
+
+
+STATUSES: tuple[tuple[type[EdgeBertError], int, str], ...] = (  # the first class that matches wins
+    (RequestRefused, 0, ""), (NotFoundError, 404, "Not found"), (QueryTimeoutError, 503, "Query timeout"),
+    (QueryError, 400, "Bad query"), (DescriptionError, 400, "Invalid Thing Description"),
+    (StoreError, 502, "Store unavailable"), (EdgeBertError, 400, "Bad request"))
+
+
+def status_of(exc: EdgeBertError) -> tuple[int, str]:
+    """The HTTP status and title for an error, from its class alone."""
+    if isinstance(exc, RequestRefused):
+        return exc.status, {403: "Forbidden", 409: "Conflict", 413: "Request too large", 503: "Busy"}.get(
+            exc.status, "Bad request")
+    return next((status, title) for cls, status, title in STATUSES if isinstance(exc, cls))
 
 
 @dataclass(frozen=True)
@@ -97,31 +117,11 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - never a plain-text 500
             return problem(500, "Internal error", f"{type(exc).__name__}: {str(exc)[:200]}")
 
-    @app.exception_handler(RequestRefused)
-    async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
-        titles = {403: "Forbidden", 413: "Request too large", 503: "Busy"}
-        return problem(exc.status, titles.get(exc.status, "Bad request"), str(exc))
-
-    @app.exception_handler(DescriptionError)
-    async def _invalid(_: Request, exc: DescriptionError) -> JSONResponse:
-        return problem(400, "Invalid Thing Description", str(exc))
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        text = str(exc)
-        if text.startswith("query timeout"):
-            return problem(503, "Query timeout", text)
-        if "malformed" in text or "expected a SELECT" in text or text.startswith("result too large"):
-            return problem(400, "Bad query", text)
-        return problem(502, "Store unavailable", text)
-
-    @app.exception_handler(InputError)
-    async def _missing(_: Request, exc: InputError) -> JSONResponse:
-        return problem(404, "Not found", str(exc))
 
     @app.exception_handler(EdgeBertError)
-    async def _other(_: Request, exc: EdgeBertError) -> JSONResponse:
-        return problem(400, "Bad request", str(exc))
+    async def _error(_: Request, exc: EdgeBertError) -> JSONResponse:
+        status, title = status_of(exc)
+        return problem(status, title, str(exc))
 
     async def _body(request: Request) -> bytes:
         chunks, size = [], 0

@@ -19,14 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgebert.errors import EdgeBertError
+from edgebert.errors import QueryError, QueryTimeoutError, StoreError
 from edgebert.files import atomic_write
 
 Row = dict[str, Any]
-
-
-class StoreError(EdgeBertError):
-    """The store is unreachable, refused a request, or was asked malformed SPARQL."""
 
 
 def _python_value(kind: str, value: str, datatype: str | None) -> Any:
@@ -113,7 +109,7 @@ class OxigraphStore:
         try:
             return self._store.query(sparql, use_default_graph_as_union=True)
         except SyntaxError as exc:
-            raise StoreError(f"malformed SPARQL: {exc}") from None
+            raise QueryError(f"malformed SPARQL: {exc}") from None
 
     def query(self, sparql: str) -> list[Row]:
         ox = self._ox
@@ -144,9 +140,9 @@ class OxigraphStore:
             result = self._store.query(sparql, use_default_graph_as_union=True)
             return result.serialize(format=self._ox.QueryResultsFormat.JSON)
         except SyntaxError as exc:
-            raise StoreError(f"malformed SPARQL: {exc}") from None
+            raise QueryError(f"malformed SPARQL: {exc}") from None
         except (AttributeError, TypeError, ValueError):
-            raise StoreError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE") from None
+            raise QueryError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE") from None
 
     def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
         """SPARQL 1.1 Results JSON of a SELECT/ASK, read lazily: StoreError once more than
@@ -160,7 +156,7 @@ class OxigraphStore:
             return json.dumps({"head": {}, "boolean": bool(result)}).encode()
         if isinstance(result, ox.QueryTriples):
             del result
-            raise StoreError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE")
+            raise QueryError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE")
         names = [v.value for v in result.variables]
         bindings: list[dict[str, Any]] = []
         error, solution = "", None
@@ -176,7 +172,7 @@ class OxigraphStore:
         if not error and time.monotonic() > deadline:
             error = "query timeout: expected the result within the time limit, found it still running"
         if error:
-            raise StoreError(error)
+            raise (QueryTimeoutError if error.startswith("query timeout") else QueryError)(error)
         return json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode()
 
     def update(self, sparql: str) -> None:
@@ -258,7 +254,7 @@ class SparqlEndpointStore:
         raw = self.query_json(sparql)
         rows = json.loads(raw).get("results", {}).get("bindings", [])
         if len(rows) > max_rows:
-            raise StoreError(f"result too large: expected at most {max_rows} rows, found {len(rows)} (add a LIMIT)")
+            raise QueryError(f"result too large: expected at most {max_rows} rows, found {len(rows)} (add a LIMIT)")
         return raw
 
     def update(self, sparql: str) -> None:

@@ -23,7 +23,7 @@ def device_td(reg: Registry, device: str) -> dict[str, Any]:
         OPTIONAL {{ <{device}> td:title ?title }} OPTIONAL {{ <{device}> td:description ?desc }}
         OPTIONAL {{ <{device}> eb:cpuArchitecture ?arch }} OPTIONAL {{ <{device}> eb:cpuClockHz ?clock }} }} LIMIT 1""")
     if not facts:
-        from registry.describe import DescriptionError
+        from edgebert.errors import DescriptionError
 
         raise DescriptionError(f"device {device}: expected memory figures to export a TD, found none")
     f = facts[0]

@@ -8,7 +8,7 @@ from functools import cache
 
 import pyoxigraph as ox
 
-from registry.describe import DescriptionError
+from edgebert.errors import DescriptionError
 from registry.vocab import data_path
 
 SH = "http://www.w3.org/ns/shacl#"

@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edgebert.artifact import Manifest
-from edgebert.errors import ArtifactError, EdgeBertError
+from edgebert.errors import ArtifactError, DescriptionError, EdgeBertError, ProtocolError, RequestRefused
 from edgebert.federated.auth import sign_update, verify_update
 from edgebert.fleet.release import Release
-from edgebert.messaging.protocol import MAGIC, Message, ProtocolError, Reassembler
-from registry.describe import DescriptionError, tds_to_quads, validate_td_json
-from registry.guard import RequestRefused, check_json_depth, check_query
+from edgebert.messaging.protocol import MAGIC, Message, Reassembler
+from registry.describe import tds_to_quads, validate_td_json
+from registry.guard import check_json_depth, check_query
 
 SETTINGS = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

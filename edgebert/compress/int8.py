@@ -26,6 +26,7 @@ import numpy as np
 
 from edgebert.compress.calibrate import InputStats
 from edgebert.compress.saturation import RANGES, IntegerRanges, quantize_pair_limited
+from edgebert.errors import ConversionError, InputError
 from edgebert.graph.form import Graph, Node
 from edgebert.graph.quantize import (
     affine_params,
@@ -63,13 +64,13 @@ class Int8Scheme:
 
     def __post_init__(self) -> None:
         if self.integer_ranges not in RANGES:
-            raise ValueError(f"integer_ranges: expected one of {tuple(RANGES)}, found {self.integer_ranges!r}")
+            raise InputError(f"integer_ranges: expected one of {tuple(RANGES)}, found {self.integer_ranges!r}")
         if self.activation_range not in RANGE_METHODS + (AUTO,):
-            raise ValueError(f"activation_range: expected one of {RANGE_METHODS + (AUTO,)}, "
+            raise InputError(f"activation_range: expected one of {RANGE_METHODS + (AUTO,)}, "
                              f"found {self.activation_range!r}")
         alpha = self.smoothquant_alpha
         if alpha not in (None, AUTO) and not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-            raise ValueError(f"smoothquant_alpha: expected auto, none or a value in [0, 1], found {alpha!r}")
+            raise InputError(f"smoothquant_alpha: expected auto, none or a value in [0, 1], found {alpha!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,7 +224,7 @@ def quantize_graph(fp32: Graph, stats: dict[str, InputStats], scheme: Int8Scheme
     for node in fp32.nodes:
         if node.op == "linear":
             if node.name not in stats:
-                raise ValueError(f"{node.name}: expected calibration statistics, found none")
+                raise ConversionError(f"{node.name}: expected calibration statistics, found none")
             g.replace(quantize_linear(g, node, stats[node.name], scheme))
         elif node.op == "embedding" and scheme.quantize_embeddings:
             g.replace(quantize_embedding(g, node))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebert.errors import InputError
 from edgebert.graph.avx2 import INT16_MAX, UINT8_MAX, _pairs
 from edgebert.graph.quantize import symmetric_scales
 
@@ -39,11 +40,11 @@ class IntegerRanges:
 
     def __post_init__(self) -> None:
         if not 1 <= self.weight_max <= 127:
-            raise ValueError(f"weight_max: expected 1..127, found {self.weight_max}")
+            raise InputError(f"weight_max: expected 1..127, found {self.weight_max}")
         if not 1 <= self.act_max <= UINT8_MAX:
-            raise ValueError(f"act_max: expected 1..255, found {self.act_max}")
+            raise InputError(f"act_max: expected 1..255, found {self.act_max}")
         if self.pair_limit is not None and not 1 <= self.pair_limit <= 2 * self.weight_max:
-            raise ValueError(f"pair_limit: expected 1..{2 * self.weight_max} or none, found {self.pair_limit}")
+            raise InputError(f"pair_limit: expected 1..{2 * self.weight_max} or none, found {self.pair_limit}")
 
     @property
     def max_pair_magnitude(self) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgebert.errors import ConversionError
 from edgebert.graph.form import Graph, Node
 
 OPSET = 17
@@ -98,7 +99,7 @@ def _linear(b: _Builder, n: Node, x: str) -> str:
             scale = b.op("Mul", [a_scale_v, b.const(f"{n.name}.w_scale", w_scale)], n.name)[0]
             y = b.op("Mul", [acc, scale], n.name)[0]
         else:
-            raise ValueError(f"{n.name}: unknown act mode {act!r}")
+            raise ConversionError(f"{n.name}: unknown act mode {act!r}")
     return b.op("Add", [y, bias], n.name)[0] if bias else y
 
 
@@ -190,7 +191,7 @@ def to_onnx(g: Graph, producer_version: str = "0", fused: bool = True) -> onnx.M
         elif n.op == "pool":
             out = _pool(b, n, ins[0], mask_f)
         else:  # pragma: no cover
-            raise ValueError(n.op)
+            raise ConversionError(n.op)
         for o in n.outputs:
             env[o] = out
     hidden = g.meta.get("config", {}).get("hidden_size")

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgebert.errors import InputError
+
 Weights = dict[str, np.ndarray]
 ROBUST = ("clipped_mean", "clipped_trimmed_mean", "none", "median", "trimmed_mean")
 DEFAULT_RULE = "clipped_mean"
@@ -63,10 +65,10 @@ def check_update(update: Weights, reference: Weights) -> str | None:
 def fedavg(weights: Sequence[Weights], samples: Sequence[int]) -> Weights:
     """Sample-weighted mean of client weights."""
     if not weights or len(weights) != len(samples):
-        raise ValueError(f"fedavg: expected as many sample counts as clients (>0), found {len(weights)} and {len(samples)}")
+        raise InputError(f"fedavg: expected as many sample counts as clients (>0), found {len(weights)} and {len(samples)}")
     total = float(sum(samples))
     if total <= 0:
-        raise ValueError("fedavg: expected a positive total sample count")
+        raise InputError("fedavg: expected a positive total sample count")
     return {k: (sum(w[k].astype(np.float64) * (n / total) for w, n in zip(weights, samples, strict=True))
                 ).astype(np.float32) for k in weights[0]}
 
@@ -132,7 +134,7 @@ def clipped_trimmed_mean(updates: Sequence[Weights], samples: Sequence[int], tri
     """``bound_updates``, then a sample-weighted trimmed mean per coordinate."""
     kept, weights = bound_updates(updates, samples)
     if weights.sum() <= 0:
-        raise ValueError("clipped_trimmed_mean: expected a positive total sample count")
+        raise InputError("clipped_trimmed_mean: expected a positive total sample count")
     n = len(kept)
     cut = max(1 if n >= 3 else 0, int(n * trim))
     return {k: weighted_trimmed_mean(np.stack([u[k] for u in kept]), weights, cut).astype(np.float32)
@@ -143,7 +145,7 @@ def clipped_mean(updates: Sequence[Weights], samples: Sequence[int]) -> Weights:
     """The default rule (see the module docstring): outliers dropped, relative clipping, capped counts, weighted mean."""
     kept, weights = bound_updates(updates, samples)
     if weights.sum() <= 0:
-        raise ValueError("clipped_mean: expected a positive total sample count")
+        raise InputError("clipped_mean: expected a positive total sample count")
     w = weights / weights.sum()
     return {k: sum(u[k].astype(np.float64) * wi for u, wi in zip(kept, w, strict=True)).astype(np.float32)
             for k in updates[0]}
@@ -163,9 +165,9 @@ def combine(updates: Sequence[Weights], samples: Sequence[int], rule: str = DEFA
     if rule == "trimmed_mean":
         cut = int(len(updates) * trim)
         if 2 * cut >= len(updates):
-            raise ValueError(f"trimmed_mean: trim {trim} removes every one of {len(updates)} updates")
+            raise InputError(f"trimmed_mean: trim {trim} removes every one of {len(updates)} updates")
         return {k: np.sort(v, axis=0)[cut:len(updates) - cut].mean(axis=0).astype(np.float32) for k, v in stacked.items()}
-    raise ValueError(f"rule: expected one of {ROBUST}, found {rule!r}")
+    raise InputError(f"rule: expected one of {ROBUST}, found {rule!r}")
 
 
 def reptile_update(theta: Weights, adapted: Sequence[Weights], samples: Sequence[int], step: float = 1.0,
@@ -173,7 +175,7 @@ def reptile_update(theta: Weights, adapted: Sequence[Weights], samples: Sequence
     """theta + step * combine_i(clip(phi_i - theta)). ``step=1, rule='none'`` is FedAvg."""
     for reason in (check_samples(n) for n in samples):
         if reason is not None:
-            raise ValueError(f"samples: {reason}")
+            raise InputError(f"samples: {reason}")
     ups = deltas(adapted, theta)
     if max_norm is not None:
         ups = [clip_norm(u, max_norm) for u in ups]

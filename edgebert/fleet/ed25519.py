@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from edgebert.errors import InputError
+
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493  # order of the base point
 D = -121665 * pow(121666, P - 2, P) % P
@@ -92,11 +94,11 @@ def public_key_from_pem(text: str | bytes) -> bytes:
         text = text.decode("ascii", errors="replace")
     lines = [ln.strip() for ln in text.strip().splitlines()]
     if len(lines) < 3 or lines[0] != "-----BEGIN PUBLIC KEY-----" or lines[-1] != "-----END PUBLIC KEY-----":
-        raise ValueError("expected a PEM 'PUBLIC KEY' block")
+        raise InputError("expected a PEM 'PUBLIC KEY' block")
     try:
         der = base64.b64decode("".join(lines[1:-1]), validate=True)
     except ValueError:
-        raise ValueError("expected base64 between the PEM lines") from None
+        raise InputError("expected base64 between the PEM lines") from None
     if len(der) != 44 or not der.startswith(_SPKI_PREFIX):
-        raise ValueError("expected an Ed25519 SubjectPublicKeyInfo (44 bytes, OID 1.3.101.112)")
+        raise InputError("expected an Ed25519 SubjectPublicKeyInfo (44 bytes, OID 1.3.101.112)")
     return der[12:]

@@ -42,7 +42,7 @@ class Node:
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
-            raise ValueError(f"node {self.name}: expected op one of {OPS}, found {self.op!r}")
+            raise ArtifactError(f"node {self.name}: expected op one of {OPS}, found {self.op!r}")
 
 
 @dataclass

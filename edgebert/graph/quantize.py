@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgebert.errors import InputError
+
 INT8_MAX = 127
 UINT8_MAX = 255
 _TINY = np.float32(1e-12)
@@ -69,7 +71,7 @@ def dynamic_affine_params(x: np.ndarray) -> tuple[np.float32, np.uint8]:
 def percentile_range(sample: np.ndarray, percentile: float) -> tuple[float, float]:
     """Clip range keeping the central ``percentile`` % of values on each side."""
     if not 50.0 < percentile <= 100.0:
-        raise ValueError(f"percentile: expected a value in (50, 100], found {percentile}")
+        raise InputError(f"percentile: expected a value in (50, 100], found {percentile}")
     lo, hi = np.percentile(sample, [100.0 - percentile, percentile])
     return float(lo), float(hi)
 

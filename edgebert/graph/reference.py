@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
 from edgebert.graph.form import Graph, Node
 from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
@@ -62,7 +63,7 @@ def linear(g: Graph, node: Node, x: np.ndarray, kernel: str = "exact") -> np.nda
         scale, zp = dynamic_affine_params(x)
         q = quantize_affine(x, scale, zp)
     else:
-        raise ValueError(f"{node.name}: expected act static or dynamic for int8 weights, found {act!r}")
+        raise ArtifactError(f"{node.name}: expected act static or dynamic for int8 weights, found {act!r}")
     if kernel == "vpmaddubsw":  # raw u8 codes times s8 codes, then the zero point's term (as MLAS does)
         acc = vpmaddubsw_matmul(q, w) - np.int64(zp) * w.astype(np.int64).sum(1)
     else:
@@ -100,7 +101,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
     """Execute the graph; ``observer(node, x, mask)`` sees each linear's input before it runs;
     ``kernel`` says how integer linears accumulate (one of ``KERNELS``)."""
     if kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {KERNELS}, found {kernel!r}")
+        raise ArtifactError(f"kernel: expected one of {KERNELS}, found {kernel!r}")
     env: dict[str, np.ndarray] = dict(feeds)
     mask = feeds.get("attention_mask")
     for node in g.nodes:
@@ -132,6 +133,6 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
         elif node.op == "pool":
             out = pool(x[0], x[1], a["mode"], a["normalize"])
         else:  # pragma: no cover - Node validates op names
-            raise ValueError(node.op)
+            raise ArtifactError(node.op)
         env[node.outputs[0]] = out.astype(np.float32)
     return {name: env[name] for name in g.outputs}

@@ -22,12 +22,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 
-from edgebert.errors import EdgeBertError
+from edgebert.errors import BrokerError
 from edgebert.messaging.transport import Handler, topic_matches
-
-
-class BrokerError(EdgeBertError):
-    """The MQTT broker is unreachable or refused us."""
 
 
 @dataclass(frozen=True)

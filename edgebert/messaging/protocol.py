@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.errors import EdgeBertError
+from edgebert.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 MAGIC = b"EBF1"
@@ -28,10 +28,6 @@ KINDS = ("job", "model", "update", "status", "ack", "chunk", "resend", "offer", 
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
-
-
-class ProtocolError(EdgeBertError):
-    """A payload that is not a valid protocol message (the reason says what was wrong)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgebert.messaging.protocol import MAGIC, Message, ProtocolError, Reassembler, Topics, split
+from edgebert.errors import ProtocolError
+from edgebert.messaging.protocol import MAGIC, Message, Reassembler, Topics, split
 
 
 def test_message_round_trip_with_tensors() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgebert.errors import InputError
+from edgebert.errors import BrokerError, InputError
 from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_config
 from edgebert.fleet.slots import Outcome
-from edgebert.messaging.mqtt import BrokerConfig, BrokerError, MqttLoop, MqttTransport
+from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
 from edgebert.messaging.protocol import Message, Topics
 from edgebert.messaging.transport import Channel, wait_until
 

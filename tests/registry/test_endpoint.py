@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edgebert.errors import DescriptionError, StoreError
 from edgebert.messaging.transport import wait_until
-from registry.describe import DescriptionError
 from registry.registry import open_registry
-from registry.store import StoreError
 
 from ..net import free_port, port_open
 from .conftest import SELOC, make_td

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.errors import ArtifactError, InputError
-from registry.describe import DescriptionError, validate_td_json
+from edgebert.errors import ArtifactError, DescriptionError, InputError, QueryError, StoreError
+from registry.describe import validate_td_json
 from registry.registry import open_registry
-from registry.store import StoreError
 
 from .conftest import SELOC, make_td
 
@@ -112,7 +111,7 @@ def test_manifest_with_a_wrong_sha256_is_refused(reg, artifact_factory) -> None:
 
 
 def test_malformed_sparql_and_unknown_things(reg) -> None:
-    with pytest.raises(StoreError, match="malformed SPARQL"):
+    with pytest.raises(QueryError, match="malformed SPARQL"):
         reg.query("SELEC ?x WHERE {}")
     with pytest.raises(InputError, match="nosuch: expected a device or artifact"):
         reg.match("nosuch")

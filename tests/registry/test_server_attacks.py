@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from edgebert.errors import RequestRefused
 from registry.access import Access
-from registry.guard import Limits, RequestRefused, check_query
+from registry.guard import Limits, check_query
 from registry.registry import Registry, open_registry
 from registry.server import ServerConfig, create_app
 
