@@ -32,7 +32,7 @@ from common import finish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/federated/hostile.py
 
-import edgebert.federated.aggregator as aggregator_module  # noqa: E402
+import edgebert.federated.strategy as aggregator_module  # noqa: E402
 from edgebert.federated.aggregate import reptile_update  # noqa: E402
 from tests.federated.hostile import ATTACKS, LEARNING, run  # noqa: E402
 

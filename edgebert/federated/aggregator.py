@@ -29,77 +29,17 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import EdgeBertError, InputError
-from edgebert.federated.aggregate import (
-    DEFAULT_RULE,
-    ROBUST,
-    Weights,
-    check_samples,
-    check_update,
-    dequantize_int8,
-    reptile_update,
-)
-from edgebert.federated.auth import verify_update
+from edgebert.federated.aggregate import Weights
+from edgebert.federated.strategy import ALGORITHMS, JobConfig, RoundStrategy
 from edgebert.files import atomic_write
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
-
-ALGORITHMS = ("reptile", "fedavg")
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    job: str
-    task: str
-    algorithm: str = "reptile"
-    rounds: int = 10
-    fraction: float = 0.1
-    min_participants: int = 2
-    quorum: float = 1.0  # share of the selected devices whose updates close a round early
-    deadline_s: float = 30.0
-    server_step: float = 1.0  # Reptile's epsilon; FedAvg uses 1
-    robust: str = DEFAULT_RULE
-    clip: float | None = None
-    inner_steps: int = 10
-    inner_lr: float = 0.02
-    shots: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"--algorithm: expected one of {ALGORITHMS}, found {self.algorithm!r}")
-        if self.robust not in ROBUST:
-            raise InputError(f"robust: expected one of {ROBUST}, found {self.robust!r}")
-        if not (0 < self.fraction <= 1 and 0 < self.quorum <= 1 and self.rounds > 0 and self.min_participants > 0
-                and self.deadline_s > 0 and self.server_step > 0):
-            raise InputError("job: expected 0 < fraction, quorum <= 1 and positive rounds, min_participants, "
-                             "deadline and server step")
-
-    def to_info(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _save_tensors(path: Path, tensors: Weights, meta: dict[str, str] | None = None) -> None:
     from safetensors.numpy import save
 
     atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
-
-
-def decode_int8_delta(tensors: Weights, reference: Weights) -> tuple[Weights | None, str | None]:
-    """The weights an ``int8-delta`` update stands for, or the reason it is malformed."""
-    expected = set(reference) | {f"{k}.scale" for k in reference}
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-        return None, f"expected int8 codes and scales for {sorted(reference)}, found missing {missing} and extra {extra}"
-    codes = {}
-    for k, ref in reference.items():
-        q, scale = tensors[k], tensors[f"{k}.scale"]
-        if q.dtype != np.int8 or q.shape != ref.shape:
-            return None, f"expected {k} as int8 of shape {ref.shape}, found {q.dtype} of shape {q.shape}"
-        if scale.shape != (1,) or not np.issubdtype(scale.dtype, np.floating) or not np.isfinite(scale).all() \
-                or not 0 < float(scale[0]) < 1e30:
-            return None, f"expected {k}.scale as one positive finite float, found shape {scale.shape} {scale.dtype}"
-        codes[k] = (q, float(scale[0]))
-    return {k: reference[k] + d for k, d in dequantize_int8(codes).items()}, None
 
 
 def _load_tensors(path: Path) -> tuple[Weights, dict[str, str]]:
@@ -129,7 +69,7 @@ class Aggregator:
         """``device_keys`` (device id -> update key, see ``federated.auth``): when given, only
         updates tagged with their sender's key count, and only keyed devices are known."""
         self.ch, self.cfg, self.dir = channel, config, Path(state_dir)
-        self.keys = device_keys
+        self.strategy = RoundStrategy(config, device_keys)
         self.handler_errors = 0
         self.history: list[Weights] | None = [] if keep_history else None  # each round's global model (in memory)
         self.lock = threading.RLock()
@@ -177,8 +117,8 @@ class Aggregator:
             try:  # written only after every check; a file damaged on disk is dropped (the device resends)
                 tensors, meta = _load_tensors(path)
                 device, samples = meta["device"], int(meta["samples"])
-                if check_update(tensors, self.weights) or check_samples(samples) or device not in self.selected:
-                    raise ValueError("fails the update checks")
+                if not self.strategy.still_valid(device, tensors, samples, self.selected, self.weights):
+                    raise InputError("fails the update checks")
             except Exception:  # noqa: BLE001 - any damage means: not an accepted update
                 path.unlink(missing_ok=True)
                 continue
@@ -186,10 +126,7 @@ class Aggregator:
 
     # ---------------------------------------------------------------- rounds
     def select(self, round_: int) -> list[str]:
-        pool = sorted(self.known)
-        n = min(len(pool), max(self.cfg.min_participants, int(round(self.cfg.fraction * len(pool)))))
-        rng = np.random.default_rng([self.cfg.seed, round_])
-        return sorted(rng.choice(pool, n, replace=False).tolist()) if n else []
+        return self.strategy.select(self.known, round_)
 
     def announce(self) -> None:
         """The retained job announcement: the job's configuration, for devices that join later."""
@@ -223,7 +160,7 @@ class Aggregator:
 
     def _on_status(self, topic: str, msg: Message) -> None:
         if msg.kind == "status" and msg.info.get("status") == "online" and topic.split("/")[-2] == msg.sender \
-                and (self.keys is None or msg.sender in self.keys):
+                and self.strategy.knows(msg.sender):
             with self.lock:
                 self.known.add(msg.sender)
 
@@ -245,32 +182,15 @@ class Aggregator:
 
     def _check_and_accept(self, topic: str, device: str, msg: Message) -> bool:
         with self.lock:
-            if msg.kind != "update" or msg.sender != device:
-                self._reject(device, f"unauthenticated: sender {msg.sender!r} does not own topic {topic!r}")
+            verdict = self.strategy.check(device, msg, self.round, self.selected, self.accepted, self.weights)
+            if not verdict.accepted:
+                if verdict.ack:
+                    self._reject(device, verdict.reason)
+                else:
+                    self.rejected[verdict.key] = self.rejected.get(verdict.key, 0) + 1
                 return False
-            if self.keys is not None:
-                reason = verify_update(msg, self.keys.get(device))
-                if reason is not None:
-                    self.rejected["unauthenticated"] = self.rejected.get("unauthenticated", 0) + 1
-                    return False  # no ack: the real device's acknowledgements are not an impostor's to spend
-            if msg.job != self.cfg.job or msg.round != self.round:
-                self._reject(device, f"stale: expected round {self.round}, found {msg.round}")
-                return False
-            if device not in self.selected:
-                self._reject(device, f"not selected: {device} is not a participant of round {self.round}")
-                return False
-            if device in self.accepted:
-                self.rejected["duplicate"] = self.rejected.get("duplicate", 0) + 1
-                return False
-            tensors: Weights | None = msg.tensors
-            reason = check_samples(msg.samples)
-            if reason is None and msg.info.get("encoding") == "int8-delta":
-                tensors, reason = decode_int8_delta(msg.tensors, self.weights)
-            if reason is None and tensors is not None:
-                reason = check_update(tensors, self.weights)
-            if reason is not None or tensors is None:
-                self._reject(device, f"invalid: {reason}")
-                return False
+            tensors = verdict.tensors
+            assert tensors is not None
             _save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
                           {"device": device, "samples": str(msg.samples)})
             self.accepted[device] = (tensors, msg.samples)
@@ -281,17 +201,9 @@ class Aggregator:
         with self.lock:
             if self.done.is_set() or not self.selected:
                 return
-            need = max(1, int(np.ceil(self.cfg.quorum * len(self.selected))))
-            if why == "quorum" and len(self.accepted) < need:
+            if why == "quorum" and len(self.accepted) < self.strategy.quorum(len(self.selected)):
                 return
-            if not self.accepted:  # a deadline with nothing in: keep the model, move on
-                new = self.weights
-            else:
-                names = sorted(self.accepted)  # order-independent result
-                step = self.cfg.server_step if self.cfg.algorithm == "reptile" else 1.0
-                new = reptile_update(self.weights, [self.accepted[n][0] for n in names],
-                                     [self.accepted[n][1] for n in names], step=step, rule=self.cfg.robust,
-                                     max_norm=self.cfg.clip)
+            new = self.strategy.aggregate(self.weights, self.accepted)
             reported = [self._reported[n] for n in self.accepted if n in self._reported]
             means = {k: float(np.mean([r[k] for r in reported if k in r])) for k in {k for r in reported for k in r}}
             self.logs.append(RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
@@ -376,3 +288,6 @@ class Aggregator:
 
     def metrics(self) -> list[dict[str, Any]]:
         return [asdict(x) for x in self.logs]
+
+
+__all__ = ["ALGORITHMS", "Aggregator", "JobConfig", "RoundLog"]

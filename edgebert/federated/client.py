@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.federated.aggregate import fedprox_gradient, quantize_int8
+from edgebert.federated.aggregate import fedprox_gradient
 from edgebert.federated.auth import sign_update
+from edgebert.federated.encoding import INT8_DELTA, encode_int8_delta
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
 from edgebert.runtime.online import OnlineLearner
@@ -70,31 +71,27 @@ class DeviceClient:
         self.rounds_done.append(msg.round)
         self.ch.send(self.ch.topics.update(self.job, self.me), update)
 
+    def _fedprox(self, global_w: dict[str, np.ndarray]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+        """FedProx: mu * (w - w_global) added to every gradient (weights are (in, out) in the learner)."""
+        def hook(grads: list[np.ndarray]) -> list[np.ndarray]:
+            prox = fedprox_gradient(self.learner.get_weights(), global_w, self.mu)
+            return [g + (prox[f"layers.{i // 2}.weight"].T if i % 2 == 0 else prox[f"layers.{i // 2}.bias"])
+                    for i, g in enumerate(grads)]
+        return hook
+
     def _train(self, msg: Message) -> Message:
         global_w = {k: v.astype(np.float32) for k, v in msg.tensors.items()}
         self.learner.set_weights(global_w)
         x, y = self.data(msg.round, self.shots)
         losses = []
+        hook = self._fedprox(global_w) if self.mu else None
         for _ in range(self.inner_steps):
-            if self.mu:  # FedProx: add mu * (w - w_global) to the gradient of the local loss
-                loss, grads = self.learner.loss_and_grads(x, self.learner._targets(y, len(x)))
-                prox = fedprox_gradient(self.learner.get_weights(), global_w, self.mu)
-                for i in range(len(self.learner.W)):
-                    grads[2 * i] = grads[2 * i] + prox[f"layers.{i}.weight"].T
-                    grads[2 * i + 1] = grads[2 * i + 1] + prox[f"layers.{i}.bias"]
-                self.learner._step(grads)
-            else:
-                loss = self.learner.learn_many(x, y)
-            losses.append(loss)
+            losses.append(self.learner.learn_many(x, y, grad_hook=hook))
         adapted = self.learner.get_weights()
         metrics = {"loss_first": float(losses[0]), "loss_last": float(losses[-1])} if losses else {}
         if not self.int8:
             return Message("update", self.me, job=self.job, round=msg.round, model_version=msg.model_version,
                            samples=len(x), metrics=metrics, tensors=adapted)
-        delta = {k: adapted[k] - global_w[k] for k in adapted}
-        codes, self._residual = quantize_int8(delta, self._residual)
-        tensors: dict[str, np.ndarray] = {}
-        for k, (q, scale) in codes.items():
-            tensors[k], tensors[f"{k}.scale"] = q, np.array([scale], np.float32)
+        tensors, self._residual = encode_int8_delta(adapted, global_w, self._residual)
         return Message("update", self.me, job=self.job, round=msg.round, model_version=msg.model_version,
-                       samples=len(x), metrics=metrics, info={"encoding": "int8-delta"}, tensors=tensors)
+                       samples=len(x), metrics=metrics, info={"encoding": INT8_DELTA}, tensors=tensors)

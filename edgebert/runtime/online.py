@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,12 +277,15 @@ class OnlineLearner:
             raise InputError("x: expected finite numbers within float32 range, found NaN, Inf or a value beyond 3.4e38")
         return X
 
-    def learn_many(self, X: Any, Y: Any) -> float:
+    def learn_many(self, X: Any, Y: Any,
+                   grad_hook: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> float:
+        """One step on a batch. ``grad_hook`` may change the gradients before the step (a
+        proximal term for FedProx, say): it gets and returns [W0, b0, W1, b1, …], W as (in, out)."""
         X = self._as_matrix(X)
         T = self._targets(Y, X.shape[0])
         self._observe(X)
         loss, grads = self.loss_and_grads(X, T)
-        self._step(grads)
+        self._step(grad_hook(grads) if grad_hook is not None else grads)
         return loss
 
     def learn_one(self, x: Any, y: Any) -> float:

@@ -119,3 +119,20 @@ def test_a_killed_aggregator_resumes_mid_round_and_ends_identically(tmp_path: Pa
 def test_job_config_validation() -> None:
     with pytest.raises(Exception, match="--algorithm"):
         JobConfig("j", "sine", algorithm="fedsgd")
+
+
+def test_fedprox_keeps_a_device_near_the_global_model() -> None:
+    from edgebert.federated.aggregate import global_norm
+
+    global_w = new_learner("sine", 0.02).get_weights()
+    msg = Message("model", "agg", job="sine", round=0, info={"participants": ["d"]}, tensors=global_w)
+    moved = {}
+    for mu in (0.0, 5.0):
+        client = DeviceClient(Channel(InMemoryBus().client("d"), Topics("t", "f"), "d"), "sine",
+                              new_learner("sine", 0.02), DeviceTask("sine", device_seed=1).round_data, inner_steps=20,
+                              fedprox_mu=mu)
+
+        update = client._train(msg)
+
+        moved[mu] = global_norm({k: update.tensors[k] - global_w[k] for k in global_w})
+    assert 0 < moved[5.0] < 0.8 * moved[0.0]  # the proximal term pulls every step back towards the global model
