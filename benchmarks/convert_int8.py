@@ -33,12 +33,12 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 import edgebert
 from edgebert import measure
-from edgebert.converter import read_text_lines
 from edgebert.cpu import integer_kernel, qemu_x86, run_as_cpu
 from edgebert.graph import reference
 from edgebert.graph.form import Graph
 from edgebert.model.tokenizer import encode_batch
 from edgebert.model.zoo import corpus_path, find_minilm, make_random_bert
+from edgebert.source import read_text_lines
 
 HERE = Path(__file__).parent
 N_CALIBRATION = 250

@@ -33,7 +33,6 @@ from edgebert import measure
 from edgebert.compress.calibrate import calibrate
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.compress.lower import lower_bert
-from edgebert.converter import _batches
 from edgebert.cpu import integer_kernel
 from edgebert.emit.onnx import to_onnx
 from edgebert.graph.avx2 import saturation_free
@@ -41,6 +40,7 @@ from edgebert.graph.form import Graph
 from edgebert.model.checkpoint import load_checkpoint
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.zoo import find_minilm
+from edgebert.source import batches as _batches
 
 SCHEMES = {
     "min-max ranges, no smoothing": Int8Scheme(activation_range="minmax", smoothquant_alpha=None),

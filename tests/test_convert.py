@@ -140,8 +140,8 @@ def test_latency_measurement_uses_valid_token_ids_for_a_tiny_vocabulary() -> Non
 
 def test_calibration_lines_are_cut_to_the_model_length_and_bounded_in_tokens(tiny_ckpt) -> None:
     """Issue 11: a 45 MB one-line calibration file ran 300 s at 6.3 GB without a result."""
-    from edgebert.converter import bound_lines
     from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.source import bound_lines
 
     ckpt = load_checkpoint(tiny_ckpt)
     huge = "word " * 9_000_000  # 45 MB on one line

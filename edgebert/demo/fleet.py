@@ -8,6 +8,8 @@ connection, state directory and data stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edgebert.errors import InputError
 
@@ -58,3 +60,22 @@ def thing_description(iri: str, name: str, kind: Kind, fleet_iri: str, family: s
         "properties": {"status": {"type": "string", "readOnly": True,
                                   "forms": [{"href": f"mqtt://broker/edgebert/{name}/status", "op": "observeproperty"}]}},
     }
+
+
+class DemoFleet:
+    """The simulated devices: each an MQTT connection, a provisioning agent, a state directory."""
+
+    def __init__(self, url: str, topics: Any, names: list[str], root: Path, public_key: bytes) -> None:  # noqa: ANN401
+        from edgebert.fleet.agent import DeviceAgent
+        from edgebert.fleet.slots import ArtifactSlots
+        from edgebert.messaging.client import connect
+        from edgebert.messaging.mqtt import MqttLoop
+
+        self.loop = MqttLoop()
+        self.channels, self.agents = {}, {}
+        for name in names:
+            self.channels[name] = connect(url, topics, name, device=True, loop=self.loop, retry=True)
+            self.agents[name] = DeviceAgent(self.channels[name], ArtifactSlots(root / name), public_key)
+
+    def close(self) -> None:
+        self.loop.stop()

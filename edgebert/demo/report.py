@@ -160,7 +160,15 @@ def markdown(r: dict[str, Any]) -> str:
         loss = (f"{row['loss_before']:.3f} → {row['loss_after']:.3f}" if row["loss_before"] is not None else "-")
         lines.append(f"| {row['round'] + 1} | {row['participants']} | {row['closed_by']} | {row['wall_s']:.2f} | "
                      f"{loss} | {row['unseen_mse']:.3f} |")
-    lines += ["", "## Registry questions", "", "**Which artifacts fit each kind of device?**", ""]
+    return "\n".join(lines + _registry_section(q) + [
+        "", "## Time per step (s)", "", "| " + " | ".join(r["timings_s"]) + " |",
+        "|" + "---|" * len(r["timings_s"]), "| " + " | ".join(f"{v:.1f}" for v in r["timings_s"].values()) + " |",
+        "", "Files: `report.json` (everything above), `fleet.csv`, `rounds.png`, `adaptation.png`, `fleet.png`; "
+        "`artifacts/`, `devices/<name>/` (each device's artifacts and active.json), `registry/`, `keys/`.", ""])
+
+
+def _registry_section(q: dict[str, Any]) -> list[str]:
+    lines = ["", "## Registry questions", "", "**Which artifacts fit each kind of device?**", ""]
     for fit in q["which_artifacts_fit"]:
         lines.append(f"- {fit['kind']} ({fit['device']}): {', '.join('`' + m + '`' for m in fit['matches']) or 'none'}")
     lines += ["", "**What runs where?** (active deployments)", ""]
@@ -173,11 +181,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "**Lineage of the meta-learned artifact** (PROV-O)", ""]
     lines += [f"- depth {row.get('depth')}: {row.get('type', '').rsplit('#', 1)[-1]} {row.get('name') or row.get('entity')}"
               for row in q["lineage_of_meta_artifact"]]
-    lines += ["", "## Time per step (s)", "", "| " + " | ".join(r["timings_s"]) + " |",
-              "|" + "---|" * len(r["timings_s"]), "| " + " | ".join(f"{v:.1f}" for v in r["timings_s"].values()) + " |",
-              "", "Files: `report.json` (everything above), `fleet.csv`, `rounds.png`, `adaptation.png`, `fleet.png`; "
-              "`artifacts/`, `devices/<name>/` (each device's artifacts and active.json), `registry/`, `keys/`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(out: Path, result: dict[str, Any]) -> None:

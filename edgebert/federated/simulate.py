@@ -7,7 +7,6 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,7 @@ from edgebert.messaging.broker import EmbeddedBroker
 from edgebert.messaging.client import connect
 from edgebert.messaging.mqtt import BrokerConfig, MqttLoop
 from edgebert.messaging.protocol import Topics
-
-Progress = Callable[[str, int, int], None]
+from edgebert.progress import Progress
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import queue
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ from edgebert.fleet.signing import SIGNATURE, check_signature, sign, sign_bytes
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
 from edgebert.names import check_device_iri, device_name
+from edgebert.progress import Progress
 
-Progress = Callable[[str, int, int], None]
 OUTCOME_STATUS = {"active": "active", "refused": "failed", "rolled-back": "rolled-back"}
 
 

@@ -1,0 +1,76 @@
+"""Step 5: online adaptation on the camera (digits) and text devices, frozen vs learning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgebert.demo.fleet import DemoFleet
+from edgebert.progress import Progress
+
+
+def adapt_digits(fleet: DemoFleet, names: list[str], samples: int, seed: int, progress: Progress) -> dict[str, Any]:
+    """Camera devices: each sees the digits through its own gain/offset; the provisioned int8 net as
+    it is (frozen) vs the same net trained online on the device (prequential accuracy)."""
+    from edgebert.federated.tasks import DeviceTask
+    from edgebert.model.tinyml import digits_data
+    from edgebert.runtime.online import OnlineLearner
+
+    dx, dy = digits_data()
+    frozen, adapting = [], []
+    for i, name in enumerate(names):
+        engine = fleet.agents[name].engine
+        assert engine is not None
+        task = DeviceTask("digits", 77_000 + seed * 1000 + i, dx, dy)
+        x, y = task.sample(samples, np.random.default_rng(seed + i))
+        frozen.append((engine.output(x).argmax(1) == y).astype(float))
+        learner = OnlineLearner(64, 10, (32, 32), "xent", "adam", 3e-3, labels=list(range(10)), normalize=False)
+        learner.set_weights(engine.trainable_weights())
+        hits = []
+        for xi, yi in zip(x, y, strict=True):
+            hits.append(float(learner.predict_one(xi) == yi))
+            learner.learn_one(xi, int(yi))
+        adapting.append(np.array(hits))
+        progress("online adaptation (camera devices)", i + 1, len(names))
+    f, a = np.mean(frozen, 0), np.mean(adapting, 0)
+    bins = 25
+    return {"devices": len(names), "samples": samples, "bin": bins,
+            "frozen_curve": [float(f[j:j + bins].mean()) for j in range(0, samples, bins)],
+            "adapting_curve": [float(a[j:j + bins].mean()) for j in range(0, samples, bins)],
+            "frozen_last_100": float(f[-100:].mean()), "adapting_last_100": float(a[-100:].mean())}
+
+
+def adapt_text(fleet: DemoFleet, names: list[str], samples: int, seed: int, progress: Progress) -> dict[str, Any]:
+    """Text devices: a classifier head on the provisioned encoder learns each device's own labelled
+    stream online; a fourth topic appears halfway (a class the head has never seen)."""
+    from edgebert.demo.streams import TOPICS, text_stream
+    from edgebert.runtime.online import OnlineLearner
+
+    topics = list(TOPICS)
+    half = samples // 2
+    curves, new_class_after = [], []
+    for i, name in enumerate(names):
+        engine = fleet.agents[name].engine
+        assert engine is not None
+        rng = np.random.default_rng(seed * 100 + i)
+        first = [topics[(i + k) % 4] for k in range(3)]
+        stream = text_stream(rng, half, first) + text_stream(rng, samples - half, topics)
+        feats = engine.embed([t for t, _ in stream])
+        head = OnlineLearner(engine.feature_dim, 0, optimizer="adam", lr=0.01)
+        hits, new = [], []
+        for j, (f, (_, label)) in enumerate(zip(feats, stream, strict=True)):
+            hit = float(head.predict_one(f) == label)
+            hits.append(hit)
+            if j >= half and label not in first:
+                new.append(hit)
+            head.learn_one(f, label)
+        curves.append(np.array(hits))
+        new_class_after.append(float(np.mean(new[5:])) if len(new) > 5 else float("nan"))
+        progress("online adaptation (text devices)", i + 1, len(names))
+    c = np.mean(curves, 0)
+    bins = 10
+    return {"devices": len(names), "samples": samples, "new_topic_at": half, "bin": bins,
+            "curve": [float(c[j:j + bins].mean()) for j in range(0, samples, bins)],
+            "accuracy_last_20": float(c[-20:].mean()),
+            "new_topic_accuracy_after_5": float(np.nanmean(new_class_after))}
