@@ -18,7 +18,6 @@ weights (``from_weights``) keeps its raw inputs unless asked otherwise.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import InputError
-from edgebert.files import atomic_write
 
 LOSSES = ("xent", "mse")
 OPTIMIZERS = ("sgd", "adam")
@@ -364,23 +362,9 @@ class OnlineLearner:
                 self.W[0] = (self.W[0] * self._scale()[:, None]).astype(np.float32)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        state = {}
-        for i, (W, b) in enumerate(zip(self.W, self.b, strict=True)):  # as trained (not folded)
-            state[f"layers.{i}.weight"], state[f"layers.{i}.bias"] = W.T, b
-        if self.normalize:
-            state["norm.mean"], state["norm.var"] = self.norm_mean, self.norm_var
-        for j, m in enumerate(self._m):
-            state[f"opt.m.{j}"] = m
-        for j, v in enumerate(self._v):
-            state[f"opt.v.{j}"] = v
-        if self.replay_size:
-            state["replay.x"] = self._buf_x
-            if self.loss == "mse":
-                state["replay.y"] = np.stack([y if y is not None else np.zeros(self.n_outputs, np.float32)
-                                              for y in self._buf_y]).astype(np.float32)
-            else:
-                state["replay.y"] = np.array([-1 if y is None else int(y) for y in self._buf_y], np.int64)
-        return state
+        from edgebert.runtime.learner_state import state_arrays
+
+        return state_arrays(self)
 
     def state_bytes(self) -> int:
         """Bytes of training state held in RAM: weights, optimizer state, replay buffer."""
@@ -393,60 +377,15 @@ class OnlineLearner:
 
     def save(self, path: str | Path) -> None:
         """Write weights, optimizer state, replay buffer and labels as safetensors, atomically."""
-        from safetensors.numpy import save
+        from edgebert.runtime.learner_state import save_learner
 
-        path = Path(path)
-        arrays = self.state_arrays()
-        bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
-        if bad:  # never replace a good state file with a broken one
-            raise InputError(f"{path}: expected a finite learner state to save, found NaN/Inf in {', '.join(bad[:3])}")
-        meta = {"config": json.dumps(self.config()), "labels": json.dumps(self.labels),
-                "progress": json.dumps({"steps": self.steps, "t": self._t, "seen": self._seen,
-                                        "norm_t": self._norm_t,
-                                        "norm_floor": None if self._norm_floor is None else float(self._norm_floor)})}
-        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
+        save_learner(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> OnlineLearner:
-        from safetensors import SafetensorError, safe_open
+        from edgebert.runtime.learner_state import load_learner
 
-        path = Path(path)
-        try:
-            with safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-                arrays = {k: f.get_tensor(k) for k in f.keys()}
-            cfg = json.loads(meta["config"])
-            labels = json.loads(meta["labels"])
-            progress = json.loads(meta["progress"])
-        except FileNotFoundError:
-            raise InputError(f"{path}: expected a learner state file, found no such file") from None
-        except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: expected a learner state (safetensors with config), found: {exc!r}") from None
-        learner = cls(cfg["input_dim"], cfg["n_outputs"], cfg["hidden"], cfg["loss"], cfg["optimizer"], cfg["lr"],
-                      cfg["replay"], cfg["replay_batch"], cfg.get("momentum", 0.0), normalize=False)
-        learner.labels = labels
-        learner.set_weights(arrays)  # the trained parameters as they are
-        if cfg.get("normalize", False):
-            mean, var = arrays.get("norm.mean"), arrays.get("norm.var")
-            if mean is None or var is None or mean.shape != (learner.input_dim,) or var.shape != mean.shape \
-                    or not (np.isfinite(mean).all() and np.isfinite(var).all() and (var >= 0).all()):
-                raise InputError(f"{path}: expected finite input statistics norm.mean/norm.var of shape "
-                                 f"({learner.input_dim},), found {None if mean is None else mean.shape}")
-            learner.normalize = True
-            learner.norm_mean, learner.norm_var = mean.astype(np.float32), var.astype(np.float32)
-            floor = progress.get("norm_floor")
-            learner._norm_scale, learner._norm_floor = None, None if floor is None else np.float32(floor)
-            learner._norm_t = int(progress.get("norm_t", 0))
-        learner._m = [arrays[f"opt.m.{j}"] for j in range(len(learner._m))] if learner._m else []
-        learner._v = [arrays[f"opt.v.{j}"] for j in range(len(learner._v))] if learner._v else []
-        learner._m_flat = learner._v_flat = None
-        learner.steps, learner._t, learner._seen = progress["steps"], progress["t"], progress["seen"]
-        if learner.replay_size:
-            learner._buf_x = arrays["replay.x"]
-            ys = arrays["replay.y"]
-            learner._buf_y = [None if (learner.loss == "xent" and y < 0) else y for y in
-                              (ys.tolist() if learner.loss == "xent" else list(ys))]
-        return learner
+        return load_learner(path)
 
     @classmethod
     def from_weights(cls, weights: dict[str, np.ndarray], loss: str, **kwargs: Any) -> OnlineLearner:
