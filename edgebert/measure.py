@@ -13,8 +13,10 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from edgebert.cpu import integer_kernel
-from edgebert.model.tokenizer import encode_batch
+from edgebert.graph.reference import mean_pool
 from edgebert.progress import Progress
+from edgebert.runtime.backends import ort_session
+from edgebert.runtime.engine import sentence_embeddings
 
 if TYPE_CHECKING:
     from edgebert.graph.form import Graph
@@ -23,29 +25,15 @@ if TYPE_CHECKING:
 
 
 def session(model: str | Path | bytes, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads)
 
 
 def embeddings(sess: ort.InferenceSession, tokenizer: Tokenizer, texts: list[str],
                batch_size: int = 1) -> np.ndarray:
     """Sentence embeddings (batch, hidden); mean-pooled last_hidden_state if the model has no pooling."""
     names = [o.name for o in sess.get_outputs()]
-    out = []
-    for i in range(0, len(texts), batch_size):
-        ids, mask = encode_batch(tokenizer, texts[i:i + batch_size])
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "sentence_embedding" in names:
-            out.append(sess.run(["sentence_embedding"], feeds)[0])
-        else:
-            h = sess.run(["last_hidden_state"], feeds)[0]
-            m = mask[..., None].astype(np.float32)
-            out.append((h * m).sum(1) / np.maximum(m.sum(1), 1e-9))
-    return np.concatenate(out)
+    return sentence_embeddings(lambda feeds, outs: dict(zip(outs, sess.run(outs, feeds), strict=True)), names,
+                               tokenizer, texts, batch_size)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,8 +91,7 @@ def evaluation_outputs(src: Source, run: Callable[[dict[str, np.ndarray]], dict[
     for feeds in src.evaluation:
         out = run(feeds)
         if src.tokenizer is not None and out_name != "sentence_embedding":
-            m = feeds["attention_mask"][..., None].astype(np.float32)
-            rows.append((out["last_hidden_state"] * m).sum(1) / m.sum(1))
+            rows.append(mean_pool(out["last_hidden_state"], feeds["attention_mask"]))
         else:
             rows.append(out[out_name])
     return np.concatenate(rows)

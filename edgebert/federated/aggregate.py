@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgebert.errors import InputError
+from edgebert.graph.quantize import quantize_symmetric
 
 Weights = dict[str, np.ndarray]
 ROBUST = ("clipped_mean", "clipped_trimmed_mean", "none", "median", "trimmed_mean")
@@ -193,11 +194,11 @@ def quantize_int8(delta: Weights, residual: Weights | None) -> tuple[dict[str, t
     returns the codes with their scale, and the new residual (what int8 could not carry)."""
     codes, new_residual = {}, {}
     for k, v in delta.items():
-        x = v + (residual[k] if residual else 0.0)
-        scale = float(np.abs(x).max()) / 127.0 or 1.0
-        q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
+        x = (v + (residual[k] if residual else 0.0)).astype(np.float32)
+        q, scales = quantize_symmetric(x.reshape(1, -1), axis=0)  # one channel: the whole tensor
+        q, scale = q.reshape(x.shape), float(scales[0])
         codes[k] = (q, scale)
-        new_residual[k] = (x - q.astype(np.float32) * scale).astype(np.float32)
+        new_residual[k] = (x - q.astype(np.float32) * np.float32(scale)).astype(np.float32)  # what the server decodes
     return codes, new_residual
 
 

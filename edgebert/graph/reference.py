@@ -83,6 +83,12 @@ def attention(qkv: np.ndarray, mask: np.ndarray, heads: int) -> np.ndarray:
     return (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, heads * hd).astype(np.float32)
 
 
+def mean_pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean of the real tokens' states: (batch, seq, hidden), (batch, seq) -> (batch, hidden)."""
+    m = mask.astype(np.float32)[..., None]
+    return (h * m).sum(1) / np.maximum(m.sum(1), np.float32(1e-9))
+
+
 def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
     m = mask.astype(np.float32)[..., None]
     if mode == "cls":
@@ -90,7 +96,7 @@ def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndar
     elif mode == "max":
         out = (h + (1.0 - m) * MASK_VALUE).max(1)
     else:
-        out = (h * m).sum(1) / np.maximum(m.sum(1), np.float32(1e-9))
+        out = mean_pool(h, mask)
     if normalize:
         out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), np.float32(1e-12))
     return out.astype(np.float32)

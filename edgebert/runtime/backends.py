@@ -22,18 +22,24 @@ class Backend(Protocol):
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
+def ort_session(model: str | Path | bytes, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
+    """The project's one way to open an ONNX Runtime session: CPU, ``threads`` intra-op threads, quiet."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxBackend:
     """ONNX Runtime CPU; ``InferenceSession.run`` is safe to call from several threads."""
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort_session(path, threads)
         except Exception as exc:  # ORT raises its own exception types
             raise ArtifactError(f"{path}: expected an ONNX model ONNX Runtime can load, found: {exc}") from None
         self.input_names = [i.name for i in self._session.get_inputs()]

@@ -8,15 +8,35 @@ or a TinyML net's last hidden layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgebert.artifact import Artifact
 from edgebert.errors import ArtifactError, InputError
+from edgebert.graph.reference import mean_pool
 from edgebert.model.tokenizer import encode_batch  # tokenizers + numpy only
 from edgebert.runtime.backends import Backend, open_backend
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+
+def sentence_embeddings(run: Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]], outputs: list[str],
+                        tokenizer: Tokenizer, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """(len(texts), hidden): the model's ``sentence_embedding``, or its ``last_hidden_state``
+    mean-pooled over the real tokens when it has no pooling. ``run(feeds, names)`` runs the model."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = encode_batch(tokenizer, texts[i:i + batch_size])
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "sentence_embedding" in outputs:
+            out.append(run(feeds, ["sentence_embedding"])["sentence_embedding"])
+        else:
+            out.append(mean_pool(run(feeds, ["last_hidden_state"])["last_hidden_state"], mask))
+    return np.concatenate(out)
 
 
 class Engine:
@@ -68,17 +88,9 @@ class Engine:
             raise InputError("embed: expected a text artifact (with tokenizer.json), found a tensor-input artifact")
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise InputError("embed: expected a list of strings")
-        out = []
-        for i in range(0, len(texts), batch_size):
-            ids, mask = encode_batch(self.tokenizer, texts[i:i + batch_size])
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "sentence_embedding" in self.backend.output_names:
-                out.append(self.backend.run(feeds, ["sentence_embedding"])["sentence_embedding"])
-            else:
-                h = self.backend.run(feeds, ["last_hidden_state"])["last_hidden_state"]
-                m = mask[..., None].astype(np.float32)
-                out.append((h * m).sum(1) / np.maximum(m.sum(1), 1e-9))
-        return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return sentence_embeddings(self.backend.run, self.backend.output_names, self.tokenizer, texts, batch_size)
 
     def features(self, x: Any) -> np.ndarray:
         """Backbone output for online learning: (n, feature_dim)."""
