@@ -26,6 +26,7 @@ from common import finish  # noqa: E402 - before this folder leaves the import p
 
 # benchmarks/registry.py is named like the registry package: keep this folder off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/net.py
 
 import edgebert  # noqa: E402
 from edgebert.artifact import Artifact  # noqa: E402
@@ -35,10 +36,11 @@ from edgebert.fleet.signing import keygen, read_public_key  # noqa: E402
 from edgebert.fleet.slots import ArtifactSlots  # noqa: E402
 from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport  # noqa: E402
 from edgebert.messaging.protocol import Message, Topics  # noqa: E402
-from edgebert.messaging.transport import Channel, wait_until  # noqa: E402
+from edgebert.messaging.transport import Channel  # noqa: E402
 from edgebert.model.tinyml import train  # noqa: E402
 from edgebert.model.zoo import corpus_path, find_minilm, make_random_bert  # noqa: E402
 from registry.registry import open_registry  # noqa: E402
+from tests.net import wait_until  # noqa: E402
 
 MOSQUITTO = "mqtt://127.0.0.1:1883"
 

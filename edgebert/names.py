@@ -10,9 +10,14 @@ from edgebert.errors import InputError
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # one path component / topic level
 
 
-def device_name(iri: str) -> str:
-    """A device's MQTT id: the last part of its IRI (``urn:dev:pi-007`` -> ``pi-007``)."""
+def local_name(iri: str) -> str:
+    """An IRI's last part, after the last '/', ':' or '#' (``urn:dev:pi-007`` -> ``pi-007``)."""
     return iri.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].rsplit("#", 1)[-1]
+
+
+def device_name(iri: str) -> str:
+    """A device's MQTT id: the last part of its IRI."""
+    return local_name(iri)
 
 
 def check_device_iri(iri: str) -> str:

@@ -26,7 +26,6 @@ from registry.vocab import (
     SCHEMA,
     TD,
     TD_CONTEXT_URLS,
-    XSD,
     datetime_lit,
     iri,
     is_iri,
@@ -201,4 +200,3 @@ def manifest_quads(art: Artifact) -> list[ox.Quad]:
     return list(ox.parse(manifest_ntriples(art), format=ox.RdfFormat.N_QUADS))
 
 
-XSD_DATETIME = XSD + "dateTime"

@@ -17,7 +17,7 @@ import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
 from edgebert.errors import InputError, NotFoundError, StoreError
-from edgebert.names import check_device_iri
+from edgebert.names import check_device_iri, local_name
 from registry import queries
 from registry.deployments import Deployments, parse_time
 from registry.describe import (
@@ -182,7 +182,7 @@ class Registry(Deployments):
         out = [{"device": r["d"], "fleets": (r["fleets"] or "").split()} for r in rows]
         if fleet is None:
             return out
-        return [r for r in out if any(f == fleet or f.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] == fleet
+        return [r for r in out if any(f == fleet or local_name(f) == fleet
                                       for f in r["fleets"])]
 
     def artifact_location(self, artifact: str) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
@@ -54,7 +53,6 @@ class InMemoryBus:
         self.retained: dict[str, bytes] = {}
         self.subs: list[tuple[str, str, Handler]] = []
         self.drop: Callable[[str, bytes], bool] = lambda topic, payload: False
-        self.delivered_bytes = 0
         self._lock = threading.RLock()
 
     def client(self, name: str) -> InMemoryTransport:
@@ -69,7 +67,6 @@ class InMemoryBus:
             targets = [h for _, f, h in self.subs if topic_matches(f, topic)]
         for handler in targets:
             if not self.drop(topic, payload):
-                self.delivered_bytes += len(payload)
                 handler(topic, payload)
 
 
@@ -181,13 +178,4 @@ class Channel:
                 self.transport.publish(target, parts[i])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()
-
-
-__all__ = ["Channel", "InMemoryBus", "Transport", "topic_matches", "wait_until"]
+__all__ = ["Channel", "InMemoryBus", "Transport", "topic_matches"]

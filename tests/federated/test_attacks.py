@@ -19,6 +19,7 @@ from edgebert.federated.tasks import new_learner
 from edgebert.messaging.protocol import Message, Topics
 from edgebert.messaging.transport import Channel, InMemoryBus
 
+from ..net import wait_until
 from .hostile import ATTACKS, run
 
 
@@ -86,7 +87,7 @@ def test_the_watchdog_fails_the_job_loudly_when_the_mqtt_thread_dies(tmp_path: P
     from edgebert.errors import EdgeBertError
     from edgebert.messaging.broker import EmbeddedBroker
     from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
-    from edgebert.messaging.transport import wait_until
+
 
     with EmbeddedBroker() as broker:
         loop = MqttLoop()

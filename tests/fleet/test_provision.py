@@ -12,11 +12,11 @@ import pytest
 from edgebert.errors import InputError
 from edgebert.fleet.provision import ProvisionConfig, Provisioner, device_name, plan, table
 from edgebert.messaging.mqtt import BrokerConfig, MqttTransport
-from edgebert.messaging.transport import Channel, wait_until
+from edgebert.messaging.transport import Channel
 from registry.registry import open_registry
 
 from ..fleetkit import Fleet, make_td
-from ..net import port_open
+from ..net import port_open, wait_until
 
 MOSQUITTO = "mqtt://127.0.0.1:1883"
 pytestmark = pytest.mark.skipif(not port_open(1883), reason="Mosquitto is not running on 127.0.0.1:1883 (.ci/run starts it)")

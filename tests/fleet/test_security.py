@@ -21,10 +21,10 @@ from edgebert.fleet.security import Credential, mosquitto_hash, write_broker_con
 from edgebert.fleet.slots import Outcome
 from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
 from edgebert.messaging.protocol import Message, Topics
-from edgebert.messaging.transport import Channel, wait_until
+from edgebert.messaging.transport import Channel
 
 from ..fleetkit import release_info
-from ..net import free_port, port_open
+from ..net import free_port, port_open, wait_until
 
 TOPICS = Topics("edgebert", "lab")
 

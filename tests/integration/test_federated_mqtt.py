@@ -25,9 +25,9 @@ from edgebert.federated.tasks import DeviceTask, new_learner
 from edgebert.messaging.broker import EmbeddedBroker
 from edgebert.messaging.mqtt import BrokerConfig, MqttLoop, MqttTransport
 from edgebert.messaging.protocol import Message, Topics
-from edgebert.messaging.transport import Channel, wait_until
+from edgebert.messaging.transport import Channel
 
-from ..net import free_port, port_open
+from ..net import free_port, port_open, wait_until
 
 MOSQUITTO = "mqtt://127.0.0.1:1883"
 

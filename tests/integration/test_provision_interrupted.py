@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.messaging.transport import wait_until
 from registry.registry import open_registry
 
 from ..fleetkit import Fleet, make_td
-from ..net import free_port, port_open
+from ..net import free_port, port_open, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from edgebert.errors import DescriptionError, StoreError
-from edgebert.messaging.transport import wait_until
 from registry.registry import open_registry
 
-from ..net import free_port, port_open
+from ..net import free_port, port_open, wait_until
 from .conftest import SELOC, make_td
 
 
