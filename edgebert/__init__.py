@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from edgebert.errors import EdgeBertError
+from edgebert.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["EdgeBertError", "__version__", "convert"]
 
 if TYPE_CHECKING:

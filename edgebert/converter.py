@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgebert import __version__
 from edgebert.artifact import Artifact, Manifest, file_entries
 from edgebert.compress.calibrate import calibrate
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
@@ -26,6 +25,7 @@ from edgebert.graph.form import Graph
 from edgebert.measure import fidelity_and_latency, memory_estimate
 from edgebert.progress import Progress, silent
 from edgebert.source import Source, load_source
+from edgebert.version import __version__
 
 CONVERT_PRECISIONS = ("fp32", "int8")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgebert import __version__
 from edgebert.cli import convert, demo, device, federate, fleet, tinyml
 from edgebert.cli.common import EXIT_BAD_INPUT
 from edgebert.errors import EdgeBertError
+from edgebert.version import __version__
 
 GROUPS = (convert, demo, tinyml, device, federate, fleet)
 

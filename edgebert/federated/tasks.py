@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebert.model.tasks import default_config, sine_batch, sine_task
 from edgebert.runtime.online import OnlineLearner
-
-SIZES = {"sine": (1, (40, 40), 1, "mse"), "digits": (64, (32, 32), 10, "xent")}
 
 
 def new_learner(task: str, lr: float = 0.01, seed: int = 0, optimizer: str = "sgd") -> OnlineLearner:
-    d_in, hidden, d_out, loss = SIZES[task]
+    cfg = default_config(task)  # the same net the host trains and converts
+    d_in, hidden, d_out, loss = cfg.input_dim, cfg.hidden, cfg.n_outputs, cfg.loss
     learner = OnlineLearner(d_in, d_out, hidden, loss, optimizer, lr, seed=seed,
                             labels=list(range(d_out)) if loss == "xent" else None,
                             normalize=False)  # weights mean the same on every device: no per-device statistics
@@ -44,7 +44,7 @@ class DeviceTask:
     def _params(self) -> tuple[float, float]:
         rng = np.random.default_rng(self.device_seed)
         if self.task == "sine":
-            return float(rng.uniform(0.1, 5.0)), float(rng.uniform(0.0, np.pi))
+            return sine_task(rng)
         return float(rng.uniform(0.5, 1.0)), float(rng.uniform(-0.3, 0.3))  # gain, offset
 
     def round_data(self, round_: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +54,7 @@ class DeviceTask:
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         a, b = self._params()
         if self.task == "sine":
-            x = rng.uniform(-5.0, 5.0, (n, 1)).astype(np.float32)
-            return x, (a * np.sin(x + b)).astype(np.float32)
+            return sine_batch(rng, a, b, n)
         assert self.digits_x is not None and self.digits_y is not None
         idx = rng.integers(0, len(self.digits_x), n)
         x = np.clip(a * self.digits_x[idx] + b, 0.0, 1.0).astype(np.float32)

@@ -12,70 +12,15 @@ A model directory holds ``config.json`` (``model_type: edgebert-mlp``) and ``mod
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgebert.errors import CheckpointError
-
-MODEL_TYPE = "edgebert-mlp"
-TASKS = ("sine", "digits")
+from edgebert.model.tasks import MODEL_TYPE, TASKS, MlpConfig, default_config, sine_batch, sine_task  # noqa: F401
 
 
-@dataclass(frozen=True)
-class MlpConfig:
-    task: str
-    input_dim: int
-    hidden: tuple[int, ...]
-    n_outputs: int
-    loss: str  # "mse" | "xent"
-    activation: str = "relu"
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("mse", "xent"):
-            raise CheckpointError(f"config.json: expected loss mse or xent, found {self.loss!r}")
-        if self.activation != "relu":
-            raise CheckpointError(f"config.json: expected activation relu, found {self.activation!r}")
-        if self.input_dim <= 0 or self.n_outputs <= 0 or any(h <= 0 for h in self.hidden):
-            raise CheckpointError("config.json: expected positive input_dim, hidden sizes and n_outputs")
-
-    @property
-    def sizes(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.n_outputs]
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden), "model_type": MODEL_TYPE}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> MlpConfig:
-        try:
-            return cls(task=str(raw["task"]), input_dim=int(raw["input_dim"]), hidden=tuple(int(h) for h in raw["hidden"]),
-                       n_outputs=int(raw["n_outputs"]), loss=str(raw["loss"]), activation=str(raw.get("activation", "relu")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"config.json: expected an edgebert-mlp config, found a bad field ({exc!r})") from None
-
-
-def default_config(task: str) -> MlpConfig:
-    if task == "sine":
-        return MlpConfig("sine", 1, (40, 40), 1, "mse")
-    if task == "digits":
-        return MlpConfig("digits", 64, (32, 32), 10, "xent")
-    raise CheckpointError(f"task: expected one of {', '.join(TASKS)}, found {task!r}")
-
-
-# ------------------------------------------------------------------ data (numpy, no torch)
-def sine_task(rng: np.random.Generator) -> tuple[float, float]:
-    """One task of the family: (amplitude, phase)."""
-    return float(rng.uniform(0.1, 5.0)), float(rng.uniform(0.0, math.pi))
-
-
-def sine_batch(rng: np.random.Generator, amplitude: float, phase: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    x = rng.uniform(-5.0, 5.0, (n, 1)).astype(np.float32)
-    return x, (amplitude * np.sin(x + phase)).astype(np.float32)
-
-
+# ------------------------------------------------------------------ data
 def digits_data() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled digits: X (1797, 64) in [0, 1], y (1797,) int64."""
     from sklearn.datasets import load_digits
