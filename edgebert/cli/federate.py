@@ -38,9 +38,9 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
     if args.report:
         write_json(Path(args.report), result)
     if args.model_out:
-        from safetensors.numpy import save_file
+        from edgebert.tensors import save_tensors
 
-        save_file(weights, args.model_out)
+        save_tensors(Path(args.model_out), weights)
     print(_sim_report(result))
     return 0
 
@@ -74,9 +74,9 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
     if args.metrics:
         write_json(Path(args.metrics), {"job": job.to_info(), "rounds": agg.metrics()})
     if args.model_out:
-        from safetensors.numpy import save_file
+        from edgebert.tensors import save_tensors
 
-        save_file(weights, args.model_out)
+        save_tensors(Path(args.model_out), weights)
     print(f"job {args.job}: finished {agg.round} rounds")
     transport.close()
     return 0

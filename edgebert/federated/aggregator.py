@@ -34,19 +34,7 @@ from edgebert.federated.strategy import ALGORITHMS, JobConfig, RoundStrategy
 from edgebert.files import atomic_write
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
-
-
-def _save_tensors(path: Path, tensors: Weights, meta: dict[str, str] | None = None) -> None:
-    from safetensors.numpy import save
-
-    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
-
-
-def _load_tensors(path: Path) -> tuple[Weights, dict[str, str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "np") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+from edgebert.tensors import load_tensors, save_tensors
 
 
 @dataclass
@@ -95,7 +83,7 @@ class Aggregator:
 
     # ---------------------------------------------------------------- persistence
     def _commit(self) -> None:
-        _save_tensors(self.dir / f"model-r{self.round}.safetensors", self.weights)
+        save_tensors(self.dir / f"model-r{self.round}.safetensors", self.weights)
         state = {"round": self.round, "selected": self.selected, "logs": [asdict(x) for x in self.logs],
                  "known": sorted(self.known), "config": self.cfg.to_info()}
         atomic_write(self.dir / "state.json", json.dumps(state))  # the commit point
@@ -111,11 +99,11 @@ class Aggregator:
         self.round, self.selected = int(state["round"]), list(state["selected"])
         self.known |= set(state.get("known", []))
         self.logs = [RoundLog(**x) for x in state.get("logs", [])]
-        self.weights = _load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
+        self.weights = load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
         self.accepted = {}
         for path in sorted((self.dir / "updates").glob(f"r{self.round}-*.safetensors")):
             try:  # written only after every check; a file damaged on disk is dropped (the device resends)
-                tensors, meta = _load_tensors(path)
+                tensors, meta = load_tensors(path)
                 device, samples = meta["device"], int(meta["samples"])
                 if not self.strategy.still_valid(device, tensors, samples, self.selected, self.weights):
                     raise InputError("fails the update checks")
@@ -191,7 +179,7 @@ class Aggregator:
                 return False
             tensors = verdict.tensors
             assert tensors is not None
-            _save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
+            save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
                           {"device": device, "samples": str(msg.samples)})
             self.accepted[device] = (tensors, msg.samples)
             self._reported[device] = dict(msg.metrics)

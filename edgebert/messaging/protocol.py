@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import ProtocolError
+from edgebert.tensors import from_bytes, to_bytes
 
 PROTOCOL_VERSION = 1
 MAGIC = b"EBF1"
@@ -93,20 +94,13 @@ def _sha(data: bytes) -> str:
 
 
 def tensors_to_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    from safetensors.numpy import save
-
-    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}) if tensors else b""
+    return to_bytes(tensors)
 
 
 def tensors_from_bytes(body: bytes) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    if not body:
-        return {}
     try:
-        return load(body)
-    except (SafetensorError, ValueError, OSError) as exc:
+        return from_bytes(body)
+    except (ValueError, OSError) as exc:
         raise ProtocolError(f"body: expected safetensors bytes, found: {exc}") from None
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from edgebert.errors import InputError
-from edgebert.files import atomic_write
 from edgebert.runtime.online import OnlineLearner
+from edgebert.tensors import load_tensors, save_tensors
 
 
 def state_arrays(learner: OnlineLearner) -> dict[str, np.ndarray]:
@@ -36,8 +36,6 @@ def state_arrays(learner: OnlineLearner) -> dict[str, np.ndarray]:
 
 def save_learner(learner: OnlineLearner, path: str | Path) -> None:
     """Write weights, optimizer state, replay buffer and labels as safetensors, atomically."""
-    from safetensors.numpy import save
-
     path = Path(path)
     arrays = state_arrays(learner)
     bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
@@ -47,23 +45,17 @@ def save_learner(learner: OnlineLearner, path: str | Path) -> None:
             "progress": json.dumps({"steps": learner.steps, "t": learner._t, "seen": learner._seen,
                                     "norm_t": learner._norm_t,
                                     "norm_floor": None if learner._norm_floor is None else float(learner._norm_floor)})}
-    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
+    save_tensors(path, arrays, meta)
 
 
 def load_learner(path: str | Path) -> OnlineLearner:
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
+    arrays, meta = load_tensors(path, "a learner state file")
     try:
-        with safe_open(str(path), "np") as f:
-            meta = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
         cfg = json.loads(meta["config"])
         labels = json.loads(meta["labels"])
         progress = json.loads(meta["progress"])
-    except FileNotFoundError:
-        raise InputError(f"{path}: expected a learner state file, found no such file") from None
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: expected a learner state (safetensors with config), found: {exc!r}") from None
     learner = OnlineLearner(cfg["input_dim"], cfg["n_outputs"], cfg["hidden"], cfg["loss"], cfg["optimizer"], cfg["lr"],
                   cfg["replay"], cfg["replay_batch"], cfg.get("momentum", 0.0), normalize=False)
