@@ -18,7 +18,6 @@ weights (``from_weights``) keeps its raw inputs unless asked otherwise.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import InputError
+from edgebert.runtime import mlp
 
 LOSSES = ("xent", "mse")
 OPTIMIZERS = ("sgd", "adam")
@@ -146,14 +146,7 @@ class OnlineLearner:
     def _forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         if self.normalize:
             X = (X - self.norm_mean) / self._scale()
-        acts = [X]
-        h = X
-        for i, (W, b) in enumerate(zip(self.W, self.b, strict=True)):
-            h = h @ W + b  # (batch, out)
-            if i < len(self.W) - 1:
-                h = np.maximum(h, 0.0)
-            acts.append(h)
-        return h, acts
+        return mlp.forward(self.W, self.b, X)
 
     def _targets(self, Y: Any, n: int) -> np.ndarray:
         if self.loss == "mse":
@@ -176,66 +169,16 @@ class OnlineLearner:
 
     def _losses_and_grads(self, X: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         out, acts = self._forward(X)
-        n = X.shape[0]
-        if self.loss == "xent":
-            z = out - out.max(axis=1, keepdims=True)
-            np.maximum(z, np.float32(-80.0), out=z)  # exp(-80) is still a normal float32: no denormal slow path
-            e = np.exp(z)
-            total = e.sum(axis=1, keepdims=True)
-            rows = np.arange(n)
-            losses = np.log(total[:, 0]) - z[rows, T]  # cross-entropy = logsumexp(z) - z_target
-            p = e / total
-            delta = p
-            delta[rows, T] -= 1.0
-            if n > 1:
-                delta /= n  # dL/d(out) of the mean loss
-        else:
-            diff = out - T
-            losses = (diff * diff).mean(axis=1)
-            delta = diff * (2.0 / diff.size)
-        grads: list[np.ndarray] = [np.empty(0)] * (2 * len(self.W))
-        for i in range(len(self.W) - 1, -1, -1):
-            grads[2 * i] = acts[i].T @ delta  # (in, out)
-            grads[2 * i + 1] = delta.sum(axis=0) if n > 1 else delta[0]
-            if i:
-                delta = (delta @ self.W[i].T) * (acts[i] > 0)  # through the ReLU
-        return losses, grads
+        return mlp.losses_and_grads(self.W, out, acts, T, self.loss)
 
     def _step(self, grads: list[np.ndarray]) -> None:
         """Apply one update; a non-finite gradient is refused before anything changes."""
-        params = self.params()
         if self.optimizer == "sgd":
-            if not all(np.isfinite(g).all() for g in grads):
-                raise InputError("update: expected finite gradients, found NaN/Inf (input too large?); nothing was learned")
-            for j, (p, g) in enumerate(zip(params, grads, strict=True)):
-                if self.momentum:
-                    m = self._m[j]
-                    m *= self.momentum
-                    m += g
-                    g = m
-                p -= self.lr * g
+            mlp.sgd_step(self.params(), grads, self.lr, self.momentum, self._m)
         else:  # Adam (Kingma & Ba, 2015), on all parameters as one flat vector (few numpy calls)
-            self._t += 1
-            b1, b2, eps = 0.9, 0.999, 1e-8
-            c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
             m, v = self._flat_moments()
-            g = np.concatenate([x.ravel() for x in grads])
-            if not np.isfinite(g).all():
-                self._t -= 1
-                raise InputError("update: expected finite gradients, found NaN/Inf (input too large?); nothing was learned")
-            m += (1.0 - b1) * (g - m)
-            g *= g
-            g -= v
-            g *= 1.0 - b2
-            v += g
-            step = np.sqrt(v)
-            step += eps * math.sqrt(c2)
-            np.divide(m, step, out=step)
-            step *= self.lr * math.sqrt(c2) / c1  # = lr * m_hat / (sqrt(v_hat) + eps)
-            offset = 0
-            for p in params:
-                p -= step[offset:offset + p.size].reshape(p.shape)
-                offset += p.size
+            mlp.adam_step(self.params(), grads, self.lr, self._t + 1, m, v)
+            self._t += 1
         self.steps += 1
         if self.steps % 64 == 0:
             self._flush_tiny()
