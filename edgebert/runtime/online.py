@@ -26,6 +26,7 @@ import numpy as np
 
 from edgebert.errors import InputError
 from edgebert.runtime import mlp
+from edgebert.runtime.standardize import ema_update, variance_floor
 
 LOSSES = ("xent", "mse")
 OPTIMIZERS = ("sgd", "adam")
@@ -118,7 +119,7 @@ class OnlineLearner:
         """Per-input standard deviation used to standardize (cached; recomputed when statistics move)."""
         if self._norm_scale is None:
             if self._norm_floor is None or self._norm_t % 16 == 0:  # the floor moves slowly: refresh it now and then
-                self._norm_floor = np.float32(NORM_FLOOR * float(self.norm_var.mean()) + 1e-12)
+                self._norm_floor = variance_floor(self.norm_var, NORM_FLOOR)
             self._norm_scale = np.sqrt(self.norm_var + self._norm_floor)
         return self._norm_scale
 
@@ -132,15 +133,7 @@ class OnlineLearner:
         warm-started so the first samples set them)."""
         if not self.normalize:
             return
-        for x in X:
-            self._norm_t += 1
-            rate = max(1.0 - NORM_BETA, 1.0 / self._norm_t)
-            self.norm_mean += rate * (x - self.norm_mean)
-            d = x - self.norm_mean
-            d *= d
-            d -= self.norm_var
-            d *= rate
-            self.norm_var += d
+        self._norm_t = ema_update(self.norm_mean, self.norm_var, self._norm_t, X, NORM_BETA)
         self._norm_scale = None
 
     def _forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -184,24 +177,12 @@ class OnlineLearner:
             self._flush_tiny()
 
     def _flush_tiny(self) -> None:
-        """Zero state values below ``TINY``: decaying moments and statistics would otherwise become
-        float32 denormals, on which x86 arithmetic is two orders of magnitude slower."""
-        for arr in (*self.params(), *self._m, *self._v, self.norm_mean, self.norm_var):
-            if arr.dtype == np.float32:
-                np.copyto(arr, 0.0, where=np.abs(arr) < TINY)
+        mlp.flush_tiny([*self.params(), *self._m, *self._v, self.norm_mean, self.norm_var], TINY)
 
     def _flat_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Adam's moments as two flat vectors whose slices are the per-parameter arrays in _m/_v."""
         if self._m_flat is None:  # set to None wherever _m/_v are replaced (reset, new class, load)
-            flats = []
-            for state in (self._m, self._v):
-                flat = np.concatenate([a.ravel() for a in state]).astype(np.float32)
-                offset = 0
-                for j, a in enumerate(state):
-                    state[j] = flat[offset:offset + a.size].reshape(a.shape)
-                    offset += a.size
-                flats.append(flat)
-            self._m_flat, self._v_flat = flats
+            self._m_flat, self._v_flat = mlp.flat_views(self._m), mlp.flat_views(self._v)
         return self._m_flat, self._v_flat
 
     # ------------------------------------------------------------------ river-style API
