@@ -251,7 +251,7 @@ class Registry(Deployments):
         """The device as a TD 1.1 JSON-LD document (the stored TD, or one built from its RDF)."""
         from registry.td_export import device_td
 
-        return device_td(self, self.resolve(thing))
+        return device_td(self.query, self.resolve(thing))
 
     def list_devices(self, offset: int = 0, limit: int = 100) -> list[str]:
         rows = self.store.query(PREFIXES + f"SELECT ?d WHERE {{ ?d a eb:Device }} ORDER BY ?d "

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from registry.describe import validate_td_json
 from registry.vocab import EB, PREFIXES, TD_CONTEXT_URLS
 
-if TYPE_CHECKING:
-    from registry.registry import Registry
+Query = Callable[[str], list[dict[str, Any]]]  # SPARQL in, rows out (``Registry.query`` or a store's)
 
 _TYPES = {"number", "integer", "boolean", "string", "object", "array", "null"}
 
 
-def device_td(reg: Registry, device: str) -> dict[str, Any]:
-    stored = reg.query(PREFIXES + f"SELECT ?doc WHERE {{ <{device}> eb:tdDocument ?doc }} LIMIT 1")
+def device_td(query: Query, device: str) -> dict[str, Any]:
+    stored = query(PREFIXES + f"SELECT ?doc WHERE {{ <{device}> eb:tdDocument ?doc }} LIMIT 1")
     if stored:
         return json.loads(stored[0]["doc"])
-    facts = reg.query(PREFIXES + f"""SELECT ?title ?desc ?ram ?flash ?arch ?clock WHERE {{
+    facts = query(PREFIXES + f"""SELECT ?title ?desc ?ram ?flash ?arch ?clock WHERE {{
         <{device}> eb:ramBytes ?ram ; eb:flashBytes ?flash .
         OPTIONAL {{ <{device}> td:title ?title }} OPTIONAL {{ <{device}> td:description ?desc }}
         OPTIONAL {{ <{device}> eb:cpuArchitecture ?arch }} OPTIONAL {{ <{device}> eb:cpuClockHz ?clock }} }} LIMIT 1""")
@@ -27,7 +27,7 @@ def device_td(reg: Registry, device: str) -> dict[str, Any]:
 
         raise DescriptionError(f"device {device}: expected memory figures to export a TD, found none")
     f = facts[0]
-    listed = {key: sorted({r["v"].removeprefix(EB) for r in reg.query(
+    listed = {key: sorted({r["v"].removeprefix(EB) for r in query(
         PREFIXES + f"SELECT ?v WHERE {{ <{device}> eb:{key} ?v }}")}) for key in
         ("supportsRuntime", "supportsPrecision", "sensor", "accelerator")}
     td: dict[str, Any] = {
@@ -52,7 +52,7 @@ def device_td(reg: Registry, device: str) -> dict[str, Any]:
     if listed["accelerator"]:
         td["eb:accelerator"] = listed["accelerator"]
     props: dict[str, Any] = {}
-    for r in reg.query(PREFIXES + f"""SELECT ?name ?title ?type ?href ?desc WHERE {{
+    for r in query(PREFIXES + f"""SELECT ?name ?title ?type ?href ?desc WHERE {{
             <{device}> td:hasPropertyAffordance ?p .
             OPTIONAL {{ ?p td:name ?name }} OPTIONAL {{ ?p td:title ?title }} OPTIONAL {{ ?p td:type ?type }}
             OPTIONAL {{ ?p td:description ?desc }}
