@@ -24,7 +24,7 @@ def to_bytes(tensors: Tensors, meta: dict[str, str] | None = None) -> bytes:
 
 
 def from_bytes(data: bytes) -> Tensors:
-    """The arrays in ``data``; ValueError (from safetensors) if it is not safetensors."""
+    """The arrays in ``data``; InputError if it is not safetensors."""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -32,8 +32,8 @@ def from_bytes(data: bytes) -> Tensors:
         return {}
     try:
         return load(data)
-    except SafetensorError as exc:
-        raise ValueError(str(exc)) from None
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise InputError(f"expected safetensors bytes, found: {exc}") from None
 
 
 def save_tensors(path: Path, tensors: Tensors, meta: dict[str, str] | None = None) -> None:

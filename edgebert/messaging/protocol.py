@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.errors import ProtocolError
+from edgebert.errors import InputError, ProtocolError
 from edgebert.tensors import from_bytes, to_bytes
 
 PROTOCOL_VERSION = 1
@@ -100,8 +100,8 @@ def tensors_to_bytes(tensors: dict[str, np.ndarray]) -> bytes:
 def tensors_from_bytes(body: bytes) -> dict[str, np.ndarray]:
     try:
         return from_bytes(body)
-    except (ValueError, OSError) as exc:
-        raise ProtocolError(f"body: expected safetensors bytes, found: {exc}") from None
+    except InputError as exc:
+        raise ProtocolError(f"body: {exc}") from None
 
 
 @dataclass(frozen=True)

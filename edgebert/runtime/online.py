@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import InputError
-from edgebert.runtime import mlp
+from edgebert.runtime import mlp, replay
+from edgebert.runtime.inputs import as_features, as_targets
 from edgebert.runtime.standardize import ema_update, variance_floor
 
 LOSSES = ("xent", "mse")
@@ -143,15 +144,7 @@ class OnlineLearner:
 
     def _targets(self, Y: Any, n: int) -> np.ndarray:
         if self.loss == "mse":
-            try:
-                t = np.asarray(Y, np.float32).reshape(n, -1)
-            except (TypeError, ValueError):
-                raise InputError(f"y: expected {self.n_outputs} number(s) per sample, found {str(Y)[:60]}") from None
-            if t.shape[1] != self.n_outputs:
-                raise InputError(f"y: expected {self.n_outputs} value(s) per sample, found {t.shape[1]}")
-            if not np.isfinite(t).all():
-                raise InputError("y: expected finite targets within float32 range, found NaN, Inf or a value beyond 3.4e38")
-            return t
+            return as_targets(Y, n, self.n_outputs)
         labels = [Y] if n == 1 and not isinstance(Y, (list, tuple, np.ndarray)) else list(Y)
         return np.array([self.add_class(y) if y not in self.labels else self.labels.index(y) for y in labels])
 
@@ -187,17 +180,7 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ river-style API
     def _as_matrix(self, X: Any) -> np.ndarray:
-        try:
-            X = np.asarray(X, np.float32)  # beyond float32 becomes inf, refused below
-        except (TypeError, ValueError):
-            raise InputError(f"x: expected {self.input_dim} numbers per sample, found {str(X)[:60]}") from None
-        if X.ndim == 1:
-            X = X[None]
-        if X.ndim != 2 or X.shape[1] != self.input_dim:
-            raise InputError(f"x: expected {self.input_dim} features per sample, found shape {X.shape}")
-        if not np.isfinite(X).all():
-            raise InputError("x: expected finite numbers within float32 range, found NaN, Inf or a value beyond 3.4e38")
-        return X
+        return as_features(X, self.input_dim)
 
     def learn_many(self, X: Any, Y: Any,
                    grad_hook: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> float:
@@ -216,24 +199,14 @@ class OnlineLearner:
         T = self._targets(y, 1)
         self._observe(X)
         if self.replay_size and self._seen:
-            k = min(self._seen, self.replay_size, self.replay_batch)
-            idx = self._rng.integers(0, min(self._seen, self.replay_size), k)
-            X2 = np.concatenate([X, self._buf_x[idx]])
-            T2 = np.concatenate([T, np.stack([self._buf_y[i] for i in idx]) if self.loss == "mse"
-                                 else np.array([self._buf_y[i] for i in idx])])
-            losses, grads = self._losses_and_grads(X2, T2)
-            loss = float(losses[0])  # the new sample's loss, before the update
-        else:
-            losses, grads = self._losses_and_grads(X, T)
-            loss = float(losses[0])
+            X, T = replay.with_replayed(X, T, self._buf_x, self._buf_y, self._seen, self.replay_batch, self._rng,
+                                        self.loss == "mse")
+        losses, grads = self._losses_and_grads(X, T)
         self._step(grads)
         if self.replay_size:  # reservoir sampling keeps a uniform sample of the stream
-            slot = self._seen if self._seen < self.replay_size else int(self._rng.integers(0, self._seen + 1))
-            if slot < self.replay_size:
-                self._buf_x[slot] = X[0]
-                self._buf_y[slot] = T[0]
+            replay.reservoir_add(self._buf_x, self._buf_y, self._seen, X[0], T[0], self._rng)
             self._seen += 1
-        return loss
+        return float(losses[0])  # the new sample's loss, before the update
 
     def predict_proba(self, X: Any) -> np.ndarray:
         out, _ = self._forward(self._as_matrix(X))
