@@ -145,8 +145,24 @@ def _quantized(src: Source, scheme: Int8Scheme, progress: Progress) -> Graph:
     stats = calibrate(src.fp32, counted())
     progress("quantize", 0, 1)
     graph = quantize_graph(src.fp32, stats, scheme)
+    if graph.meta.get("architecture") == "mlp":  # what a firmware export needs to quantize the outputs
+        graph.meta["output_ranges"] = output_ranges(graph, src.calibration)
     progress("quantize", 1, 1)
     return graph
+
+
+def output_ranges(graph: Graph, batches: list[dict[str, np.ndarray]]) -> dict[str, list[float]]:
+    """[min, max] of every graph output over the calibration batches, as the int8 graph computes them."""
+    from edgebert.graph import reference
+
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for feeds in batches:
+        for name, value in reference.run(graph, feeds).items():
+            if name in graph.outputs:
+                lo[name] = min(lo.get(name, np.inf), float(value.min()))
+                hi[name] = max(hi.get(name, -np.inf), float(value.max()))
+    return {name: [lo[name], hi[name]] for name in graph.outputs if name in lo}
 
 
 def _emit(graph: Graph) -> onnx.ModelProto:

@@ -153,3 +153,19 @@ def test_calibration_lines_are_cut_to_the_model_length_and_bounded_in_tokens(tin
     assert ids.shape[1] == ckpt.max_seq_length  # still fills the model's length
     many = bound_lines(ckpt.tokenizer, ["one two three"] * 1000, ckpt.max_seq_length, max_tokens=500)
     assert 0 < len(many) < 1000 and sum(len(e.ids) for e in ckpt.tokenizer.encode_batch(many)) <= 500
+
+
+def test_an_int8_mlp_records_the_range_of_its_outputs(digits_artifact) -> None:
+    """What the firmware export quantizes a TinyML net's outputs with (issue 13)."""
+    from edgebert.graph import reference
+    from edgebert.graph.form import Graph
+
+    g = Graph.load(digits_artifact.path / "graph.safetensors")
+    ranges = g.meta["output_ranges"]
+    calib = np.load(digits_artifact.manifest.source["directory"] + "/calibration.npy")
+
+    out = reference.run(g, {"x": calib})
+    assert set(ranges) == {"features", "output"}
+    for name, (lo, hi) in ranges.items():  # held-out rows may lie outside; calibration rows may not
+        head = out[name][: int(len(calib) * 0.8)]
+        assert lo <= float(head.min()) and float(head.max()) <= hi and lo < hi
