@@ -54,7 +54,8 @@ def check_query(sparql: str, allow_service: tuple[str, ...] = (), max_chars: int
     if len(sparql) > max_chars:
         raise RequestRefused(f"query: expected at most {max_chars} characters, found {len(sparql)}", 413)
     text = _unescape(sparql)
-    if not _SERVICE.search(_STRIP.sub(" ", text)):
+    keywords = _SERVICE.findall(_STRIP.sub(" ", text))
+    if not keywords:
         return
     if not allow_service:
         raise RequestRefused("query: expected no SERVICE clause (federated queries make this server send requests; "
@@ -63,7 +64,6 @@ def check_query(sparql: str, allow_service: tuple[str, ...] = (), max_chars: int
     without_strings = re.sub(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*',
                              " ", text)
     targets = _SERVICE_TARGET.findall(without_strings)
-    keywords = _SERVICE.findall(_STRIP.sub(" ", text))
     if len(targets) != len(keywords):
         raise RequestRefused("query: expected every SERVICE to name an allowed <IRI>, found one that does not", 403)
     for target in targets:

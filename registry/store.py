@@ -77,7 +77,7 @@ class Store(Protocol):
     url: str
 
     def query(self, sparql: str) -> list[Row]: ...
-    def query_json(self, sparql: str) -> bytes: ...
+    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes: ...
     def update(self, sparql: str) -> None: ...
     def dump(self, path: Path) -> None: ...
     def restore(self, path: Path) -> None: ...
@@ -133,16 +133,6 @@ class OxigraphStore:
                     row[name] = term.value
             rows.append(row)
         return rows
-
-    def query_json(self, sparql: str) -> bytes:
-        """SPARQL 1.1 Query Results JSON (SELECT/ASK)."""
-        try:
-            result = self._store.query(sparql, use_default_graph_as_union=True)
-            return result.serialize(format=self._ox.QueryResultsFormat.JSON)
-        except SyntaxError as exc:
-            raise QueryError(f"malformed SPARQL: {exc}") from None
-        except (AttributeError, TypeError, ValueError):
-            raise QueryError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE") from None
 
     def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
         """SPARQL 1.1 Results JSON of a SELECT/ASK, read lazily: StoreError once more than
@@ -246,12 +236,9 @@ class SparqlEndpointStore:
         return [{n: (_python_value(b[n]["type"], b[n]["value"], b[n].get("datatype")) if n in b else None)
                  for n in names} for b in raw["results"]["bindings"]]
 
-    def query_json(self, sparql: str) -> bytes:
-        return self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json")
-
     def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
-        """The endpoint's answer (it applies its own limits); the row cap is checked on the reply."""
-        raw = self.query_json(sparql)
+        """The endpoint's answer (it applies its own time limits); the row cap is checked on the reply."""
+        raw = self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json")
         rows = json.loads(raw).get("results", {}).get("bindings", [])
         if len(rows) > max_rows:
             raise QueryError(f"result too large: expected at most {max_rows} rows, found {len(rows)} (add a LIMIT)")

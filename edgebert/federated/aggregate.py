@@ -12,8 +12,8 @@
   model replacement, Sun et al., 2019), each claimed sample count is capped at the round's median
   count, then the sample-weighted mean. The median is the lower median, so one device among n >= 3
   cannot move it past an honest value. One device among n moves the model by at most
-  2 x median norm / n, whatever it sends or claims; on the heterogeneous sine job it costs ~6% of
-  clean MSE against plain FedAvg (benchmarks/robust_aggregation.py).
+  2 x median norm / n, whatever it sends or claims; on the heterogeneous sine job its clean MSE is
+  1.32 against 1.08 for plain FedAvg (benchmarks/robust_aggregation.py, 2 seeds).
 - ``clipped_trimmed_mean``: the same, then a sample-weighted trimmed mean per coordinate (at least
   one value cut from each end once there are three updates); it also drops coordinate outliers,
   at a price on heterogeneous devices (docs/federated.md has the measurements).
@@ -83,9 +83,9 @@ def global_norm(delta: Weights) -> float:
     return float(np.sqrt(sum(float((v.astype(np.float64) ** 2).sum()) for v in delta.values())))
 
 
-def clip_norm(delta: Weights, max_norm: float) -> Weights:
-    """Scale a whole update so that its global L2 norm is at most ``max_norm``."""
-    norm = global_norm(delta)
+def clip_norm(delta: Weights, max_norm: float, norm: float | None = None) -> Weights:
+    """Scale a whole update so that its global L2 norm (``norm``, when already known) is at most ``max_norm``."""
+    norm = global_norm(delta) if norm is None else norm
     if norm <= max_norm or norm == 0.0:
         return delta
     return {k: (v * (max_norm / norm)).astype(np.float32) for k, v in delta.items()}
@@ -118,7 +118,7 @@ def bound_updates(updates: Sequence[Weights], samples: Sequence[int], reject_fac
     weights = cap_samples(samples, sample_factor)
     keep = [i for i, n in enumerate(norms) if n <= reject_factor * median]
     bound = clip_factor * median
-    return [clip_norm(updates[i], bound) for i in keep], weights[keep]
+    return [clip_norm(updates[i], bound, norms[i]) for i in keep], weights[keep]
 
 
 def weighted_trimmed_mean(stacked: np.ndarray, weights: np.ndarray, cut: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 from edgebert.errors import EdgeBertError, InputError
 from edgebert.fleet.plan import DeviceRow, Shipment, plan, table
 from edgebert.fleet.release import DEFAULT_TTL_S, Release
-from edgebert.fleet.signing import sign_bytes
+from edgebert.fleet.signing import signer
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
 from edgebert.names import check_device_iri, device_name
@@ -68,7 +68,7 @@ class Provisioner:
                  private_key: Path) -> None:
         """``private_key``: the fleet key (``fleet.key``) that signs each device's release."""
         self.registry, self.ch, self.rows, self.config = registry, channel, rows, config
-        self.private_key = Path(private_key)
+        self._sign = signer(Path(private_key))  # read once, not at every (re)offer
         self.by_name = {r.name: r for r in rows}
         self.events: queue.Queue[tuple[str, Message]] = queue.Queue()
         self.recorded = 0
@@ -82,7 +82,7 @@ class Provisioner:
                                        self.config.offer_ttl_s, self.config.fleet, row.pin, self.config.retry_failed)
         data = release.to_bytes()
         info = {"artifact": s.artifact_id, "signature": s.signature.hex(), "files": list(s.files),
-                "release": data.hex(), "release_signature": sign_bytes(data, self.private_key).hex()}
+                "release": data.hex(), "release_signature": self._sign(data).hex()}
         self.ch.send(self.ch.topics.artifact_offer(row.name), Message("offer", "provisioner", info=info,
                                                                       body=s.manifest_bytes), retain=True)
 

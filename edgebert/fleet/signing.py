@@ -8,6 +8,7 @@ checking (device) is ``fleet.verify`` on our pure-Python verifier, so devices ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from edgebert.artifact import MANIFEST, Artifact
@@ -15,7 +16,7 @@ from edgebert.errors import InputError
 from edgebert.files import atomic_write
 from edgebert.fleet.verify import SIGNATURE, check_signature, read_public_key, verify
 
-__all__ = ["SIGNATURE", "check_signature", "keygen", "public_key_of", "read_public_key", "sign", "sign_bytes",
+__all__ = ["SIGNATURE", "check_signature", "keygen", "public_key_of", "read_public_key", "sign", "sign_bytes", "signer",
            "verify"]
 
 
@@ -61,9 +62,14 @@ def public_key_of(key_path: Path) -> bytes:
                                                                    serialization.PublicFormat.Raw)
 
 
+def signer(key_path: Path) -> Callable[[bytes], bytes]:
+    """The fleet key, read once: a function giving its Ed25519 signature of any bytes."""
+    return _load(Path(key_path), private=True).sign
+
+
 def sign_bytes(data: bytes, key_path: Path) -> bytes:
     """The fleet key's Ed25519 signature of ``data`` (a release, see ``fleet.release``)."""
-    return _load(Path(key_path), private=True).sign(data)
+    return signer(key_path)(data)
 
 
 def sign(artifact_dir: Path, key_path: Path) -> Path:
