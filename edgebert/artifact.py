@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "int8", "binary")
 HOST_ONLY = "graph.safetensors"
+FIRMWARE_RUNTIMES = ("tflite-micro", "c99")
 
 
 def sha256_path(path: Path) -> str:
@@ -54,6 +55,7 @@ class Manifest:
     memory: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
+    firmware: dict[str, Any] = field(default_factory=dict)  # a firmware export's target, ops and measured figures
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -67,8 +69,11 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
     def device_files(self) -> list[str]:
-        """The files a device needs (and provisioning sends); the others are optional on a device."""
+        """The files a device needs (and provisioning sends); the others are optional on a device.
+        A firmware export's device runs the firmware, not model.onnx."""
         host_only = set() if self.architecture.get("type") == "mlp" else {HOST_ONLY}
+        if self.runtime in FIRMWARE_RUNTIMES:
+            host_only.add("model.onnx")
         return [n for n in self.files if n not in host_only]
 
     @classmethod

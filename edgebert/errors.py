@@ -62,3 +62,11 @@ class BrokerError(EdgeBertError):
 
 class StoreError(EdgeBertError):
     """The triple store is unreachable or refused a request (HTTP 502)."""
+
+
+class ToolchainError(EdgeBertError):
+    """A compiler, emulator or size tool the firmware export needs is missing or failed."""
+
+
+class BudgetError(InputError):
+    """A firmware build does not fit the flash/RAM budget it was asked to meet."""

@@ -177,7 +177,7 @@ def manifest_ntriples(art: Artifact) -> str:
         (a, iri(SCHEMA + "identifier"), lit(m.artifact_id)), (a, iri(SCHEMA + "name"), lit(m.artifact_id)),
         (a, iri(PROV + "wasDerivedFrom"), mdl), (a, iri(EB + "family"), lit(m.source["name"])),
         (a, iri(EB + "precision"), iri(EB + m.precision)), (a, iri(EB + "runtime"), iri(EB + m.runtime)),
-        (a, iri(EB + "sizeBytes"), lit(int(m.files["model.onnx"].bytes))),
+        (a, iri(EB + "sizeBytes"), lit(int(memory["flash_bytes"]) if m.firmware else int(m.files["model.onnx"].bytes))),
         (a, iri(EB + "requiresFlashBytes"), lit(flash)), (a, iri(EB + "requiresRamBytes"), lit(ram)),
         (a, iri(EB + "sha256"), lit(m.files["model.onnx"].sha256)),
         (a, iri(SCHEMA + "dateCreated"), datetime_lit(m.created or "1970-01-01T00:00:00+00:00")),
@@ -186,7 +186,10 @@ def manifest_ntriples(art: Artifact) -> str:
         (mdl, iri(SCHEMA + "name"), lit(m.source["name"])), (mdl, iri(EB + "sha256"), lit(m.source["weights_sha256"])),
         (mdl, iri(RDFS + "label"), lit(f"{m.source['name']} ({m.architecture.get('type')})")),
     ]
-    facts += [(a, iri(EB + "usesOp"), lit(op)) for op in m.onnx.get("ops", [])]
+    ops = m.firmware.get("ops", []) if m.firmware else m.onnx.get("ops", [])  # what the artifact's runtime runs
+    facts += [(a, iri(EB + "usesOp"), lit(op)) for op in ops]
+    if memory.get("measured"):  # flash/RAM measured on a build, not estimated: matching prefers these
+        facts.append((a, iri(EB + "memoryMeasured"), lit(True)))
     facts.append((a, iri(DCAT + "downloadURL"), iri(Path(art.path).resolve().as_uri())))  # where provisioning reads it
     if "mean" in fid:
         facts += [(a, iri(EB + "fidelityMean"), lit(float(fid["mean"]))),

@@ -25,7 +25,9 @@ SELECT DISTINCT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity ?f
   OPTIONAL { ?a eb:family ?family ; schema:dateCreated ?created }
   OPTIONAL { ?a eb:sizeBytes ?size }
   OPTIONAL { ?a eb:fidelityMean ?fidelity }
-} ORDER BY DESC(COALESCE(?fidelity, -1.0)) ASC(COALESCE(?size, ?flash)) ?artifact
+  OPTIONAL { ?a eb:memoryMeasured ?measured }
+  BIND(IF(BOUND(?measured), 1, 0) AS ?measuredRank)
+} ORDER BY DESC(?measuredRank) DESC(COALESCE(?fidelity, -1.0)) ASC(COALESCE(?size, ?flash)) ?artifact
 """
 
 DEVICES_FOR = PREFIXES + """

@@ -93,7 +93,58 @@ class LiteRTBackend:
             return {n: self._interp.get_tensor(self._outputs[n]["index"]).copy() for n in outputs or self.output_names}
 
 
-def open_backend(path: Path, threads: int = 1) -> Backend:
+class FirmwareBackend:
+    """A firmware export run on the host: the C build (``c99``, through ctypes), or its .tflite in the
+    TFLite Micro interpreter (``tflite-micro``) or in LiteRT (``litert``); int8 outputs are read
+    back as real values with firmware.json."""
+
+    input_names = ["x"]
+    output_names = ["features", "output"]
+
+    def __init__(self, directory: Path, runtime: str) -> None:
+        from edgebert.runtime.firmware import Firmware, FirmwareInfo
+
+        self.info = FirmwareInfo.load(directory)
+        self.firmware = Firmware(directory) if runtime == "c99" else None
+        self._litert = LiteRTBackend(directory / "model.tflite") if runtime == "litert" else None
+        self._tflm = None if runtime != "tflite-micro" else _tflm_interpreter(
+            directory / "model.tflite", int(self.info.raw["figures"]["arena_bytes"]))
+        self._lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        x = np.asarray(feeds["x"], np.float32)
+        if self.firmware is not None:
+            fq, oq = self.firmware.infer(x)
+        elif self._litert is not None:
+            rows = [self._litert.run({"x": row[None]}) for row in x.reshape(-1, self.info.input_dim)]
+            fq, oq = np.array([r["features"][0] for r in rows]), np.array([r["output"][0] for r in rows])
+        else:
+            with self._lock:
+                rows = []
+                for row in x.reshape(-1, self.info.input_dim):
+                    self._tflm.set_input(row[None], 0)
+                    self._tflm.invoke()
+                    rows.append((np.array(self._tflm.get_output(0))[0], np.array(self._tflm.get_output(1))[0]))
+            fq, oq = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        values = {"features": self.info.features(fq), "output": self.info.output(oq)}
+        return {n: values[n] for n in outputs or self.output_names}
+
+
+def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise ArtifactError("a tflite-micro artifact needs the TFLite Micro interpreter: expected tflite-micro "
+                            "installed, found none (pip install tflite-micro)") from None
+    try:
+        return runtime.Interpreter.from_file(str(path), arena_size=arena)
+    except Exception as exc:  # noqa: BLE001 - the interpreter raises RuntimeError and others
+        raise ArtifactError(f"{path}: expected a model TFLite Micro can run in {arena} bytes, found: {exc}") from None
+
+
+def open_backend(path: Path, threads: int = 1, runtime: str = "") -> Backend:
+    if runtime in ("c99", "tflite-micro") or (runtime == "litert" and (path.parent / "firmware.json").is_file()):
+        return FirmwareBackend(path.parent, runtime)
     if path.suffix == ".tflite":
         return LiteRTBackend(path, threads)
     return OnnxBackend(path, threads)

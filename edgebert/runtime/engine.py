@@ -46,7 +46,9 @@ class Engine:
     @classmethod
     def load(cls, artifact_dir: str | Path, threads: int = 1) -> Engine:
         artifact = Artifact.load(artifact_dir, verify=True)
-        model = artifact.path / ("model.tflite" if artifact.manifest.runtime == "litert" else "model.onnx")
+        runtime = artifact.manifest.runtime
+        model = artifact.path / ("model.tflite" if runtime in ("litert", "tflite-micro") else
+                                 "firmware.json" if runtime == "c99" else "model.onnx")
         tokenizer = None
         if "tokenizer.json" in artifact.manifest.files:
             from tokenizers import Tokenizer
@@ -56,7 +58,7 @@ class Engine:
             except Exception as exc:  # tokenizers raises plain Exception
                 raise ArtifactError(f"{artifact.path / 'tokenizer.json'}: expected a tokenizer, found: {exc}") from None
             tokenizer.no_padding()
-        return cls(artifact, open_backend(model, threads), tokenizer)
+        return cls(artifact, open_backend(model, threads, runtime), tokenizer)
 
     @property
     def manifest(self):  # noqa: ANN201
@@ -75,6 +77,11 @@ class Engine:
     def feature_dim(self) -> int:
         cfg = self.manifest.architecture["config"]
         return int(cfg["hidden_size"]) if self.is_text else int(cfg["hidden"][-1])
+
+    @property
+    def firmware(self):  # noqa: ANN201 - edgebert.runtime.firmware.Firmware | None
+        """The C build of a ``c99`` firmware artifact (its head learner lives there), else None."""
+        return getattr(self.backend, "firmware", None)
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         missing = set(self.backend.input_names) - set(inputs)

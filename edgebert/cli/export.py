@@ -1,0 +1,92 @@
+"""``edgebert export``: an int8 TinyML artifact to firmware (.tflite, a TFLite Micro bundle, or C99)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgebert.cli.common import progress_bar
+
+TARGET_HELP = {"tflite": ".tflite flatbuffer (LiteRT and TFLite Micro)",
+               "tflm": ".tflite + model_data.c/.h + op resolver + measured arena, for a TFLite Micro application",
+               "c": "standalone C99 (no malloc, static arena) + on-device head learning; host build + Cortex-M4 "
+                    "figures measured under QEMU"}
+
+
+def _int(text: str) -> int:
+    """Bytes, with an optional K/M suffix (powers of 1000, as device datasheets mostly use): 256K, 1M."""
+    t = text.strip().upper()
+    mult = 1_000_000 if t.endswith("M") else 1_000 if t.endswith("K") else 1
+    try:
+        value = int(float(t.rstrip("KMB") or "x") * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bytes (e.g. 262144, 256K, 1M), found {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, found {text!r}")
+    return value
+
+
+def report(result) -> str:  # noqa: ANN001 - firmware_export.export.ExportResult
+    fw, m = result.firmware, result.artifact.manifest
+    fig = fw["figures"]
+    lines = [f"artifact     {result.artifact.path}", f"id           {m.artifact_id} (runtime {m.runtime})",
+             f"network      {fw['shape']['inputs']} -> {fw['shape']['features']} features -> {fw['shape']['outputs']} "
+             f"outputs; ops {', '.join(fw['ops'])}",
+             f"agreement    {'; '.join(f'{k}: {v}' for k, v in fw['agreement'].items() if k != 'inputs')} "
+             f"({fw['agreement']['inputs']} inputs)"]
+    if fw["target"] == "c" and fig.get("measured"):
+        lines += [f"cortex-m4    inference: flash {fig['inference_flash_bytes']:,} B, "
+                  f"RAM {fig['inference_ram_bytes']:,} B (arena {fig['arena_bytes']} + stack "
+                  f"{fig['stack_bytes']}), {fig['instructions_per_inference']:,} instructions",
+                  f"             with head learning: flash {fig['learn_flash_bytes']:,} B, RAM {fig['learn_ram_bytes']:,} B "
+                  f"(head state {fig['head_state_bytes']:,} B), {fig['instructions_per_learning_step']:,} "
+                  f"instructions per step"]
+    elif fw["target"] != "c":
+        lines.append(f"tflm         model {fig['model_bytes']:,} B, arena {fig['arena_bytes']:,} B "
+                     f"(measured {fig['arena_bytes_measured']:,} B + 10%)")
+    if fw.get("budget"):
+        lines.append(f"budget       {fw['budget']['message']}")
+    return "\n".join(lines)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from firmware_export.export import export
+
+    with progress_bar(not args.quiet and sys.stderr.isatty()) as progress:
+        result = export(args.artifact, args.target, args.out, device=args.device, ram=args.ram, flash=args.flash,
+                        force=args.force, lr=args.lr, measure=not args.no_measure, progress=progress)
+    if args.json:
+        print(json.dumps({"artifact": str(result.artifact.path), "artifact_id": result.artifact.manifest.artifact_id,
+                          **result.firmware}, indent=2))
+    else:
+        print(report(result))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export an int8 TinyML artifact for microcontrollers (.tflite, TFLite Micro, C99)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export an int8 TinyML artifact (edgebert convert --precision int8) as firmware. The graph form "
+                    "in the artifact is lowered to TFLite Micro's integer arithmetic; the build is checked bit for "
+                    "bit against a fixed-point reference before anything is written, and the output directory is "
+                    "itself an artifact the registry and provisioning take.\n\ntargets:\n"
+                    + "\n".join(f"  {k:<7} {v}" for k, v in TARGET_HELP.items()),
+        epilog="examples:\n  edgebert export digits-int8 --target c --out digits-m4 --device cortex-m4\n"
+               "  edgebert export digits-int8 --target tflm --out digits-tflm --ram 64K --flash 256K\n"
+               "The Cortex-M4 figures need arm-none-eabi-gcc and qemu-system-arm (Debian: apt-get install "
+               "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).")
+    p.add_argument("artifact", help="an int8 TinyML artifact directory")
+    p.add_argument("--target", required=True, choices=tuple(TARGET_HELP), help="what to produce (see above)")
+    p.add_argument("--out", required=True, help="output directory (a new firmware artifact)")
+    p.add_argument("--device", choices=("cortex-m4",), help="check the build against this device's budget "
+                   "(cortex-m4: 256 KB RAM, 1 MB flash)")
+    p.add_argument("--ram", type=_int, help="RAM budget in bytes (with --flash; K/M suffixes accepted)")
+    p.add_argument("--flash", type=_int, help="flash budget in bytes (with --ram)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the on-device head (target c; default 0.01)")
+    p.add_argument("--no-measure", action="store_true", help="target c: skip the Cortex-M4 build and QEMU run")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--json", action="store_true", help="print firmware.json's content instead of the report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export)
