@@ -3,8 +3,9 @@
 ``bundle_files`` formats the .tflite as a 16-byte aligned C array (``model_data.c/.h``) and the
 ``MicroMutableOpResolver`` registration of exactly the ops the model uses (``edgebert_ops.h``).
 ``arena_bytes`` measures the tensor arena by trying it: the smallest size (to 16 bytes) with which
-the ``tflite-micro`` interpreter allocates and runs the model; its recording allocator
-under-reports, so it is not asked. That interpreter is a 64-bit build, whose structures hold
+the ``tflite-micro`` interpreter allocates and runs the model (each try in a forked child, since
+TFLM crashes on arenas too small for its own structures); its recording allocator under-reports,
+so it is not asked. That interpreter is a 64-bit build, whose structures hold
 8-byte pointers: a 32-bit target needs no more, and the recommended size adds a 10% margin.
 """
 
@@ -56,15 +57,25 @@ def quiet() -> Iterator[None]:
 
 
 def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
-    try:
-        interp = interpreter(model, arena)
-        interp.set_input(x, 0)
-        interp.invoke()
-        return True
-    except ToolchainError:
-        raise
-    except Exception:  # noqa: BLE001 - TFLM raises RuntimeError (and others) when the arena is too small
-        return False
+    """Whether TFLM allocates and runs ``model`` in ``arena`` bytes, tried in a forked child: with a
+    very small arena the interpreter crashes (SIGSEGV) instead of reporting the failure."""
+    interpreter(model, 1 << 16)  # the import (and a ToolchainError when missing) in this process
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        import faulthandler
+
+        faulthandler.disable()  # a crash here is an answer, not a report
+        code = 1
+        try:
+            interp = interpreter(model, arena)
+            interp.set_input(x, 0)
+            interp.invoke()
+            code = 0
+        except BaseException:  # noqa: BLE001, S110 - any failure means: this arena does not work
+            pass
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def arena_bytes(model: bytes, input_dim: int, ceiling: int = 1 << 20) -> int:

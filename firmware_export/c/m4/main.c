@@ -14,6 +14,7 @@ extern const int eb_test_normalize;
 void eb_infer(const float *x, int8_t *features, int8_t *output);
 void eb_learner_init(float lr, int normalize);
 float eb_head_learn_features(const float *f, int label);
+int eb_head_predict_features(const float *f);
 void eb_head_weights(float *w, float *b);
 unsigned eb_head_state_bytes(void);
 void eb_model_features(const int8_t *q, float *out);
@@ -96,21 +97,22 @@ int main(void) {
         for (i = 0; i < eb_test_n; ++i) {
             eb_infer(eb_test_x + (long)i * EB_MODEL_INPUTS, q, out);
             eb_model_features(q, f);
+            (void)eb_head_predict_features(f); /* as a device does: predict, then learn when the label comes */
             ticks_start();
             eb_head_learn_features(f, eb_test_y[i]);
             t_learn += ticks_elapsed();
         }
         printf("learn_ticks %lu %d\n", (unsigned long)t_learn, eb_test_n);
-        top = paint_base();
-        paint(top);
-        eb_head_learn_features(f, eb_test_y[0]);
-        printf("learn_stack %lu\n", (unsigned long)painted_depth(top));
         eb_head_weights(w, b);
         printf("w");
         for (k = 0; k < EB_MODEL_FEATURES * EB_MODEL_OUTPUTS; ++k) printf(" %.9e", (double)w[k]);
         printf("\nb");
         for (k = 0; k < EB_MODEL_OUTPUTS; ++k) printf(" %.9e", (double)b[k]);
         printf("\nhead_state_bytes %u\n", eb_head_state_bytes());
+        top = paint_base(); /* after the weights are printed: this step changes them */
+        paint(top);
+        eb_head_learn_features(f, eb_test_y[0]);
+        printf("learn_stack %lu\n", (unsigned long)painted_depth(top));
     }
     printf("done\n");
     return 0;
