@@ -107,9 +107,6 @@ def _c_files(tmp: Path, model: program.IntMlp, x: np.ndarray, ref: tuple, origin
     agreement = {"inputs": len(x), "c_host_vs_reference": "bit-exact"}
     figures: dict[str, Any] = {"measured": None}
     if measure:
-        if not toolchain.have_m4_tools():
-            raise ToolchainError(f"--target c: expected arm-none-eabi-gcc and qemu-system-arm to measure the "
-                                 f"Cortex-M4 build, found them missing ({toolchain.INSTALL_HINT}; or --no-measure)")
         progress("measure on Cortex-M4 (QEMU)", 0, 1)
         xs = x[:M4_INPUTS]
         run = m4.measure(sources, xs, np.arange(len(xs)) % model.output_dim, lr=lr)
@@ -135,6 +132,9 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
     budget = budget_for(device, ram, flash)
     if budget is not None and target == "c" and not measure:
         raise InputError("--no-measure: expected measured figures to check a --device/--ram/--flash budget, found none")
+    if target == "c" and measure and not toolchain.have_m4_tools():
+        raise ToolchainError(f"--target c: expected arm-none-eabi-gcc and qemu-system-arm to measure the Cortex-M4 "
+                             f"build, found them missing ({toolchain.INSTALL_HINT}; or --no-measure)")
     source = Artifact.load(artifact_dir, verify=True)
     if source.manifest.firmware:
         raise ArtifactError(f"{source.path}: expected a converted artifact, found a firmware export "
