@@ -49,6 +49,23 @@ def test_every_device_runs_a_compatible_artifact_the_registry_recorded(demo: Pat
         reg.close()
 
 
+def test_every_cortex_m4_device_runs_measured_firmware_within_its_budget(demo: Path) -> None:
+    from edgebert.artifact import Artifact
+
+    report = json.loads((demo / "report.json").read_text())
+    mcu = [r for r in report["fleet"] if r["kind"].startswith("Cortex-M4")]
+    assert mcu and all(r["runtime"] == "c99" for r in mcu)
+    for row in mcu:
+        art = Artifact.load(demo / "devices" / row["device"] / "artifacts" / row["artifact"])
+        assert "model.onnx" not in [p.name for p in art.path.iterdir()]  # the firmware is what was delivered
+        fw = json.loads((art.path / "firmware.json").read_text())
+        assert fw["figures"]["measured"].startswith("cortex-m4") and fw["budget"]["fits"]
+        assert row["fits"] and row["measured_flash_bytes"] <= row["flash_bytes"] and row["measured_ram_bytes"] <= row["ram_bytes"]
+    assert "## Fleet" in (demo / "report.md").read_text() and "measured flash / RAM" in (demo / "report.md").read_text()
+    digits = report["adaptation"]["digits"]
+    assert "C head" in digits["learner"]
+
+
 def test_bad_options_fail_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep me")

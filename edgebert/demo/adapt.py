@@ -11,32 +11,36 @@ from edgebert.progress import Progress
 
 
 def adapt_digits(fleet: DemoFleet, names: list[str], samples: int, seed: int, progress: Progress) -> dict[str, Any]:
-    """Camera devices: each sees the digits through its own gain/offset; the provisioned int8 net as
-    it is (frozen) vs the same net trained online on the device (prequential accuracy)."""
+    """Camera devices (Cortex-M4 class, running the exported C firmware): each sees the digits through
+    its own gain/offset; the provisioned int8 net as it is (frozen) vs a classifier head learning
+    online in the firmware's C (TinyOL: SGD on the int8 net's features), prequential accuracy."""
+    from edgebert.demo.convert import HEAD_LR
+    from edgebert.errors import ArtifactError
     from edgebert.federated.tasks import DeviceTask
     from edgebert.model.tinyml import digits_data
-    from edgebert.runtime.online import OnlineLearner
 
     dx, dy = digits_data()
     frozen, adapting = [], []
     for i, name in enumerate(names):
         engine = fleet.agents[name].engine
-        assert engine is not None
+        if engine is None or engine.firmware is None:
+            raise ArtifactError(f"{name}: expected the Cortex-M4 firmware (runtime c99) active, found "
+                                f"{engine.manifest.runtime if engine else 'no artifact'}")
         task = DeviceTask("digits", 77_000 + seed * 1000 + i, dx, dy)
         x, y = task.sample(samples, np.random.default_rng(seed + i))
         frozen.append((engine.output(x).argmax(1) == y).astype(float))
-        learner = OnlineLearner(64, 10, (32, 32), "xent", "adam", 3e-3, labels=list(range(10)), normalize=False)
-        learner.set_weights(engine.trainable_weights())
+        head = engine.firmware
+        head.head_init(HEAD_LR, normalize=True)
         hits = []
-        for xi, yi in zip(x, y, strict=True):
-            hits.append(float(learner.predict_one(xi) == yi))
-            learner.learn_one(xi, int(yi))
+        for f, label in zip(head.features(x), y, strict=True):
+            hits.append(float(head.head_predict(f) == label))
+            head.head_learn(f, int(label))
         adapting.append(np.array(hits))
         progress("online adaptation (camera devices)", i + 1, len(names))
     f, a = np.mean(frozen, 0), np.mean(adapting, 0)
     bins = 25
-    return {"devices": len(names), "samples": samples, "bin": bins,
-            "frozen_curve": [float(f[j:j + bins].mean()) for j in range(0, samples, bins)],
+    return {"devices": len(names), "samples": samples, "bin": bins, "learner": f"C head (SGD, lr {HEAD_LR}) on the "
+            "firmware's int8 features", "frozen_curve": [float(f[j:j + bins].mean()) for j in range(0, samples, bins)],
             "adapting_curve": [float(a[j:j + bins].mean()) for j in range(0, samples, bins)],
             "frozen_last_100": float(f[-100:].mean()), "adapting_last_100": float(a[-100:].mean())}
 

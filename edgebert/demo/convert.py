@@ -11,6 +11,8 @@ from edgebert.demo.config import Log
 from edgebert.errors import InputError
 from edgebert.progress import Progress
 
+HEAD_LR = 0.03  # the camera devices' on-device head (SGD): best of 0.01/0.03/0.1 on the demo's digits streams
+
 
 def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict[str, Any]:
     from edgebert.converter import convert
@@ -35,8 +37,20 @@ def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict
         nets[task] = (convert(mdir, work / "artifacts" / f"{task}-int8", "int8", mdir / "calibration.npy", name=task),
                       metric)
     progress("train TinyML nets", 2, 2)
+    firmware = {f"{task}_fw": firmware_artifact(nets[task][0], work / "artifacts" / f"{task}-int8-c", progress)
+                for task in ("sine", "digits")}
     return {"text": text, "sine": nets["sine"][0], "digits": nets["digits"][0], "text_name": name,
-            "train_metrics": {k: v[1] for k, v in nets.items()}}
+            "train_metrics": {k: v[1] for k, v in nets.items()}, **firmware}
+
+
+def firmware_artifact(art: Any, out: Path, progress: Progress) -> Any:  # noqa: ANN401 - Artifact in, Artifact out
+    """The microcontrollers' form of a TinyML artifact: C99 firmware, measured on a Cortex-M4 (QEMU)
+    against the demo's Cortex-M4 budget (``edgebert export --target c --device cortex-m4``)."""
+    from firmware_export.export import export
+
+    name = art.manifest.artifact_id
+    return export(art.path, "c", out, device="cortex-m4", lr=HEAD_LR,
+                  progress=lambda s, d, t: progress(f"export {name} for Cortex-M4 ({s})", d, t)).artifact
 
 
 def artifact_summary(art: Any) -> dict[str, Any]:  # noqa: ANN401 - edgebert.artifact.Artifact
@@ -50,12 +64,14 @@ def artifact_summary(art: Any) -> dict[str, Any]:  # noqa: ANN401 - edgebert.art
 
 
 def meta_artifact(work: Path, weights: dict[str, np.ndarray], progress: Progress) -> Any:  # noqa: ANN401
-    """The federated global model as a new version of the sine family (same converter)."""
+    """The federated global model as a new version of the sine family (same converter), and its
+    firmware for the microcontrollers."""
     from edgebert.converter import convert
     from edgebert.model.tinyml import default_config, save_mlp
 
     mdir = save_mlp(work / "models" / "sine-meta" / "sine", default_config("sine"), weights)
     calib = np.random.default_rng(1).uniform(-5.0, 5.0, (512, 1)).astype(np.float32)
     np.save(mdir / "calibration.npy", calib)
-    return convert(mdir, work / "artifacts" / "sine-meta-int8", "int8", mdir / "calibration.npy", name="sine",
-                   progress=lambda s, d, t: progress(f"convert meta-learned sine ({s})", d, t))
+    art = convert(mdir, work / "artifacts" / "sine-meta-int8", "int8", mdir / "calibration.npy", name="sine",
+                  progress=lambda s, d, t: progress(f"convert meta-learned sine ({s})", d, t))
+    return art, firmware_artifact(art, work / "artifacts" / "sine-meta-int8-c", progress)

@@ -1,8 +1,9 @@
 """The simulated fleet of the demo: device kinds and their W3C WoT Thing Descriptions (pure data).
 
 Kinds are classes of real hardware; their memory, CPU and runtime figures drive the registry's
-matching. In the demo every device runs on this host (ONNX Runtime), each with its own MQTT
-connection, state directory and data stream.
+matching. In the demo every device runs on this host, each with its own MQTT connection, state
+directory and data stream: the Cortex-M4 kinds run the exported C firmware (its host build, the
+same C as their Cortex-M4 build, measured under QEMU), the others ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ class Kind:
     mhz: int
     role: str  # sine | digits | text: which data stream the device sees (and which model family it wants)
     sensor: str
+    runtimes: tuple[str, ...] = ("onnxruntime",)  # microcontrollers run exported firmware (C99 or TFLite Micro)
 
 
+MCU_RUNTIMES = ("c99", "tflite-micro")
 KINDS = {
-    "m4s": Kind("m4s", "Cortex-M4 class, vibration sensor", 256_000, 1_000_000, "cortex-m4", 80, "sine", "accelerometer"),
-    "m4c": Kind("m4c", "Cortex-M4 class, 8x8 camera", 256_000, 1_000_000, "cortex-m4", 80, "digits", "camera-8x8"),
+    "m4s": Kind("m4s", "Cortex-M4 class, vibration sensor", 256_000, 1_000_000, "cortex-m4", 80, "sine", "accelerometer",
+              MCU_RUNTIMES),
+    "m4c": Kind("m4c", "Cortex-M4 class, 8x8 camera", 256_000, 1_000_000, "cortex-m4", 80, "digits", "camera-8x8",
+              MCU_RUNTIMES),
     "pi": Kind("pi", "Raspberry-Pi class", 1_000_000_000, 16_000_000_000, "aarch64", 1500, "text", "microphone-asr"),
     "gw": Kind("gw", "gateway class", 8_000_000_000, 128_000_000_000, "x86_64", 2400, "text", "message-bus"),
 }
@@ -54,7 +59,7 @@ def thing_description(iri: str, name: str, kind: Kind, fleet_iri: str, family: s
         "@context": ["https://www.w3.org/2022/wot/td/v1.1"], "id": iri, "title": f"{kind.label} {name}",
         "securityDefinitions": {"basic_sc": {"scheme": "basic", "in": "header"}}, "security": "basic_sc",
         "eb:ramBytes": kind.ram, "eb:flashBytes": kind.flash, "eb:cpuArchitecture": kind.arch,
-        "eb:cpuClockHz": kind.mhz * 1_000_000, "eb:supportsRuntime": [{"@id": "eb:onnxruntime"}],
+        "eb:cpuClockHz": kind.mhz * 1_000_000, "eb:supportsRuntime": [{"@id": f"eb:{r}"} for r in kind.runtimes],
         "eb:supportsPrecision": [{"@id": "eb:int8"}, {"@id": "eb:fp32"}], "eb:memberOf": {"@id": fleet_iri},
         "eb:wantsFamily": family,
         "properties": {"status": {"type": "string", "readOnly": True,

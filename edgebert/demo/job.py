@@ -82,7 +82,7 @@ def _story(cfg: DemoConfig, work: Path, progress: Progress, log: Log) -> dict[st
             "config": {**asdict(cfg), "out": str(cfg.out)}, "run_id": run_id,
             "broker": BrokerConfig(url).redacted() + (" (embedded)" if broker else ""),
             "registry": cfg.registry or f"{Path(cfg.out) / 'registry'} (embedded Oxigraph)",
-            "artifacts": {k: artifact_summary(arts[k]) for k in ("text", "sine", "digits")} | {
+            "artifacts": {k: artifact_summary(arts[k]) for k in ("text", "sine", "digits", "sine_fw", "digits_fw")} | {
                 "sine_meta": artifact_summary(meta)},
             "train_metrics": arts["train_metrics"], "fleet": _fleet_rows(plan_, rows, rows2, fleet), "federated": fed,
             "adaptation": adaptation, "registry_answers": questions, "timings_s": timer.stages,
@@ -95,7 +95,7 @@ def _register(registry: Any, plan_: list, arts: dict[str, Any], run_id: str, fle
     """Step 2: the artifacts and the fleet's Thing Descriptions into the registry; the devices' IRIs."""
     family = {"sine": "sine", "digits": "digits", "text": arts["text_name"]}
     iris = {name: f"urn:edgebert:demo:{run_id}:{name}" for name, _ in plan_}
-    for key in ("text", "sine", "digits"):
+    for key in ("text", "sine", "digits", "sine_fw", "digits_fw"):
         registry.add_artifact(arts[key].path)
     registry.add_tds([thing_description(iris[n], n, k, fleet_iri, family[k.role]) for n, k in plan_])
     return iris
@@ -113,23 +113,30 @@ def _update(registry: Any, work: Path, weights: dict, iris: dict[str, str], url:
     """Step 6: the meta-learned model as a new version; who the registry says needs it; installing it."""
     from edgebert.fleet.signing import public_key_of
 
-    meta = meta_artifact(work, weights, progress)
+    meta, meta_fw = meta_artifact(work, weights, progress)
     registry.add_artifact(meta.path)
+    registry.add_artifact(meta_fw.path)
     ours = set(iris.values())
     outdated = [o for o in registry.outdated() if o["device"] in ours]
     rows = provision(registry, url, topics, fleet_iri, key, public_key_of(key), progress, "provision update")
-    return meta, outdated, rows
+    return meta_fw, outdated, rows  # the microcontrollers' form is what the vibration devices install
 
 
 def _fleet_rows(plan_: list, rows: list[Any], rows2: list[Any], fleet: DemoFleet) -> list[dict[str, Any]]:
     kinds, final, out = dict(plan_), {r.name: r for r in rows2}, []
     for r in rows:
         k, f, agent = kinds[r.name], final[r.name], fleet.agents[r.name]
+        memory = agent.engine.manifest.memory if agent.engine else {}
+        measured = bool(memory.get("measured"))
         out.append({
             "device": r.name, "iri": r.iri, "kind": k.label, "role": k.role, "ram_bytes": k.ram,
             "flash_bytes": k.flash, "first_artifact": r.target.artifact_id if r.target else None,
             "first_result": r.result, "artifact": agent.engine.manifest.artifact_id if agent.engine else None,
-            "result": f.result, "previous": agent.slots.pointer().previous, "bytes_sent": r.bytes_sent + f.bytes_sent})
+            "runtime": agent.engine.manifest.runtime if agent.engine else None,
+            "result": f.result, "previous": agent.slots.pointer().previous, "bytes_sent": r.bytes_sent + f.bytes_sent,
+            "measured_flash_bytes": memory.get("flash_bytes") if measured else None,
+            "measured_ram_bytes": memory.get("peak_ram_bytes") if measured else None,
+            "fits": (memory["flash_bytes"] <= k.flash and memory["peak_ram_bytes"] <= k.ram) if measured else None})
     return out
 
 

@@ -69,7 +69,7 @@ def plot_adaptation(adaptation: dict[str, Any], path: Path) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     xs = [(i + 1) * d["bin"] for i in range(len(d["frozen_curve"]))]
     a1.plot(xs, d["frozen_curve"], "o-", label="provisioned int8 net, frozen")
-    a1.plot(xs, d["adapting_curve"], "s-", label="same net, learning on the device")
+    a1.plot(xs, d["adapting_curve"], "s-", label="C head learning on the device (TinyOL)")
     _accuracy_axes(a1, f"Camera devices ({d['devices']}): own sensor gain/offset", "samples seen", d["bin"])
     xs = [(i + 1) * t["bin"] for i in range(len(t["curve"]))]
     a2.plot(xs, t["curve"], "o-", color="tab:green", label="classifier head on the int8 encoder")
@@ -116,6 +116,9 @@ def markdown(r: dict[str, Any]) -> str:
     a, fed, ad, q = r["artifacts"], r["federated"], r["adaptation"], r["registry_answers"]
     fleet = r["fleet"]
     ok = sum(1 for f in fleet if f["result"] in ("active", "up to date"))
+    mcu = [f for f in fleet if f.get("runtime") in ("c99", "tflite-micro")]
+    max_flash = max((f["measured_flash_bytes"] or 0 for f in mcu), default=0)
+    max_ram = max((f["measured_ram_bytes"] or 0 for f in mcu), default=0)
     lines = [
         "# EdgeBERT demo report", "",
         f"Broker {r['broker']}; registry {r['registry']}; {len(fleet)} simulated devices "
@@ -126,8 +129,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"- **Federated meta-learning** (Reptile, {len(fed['rounds'])} rounds over MQTT): unseen devices' MSE after "
         f"{fed['shots']}-shot adaptation {fed['unseen_mse_initial']:.3f} → {fed['unseen_mse_final']:.3f} "
         f"({'better' if fed['unseen_mse_final'] < fed['unseen_mse_initial'] else 'NOT better'}).",
+        f"- **Microcontrollers**: {len(mcu)} Cortex-M4 devices run the exported C firmware; measured on a "
+        f"Cortex-M4 build (QEMU) their firmware needs at most {max_flash:,} B flash and {max_ram:,} B RAM, and "
+        f"{sum(1 for f in mcu if f['fits'])} of {len(mcu)} fit their Thing Description's budget.",
         f"- **Online adaptation**: camera devices {ad['digits']['frozen_last_100']:.3f} (frozen) vs "
-        f"{ad['digits']['adapting_last_100']:.3f} (learning) accuracy over their last 100 samples; text devices "
+        f"{ad['digits']['adapting_last_100']:.3f} (the firmware's C head learning) accuracy over their last 100 "
+        "samples; text devices "
         f"{ad['text']['accuracy_last_20']:.3f} over their last 20 sentences, new topic "
         f"{ad['text']['new_topic_accuracy_after_5']:.3f} after 5 examples.",
         f"- **Update**: the meta-learned model became artifact `{a['sine_meta']['id']}`; the registry named "
@@ -145,10 +152,15 @@ def markdown(r: dict[str, Any]) -> str:
         fp = f"{s['fp32_latency_ms']:.3f} ms" if s["fp32_latency_ms"] is not None else "-"
         lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s['onnx_bytes'])} | "
                      f"{_mb(s['flash_bytes'])} | {_mb(s['peak_ram_bytes'])} | {fid} | {lat} | {fp} |")
-    lines += ["", "## Fleet", "", "| device | kind | RAM | flash | first artifact | now running | previous | sent |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Fleet", "", "Measured: flash and RAM of the firmware's Cortex-M4 build (inference and head "
+              "learning), against the device's budget.", "",
+              "| device | kind | RAM | flash | runtime | measured flash / RAM | first artifact | now running | previous | sent |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in fleet:
+        used = (f"{f['measured_flash_bytes']:,} / {f['measured_ram_bytes']:,} B ({'fits' if f['fits'] else 'OVER'})"
+                if f.get("measured_flash_bytes") else "-")
         lines.append(f"| {f['device']} | {f['kind']} | {_bytes_h(f['ram_bytes'])} | {_bytes_h(f['flash_bytes'])} | "
+                     f"{f.get('runtime') or '-'} | {used} | "
                      f"`{f['first_artifact']}` ({f['first_result']}) | `{f['artifact']}` ({f['result']}) | "
                      f"{'`' + f['previous'] + '`' if f['previous'] else '-'} | {_mb(f['bytes_sent'])} |")
     lines += ["", "## Federated rounds", "",
