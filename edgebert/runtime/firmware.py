@@ -67,6 +67,24 @@ class FirmwareInfo:
         return ((q.astype(np.float32) - np.float32(self.output_zero_point)) * np.float32(self.output_scale))
 
 
+def _bind(lib: ctypes.CDLL) -> tuple[int, ...]:
+    """Declare the entry points' signatures; returns the build's (inputs, features, outputs)."""
+    lib.eb_infer.argtypes = [_F32P, _I8P, _I8P]
+    lib.eb_infer.restype = None
+    lib.eb_learner_init.argtypes = [ctypes.c_float, ctypes.c_int]
+    lib.eb_head_predict_features.argtypes = [_F32P]
+    lib.eb_head_predict_features.restype = ctypes.c_int
+    lib.eb_head_learn_features.argtypes = [_F32P, ctypes.c_int]
+    lib.eb_head_learn_features.restype = ctypes.c_float
+    lib.eb_head_weights.argtypes = [_F32P, _F32P]
+    lib.eb_head_state_bytes.restype = ctypes.c_uint
+    lib.eb_model_features.argtypes = [_I8P, _F32P]
+    lib.eb_model_dims.argtypes = [ctypes.POINTER(ctypes.c_int)]
+    dims = (ctypes.c_int * 3)()
+    lib.eb_model_dims(dims)
+    return tuple(dims)
+
+
 class Firmware:
     """A host build of the firmware: ``libedgebert_firmware.so`` and ``firmware.json`` in ``directory``."""
 
@@ -79,16 +97,13 @@ class Firmware:
             lib = ctypes.CDLL(str((directory / LIBRARY).resolve()))
         except OSError as exc:
             raise ArtifactError(f"{directory / LIBRARY}: expected the firmware's host build, found: {exc}") from None
-        lib.eb_infer.argtypes = [_F32P, _I8P, _I8P]
-        lib.eb_infer.restype = None
-        lib.eb_learner_init.argtypes = [ctypes.c_float, ctypes.c_int]
-        lib.eb_head_predict_features.argtypes = [_F32P]
-        lib.eb_head_predict_features.restype = ctypes.c_int
-        lib.eb_head_learn_features.argtypes = [_F32P, ctypes.c_int]
-        lib.eb_head_learn_features.restype = ctypes.c_float
-        lib.eb_head_weights.argtypes = [_F32P, _F32P]
-        lib.eb_head_state_bytes.restype = ctypes.c_uint
-        lib.eb_model_features.argtypes = [_I8P, _F32P]
+        try:
+            dims = _bind(lib)
+        except AttributeError as exc:  # a library without the firmware's entry points
+            raise ArtifactError(f"{directory / LIBRARY}: expected the firmware's entry points, found: {exc}") from None
+        if dims != (self.input_dim, self.feature_dim, self.output_dim):
+            raise ArtifactError(f"{directory / LIBRARY}: expected a build for {self.input_dim}/{self.feature_dim}/"
+                                f"{self.output_dim} inputs/features/outputs (firmware.json), found {dims}")
         self._lib, self._lock = lib, threading.Lock()
 
     # ------------------------------------------------------------------ inference

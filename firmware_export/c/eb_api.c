@@ -63,6 +63,13 @@ void eb_head_weights(float *w, float *b) {
     }
 }
 
+/* inputs, features, outputs: what a host checks against firmware.json before passing buffers */
+void eb_model_dims(int *dims) {
+    dims[0] = EB_MODEL_INPUTS;
+    dims[1] = EB_MODEL_FEATURES;
+    dims[2] = EB_MODEL_OUTPUTS;
+}
+
 unsigned eb_head_state_bytes(void) {
     return (unsigned)sizeof(EbHead);
 }

@@ -136,3 +136,29 @@ def test_a_firmware_export_is_not_exported_again(digits_c, tmp_path: Path, capsy
     code, _, err = _cli(["export", str(digits_c.artifact.path), "--target", "c", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "found a firmware export" in err
 
+
+
+def test_a_tampered_or_inconsistent_firmware_is_refused_before_it_runs(digits_c, tmp_path: Path) -> None:
+    """The host build is native code: it is loaded only after the signed manifest's sha256 checks,
+    and only if its own dimensions are the ones firmware.json promises (no buffer overrun)."""
+    from edgebert.errors import ArtifactError
+    from edgebert.runtime.firmware import Firmware
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(digits_c.artifact.path, tampered)
+    with (tampered / "libedgebert_firmware.so").open("r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x90\x90\x90\x90")
+    with pytest.raises(ArtifactError, match="tampered"):
+        Engine.load(tampered)
+    lying = tmp_path / "lying"
+    shutil.copytree(digits_c.artifact.path, lying)
+    info = json.loads((lying / "firmware.json").read_text())
+    info["shape"]["features"] = 64
+    info["quantization"]["feature_scale"] = info["quantization"]["feature_scale"] * 2
+    (lying / "firmware.json").write_text(json.dumps(info))
+    with pytest.raises(ArtifactError, match="expected a build for 64/64/10"):
+        Firmware(lying)
+    (lying / "firmware.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="expected a firmware description"):
+        Firmware(lying)
