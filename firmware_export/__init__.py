@@ -1,7 +1,9 @@
-"""Firmware export (.tflite flatbuffers, C arrays for TFLite Micro, C99 kernels).
+"""Firmware export: an int8 TinyML artifact as a .tflite (LiteRT, TFLite Micro), a TFLM bundle or
+standalone C99 with on-device head learning, checked bit for bit against a fixed-point reference
+and measured on a Cortex-M4 build under QEMU (``export.export``; ``edgebert export``).
 
-In progress (issue 13): ``fixedpoint`` holds TFLite Micro's integer requantization in numpy, the
-reference the exporters will be checked against. The exporters will read an artifact's
-``graph.safetensors`` (the quantized graph form of ``edgebert.graph.form``), never re-derive
-quantization from ONNX.
+The data flow: ``lower`` (graph form -> integer program) -> ``program`` (its semantics, the
+reference) -> ``tflite`` / ``tflm`` / ``c99`` (the formats) -> ``toolchain`` and ``m4`` (builds and
+measurements) -> ``budget`` (fits or not) -> ``export`` (checks, firmware.json, the artifact).
+Everything reads the artifact's ``graph.safetensors``; nothing is re-derived from ONNX.
 """

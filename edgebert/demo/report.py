@@ -152,17 +152,7 @@ def markdown(r: dict[str, Any]) -> str:
         fp = f"{s['fp32_latency_ms']:.3f} ms" if s["fp32_latency_ms"] is not None else "-"
         lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s['onnx_bytes'])} | "
                      f"{_mb(s['flash_bytes'])} | {_mb(s['peak_ram_bytes'])} | {fid} | {lat} | {fp} |")
-    lines += ["", "## Fleet", "", "Measured: flash and RAM of the firmware's Cortex-M4 build (inference and head "
-              "learning), against the device's budget.", "",
-              "| device | kind | RAM | flash | runtime | measured flash / RAM | first artifact | now running | previous | sent |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for f in fleet:
-        used = (f"{f['measured_flash_bytes']:,} / {f['measured_ram_bytes']:,} B ({'fits' if f['fits'] else 'OVER'})"
-                if f.get("measured_flash_bytes") else "-")
-        lines.append(f"| {f['device']} | {f['kind']} | {_bytes_h(f['ram_bytes'])} | {_bytes_h(f['flash_bytes'])} | "
-                     f"{f.get('runtime') or '-'} | {used} | "
-                     f"`{f['first_artifact']}` ({f['first_result']}) | `{f['artifact']}` ({f['result']}) | "
-                     f"{'`' + f['previous'] + '`' if f['previous'] else '-'} | {_mb(f['bytes_sent'])} |")
+    lines += _fleet_section(fleet)
     lines += ["", "## Federated rounds", "",
               f"{fed['devices']} vibration devices (each its own sine task), {fed['per_round']} per round, "
               f"{fed['inner_steps']} local steps; unseen = {fed['unseen_devices']} devices never in a round.", "",
@@ -177,6 +167,21 @@ def markdown(r: dict[str, Any]) -> str:
         "|" + "---|" * len(r["timings_s"]), "| " + " | ".join(f"{v:.1f}" for v in r["timings_s"].values()) + " |",
         "", "Files: `report.json` (everything above), `fleet.csv`, `rounds.png`, `adaptation.png`, `fleet.png`; "
         "`artifacts/`, `devices/<name>/` (each device's artifacts and active.json), `registry/`, `keys/`.", ""])
+
+
+def _fleet_section(fleet: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Fleet", "", "Measured: flash and RAM of the firmware's Cortex-M4 build (inference and head "
+             "learning), against the device's budget.", "",
+             "| device | kind | RAM | flash | runtime | measured flash / RAM | first artifact | now running | previous | sent |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in fleet:
+        used = (f"{f['measured_flash_bytes']:,} / {f['measured_ram_bytes']:,} B ({'fits' if f['fits'] else 'OVER'})"
+                if f.get("measured_flash_bytes") else "-")
+        lines.append(f"| {f['device']} | {f['kind']} | {_bytes_h(f['ram_bytes'])} | {_bytes_h(f['flash_bytes'])} | "
+                     f"{f.get('runtime') or '-'} | {used} | "
+                     f"`{f['first_artifact']}` ({f['first_result']}) | `{f['artifact']}` ({f['result']}) | "
+                     f"{'`' + f['previous'] + '`' if f['previous'] else '-'} | {_mb(f['bytes_sent'])} |")
+    return lines
 
 
 def _registry_section(q: dict[str, Any]) -> list[str]:
