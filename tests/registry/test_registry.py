@@ -207,3 +207,23 @@ def test_outdated_agrees_with_match(reg, artifact_factory) -> None:
     assert newest == {"urn:dev:small": "v2", "urn:dev:large": "v4"}  # v5's op runs nowhere; v3 too big for small
     for device, name in newest.items():
         assert name in {m.id for m in reg.match(device)}
+
+
+def test_match_prefers_artifacts_whose_memory_was_measured(reg, artifact_factory) -> None:
+    """A firmware export's flash/RAM were measured on a build (eb:memoryMeasured): it ranks before an
+    estimated artifact even when the estimated one claims a better fidelity."""
+    import json
+
+    from tests.registry.conftest import make_td
+
+    estimated = artifact_factory("estimated", family="digits", fidelity=0.999)
+    measured = artifact_factory("measured", family="digits", fidelity=0.95, created="2026-01-02T00:00:00+00:00")
+    manifest = json.loads((measured / "manifest.json").read_text())
+    manifest["memory"]["measured"] = True
+    (measured / "manifest.json").write_text(json.dumps(manifest))
+    for path in (estimated, measured):
+        reg.add_artifact(path)
+    reg.add_tds([make_td("both", 10**6, 10**7)])
+    assert [m.id for m in reg.match("urn:dev:both")] == ["measured", "estimated"]
+    ask = reg.store.query("PREFIX eb: <https://w3id.org/edgebert/ns#> SELECT ?a WHERE { ?a eb:memoryMeasured true }")
+    assert len(ask) == 1
