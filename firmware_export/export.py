@@ -172,11 +172,17 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
 
 def _manifest(tmp: Path, src: Manifest, target: str, description: dict, names: list[str]) -> Manifest:
     fig = description["figures"]
-    measured = bool(fig.get("measured"))
+    # measured on a build of the target: the C export's Cortex-M4 image; TFLM's flash is a lower bound
+    measured = str(fig.get("measured") or "").startswith("cortex-m4")
     memory = dict(src.memory)
     if "flash_bytes" in fig:
+        how = (fig["measured"] if measured else
+               f"arena measured in {fig['measured']}; flash = .tflite + {fig['interpreter_flash_lower_bound']:,} B "
+               "TFLM core runtime (a lower bound)")
         memory.update({"flash_bytes": int(fig["flash_bytes"]), "peak_ram_bytes": int(fig["ram_bytes"]),
-                       "measured": measured, "how": fig.get("measured") or "not measured"})
+                       "measured": measured, "how": how})
+    else:
+        memory.update({"measured": False, "how": "not measured (--no-measure): the source artifact's estimate"})
     firmware = {k: description[k] for k in ("target", "runtime", "ops", "figures", "agreement")}
     manifest = replace(src, artifact_id=f"{src.artifact_id}-{target}", runtime=RUNTIMES[target],
                        files=file_entries(tmp, list(dict.fromkeys(names))), memory=memory, firmware=firmware,
