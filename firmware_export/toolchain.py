@@ -54,19 +54,24 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float = 120.0) -> str:
         raise ToolchainError(f"{what}: expected to run {cmd[0]}, found: {exc}") from None
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
-        first = next((line for line in detail if "error" in line.lower()), detail[0] if detail else "")
+        errors = [line for line in detail if "error" in line.lower()]
+        first = next((line for line in errors if not line.startswith("collect2")), errors[0] if errors else
+                     (detail[0] if detail else ""))
         raise ToolchainError(f"{what}: expected exit code 0, found {done.returncode}: {first[:300]}")
     return done.stdout
 
 
 def host_library(src: Path, sources: list[str], out: Path) -> Path:
     """A shared library of ``sources`` (in ``src``) for the host, warnings as errors."""
-    _run([host_cc(), *HOST_CFLAGS, "-shared", "-fPIC", "-o", str(out), *sources, "-lm"], src, "host C build")
+    out = Path(out).resolve()  # the compiler runs in ``src``: a relative output path would land elsewhere
+    _run([host_cc(), *HOST_CFLAGS, "-shared", "-fPIC", "-o", str(out), *sources, "-lm"], Path(src).resolve(),
+         "host C build")
     return out
 
 
 def host_program(src: Path, sources: list[str], out: Path) -> Path:
-    _run([host_cc(), *HOST_CFLAGS, "-o", str(out), *sources, "-lm"], src, "host C build")
+    out = Path(out).resolve()
+    _run([host_cc(), *HOST_CFLAGS, "-o", str(out), *sources, "-lm"], Path(src).resolve(), "host C build")
     return out
 
 
@@ -102,6 +107,7 @@ class Sections:
 
 def size(path: Path) -> Sections:
     """``arm-none-eabi-size`` (Berkeley format) of an ELF or object file."""
+    path = Path(path).resolve()
     out = _run([tool("arm-none-eabi-size"), "-B", str(path)], path.parent, "arm-none-eabi-size")
     fields = out.strip().splitlines()[-1].split()
     try:
@@ -112,6 +118,7 @@ def size(path: Path) -> Sections:
 
 def qemu(elf: Path, timeout: float = 120.0) -> str:
     """What the image prints over semihosting under ``qemu-system-arm -M mps2-an386``."""
+    elf = Path(elf).resolve()
     return _run([tool("qemu-system-arm"), *QEMU_ARGS, "-kernel", str(elf)], elf.parent, "QEMU Cortex-M4 run", timeout)
 
 

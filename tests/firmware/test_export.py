@@ -126,6 +126,17 @@ def test_without_the_cortex_m4_toolchain_the_c_export_says_what_to_install(digit
     assert code == 0 and json.loads(out)["figures"]["measured"] is None
 
 
+def test_relative_paths_work_as_users_type_them(digits_artifact, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The compilers run in the build directory: an output path relative to the user's directory
+    must still land where the user said (the demo writes ./edgebert-demo)."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(digits_artifact.path, tmp_path / "digits-int8")
+    code, _, err = _cli(["export", "digits-int8", "--target", "c", "--out", "out/digits-c", "--no-measure", "--quiet"],
+                        capsys)
+    assert code == 0, err
+    assert Engine.load(tmp_path / "out" / "digits-c").output(np.zeros(64, np.float32)).shape == (1, 10)
+
+
 def test_help_teaches_targets_and_budgets(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["export", "--help"])
