@@ -24,11 +24,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nconverted   {text['id']}: {text['onnx_bytes'] / 1e6:.2f} MB, {text['fidelity_metric']} "
           f"{text['fidelity_mean']:.4f} mean / {text['fidelity_worst']:.4f} worst")
     print(f"provisioned {ok}/{len(fleet)} devices with their best compatible artifact")
+    mcu = [f for f in fleet if f.get("measured_flash_bytes")]
+    if mcu:
+        print(f"firmware    {len(mcu)} Cortex-M4 devices run exported C: at most "
+              f"{max(f['measured_flash_bytes'] for f in mcu):,} B flash / {max(f['measured_ram_bytes'] for f in mcu):,} B "
+              f"RAM measured on a Cortex-M4 build; {sum(1 for f in mcu if f['fits'])}/{len(mcu)} within budget")
     print(f"federated   {len(fed['rounds'])} Reptile rounds: unseen-device {fed['shots']}-shot MSE "
           f"{fed['unseen_mse_initial']:.3f} -> {fed['unseen_mse_final']:.3f}")
     ad = result["adaptation"]
     print(f"adapted     camera devices {ad['digits']['frozen_last_100']:.3f} frozen -> "
-          f"{ad['digits']['adapting_last_100']:.3f} learning; text devices {ad['text']['accuracy_last_20']:.3f}")
+          f"{ad['digits']['adapting_last_100']:.3f} learning (C head); text devices {ad['text']['accuracy_last_20']:.3f}")
     print(f"updated     {len(result['registry_answers']['who_needed_an_update'])} devices to the meta-learned artifact")
     print(f"report      {Path(args.out) / 'report.md'} ({result['timings_s']['total']:.0f} s)")
     return 0
@@ -37,9 +42,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the whole loop on this machine: convert, register, provision, learn, report",
                        description="Converts all-MiniLM-L6-v2 (or a small built-in BERT when its package is not "
-                                   "installed) and two TinyML nets to int8; registers them and a simulated fleet "
+                                   "installed) and two TinyML nets to int8, and exports the TinyML nets as C firmware "
+                                   "measured on a Cortex-M4 build (QEMU); registers them and a simulated fleet "
                                    "(Cortex-M4, Raspberry-Pi and gateway classes) in the registry; provisions every "
-                                   "device over MQTT; runs federated Reptile rounds and online adaptation on the "
+                                   "device over MQTT (the Cortex-M4 devices get the firmware); runs federated "
+                                   "Reptile rounds and online adaptation on the "
                                    "devices; converts the meta-learned model into a new version and provisions it; "
                                    "asks the registry who runs what; writes a report directory (report.md, PNG "
                                    "plots, fleet.csv, report.json). Needs no setup: the broker and the registry "
