@@ -1,4 +1,4 @@
-"""Command line: ``edgebert convert | export | demo | tinyml | device | federate | fleet | registry``.
+"""Command line: ``edgebert convert | distill | export | demo | tinyml | device | federate | fleet | registry``.
 
 One module per command group, each with ``add_parser(sub)``; ``main`` maps every EdgeBertError
 to one line on stderr and exit code 2, Ctrl-C to 130 and SIGTERM to 143 (after every ``finally``
@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgebert.cli import convert, demo, device, export, federate, fleet, tinyml
+from edgebert.cli import convert, demo, device, distill, export, federate, fleet, tinyml
 from edgebert.cli.common import EXIT_BAD_INPUT
 from edgebert.errors import EdgeBertError
 from edgebert.version import __version__
 
-GROUPS = (convert, export, demo, tinyml, device, federate, fleet)
+GROUPS = (convert, distill, export, demo, tinyml, device, federate, fleet)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,8 +73,12 @@ def lower_bert(model: BertEncoder) -> Graph:
     last = nodes[-1]
     nodes[-1] = Node(last.op, last.name, last.inputs, ("last_hidden_state",), last.attrs)
     if model.pooling is not None:
-        nodes.append(Node("pool", "pool", ("last_hidden_state", "attention_mask"), ("sentence_embedding",),
-                          {"mode": model.pooling.mode, "normalize": model.pooling.normalize}))
+        attrs = {"mode": model.pooling.mode, "normalize": model.pooling.normalize}
+        if model.projection is not None:  # a Dense module after the pooling, kept fp32 inside the pool op
+            tensors["pool.projection.weight"] = _np(model.projection.weight)
+            tensors["pool.projection.bias"] = _np(model.projection.bias)
+            attrs.update({"projection": "pool.projection.weight", "projection_bias": "pool.projection.bias"})
+        nodes.append(Node("pool", "pool", ("last_hidden_state", "attention_mask"), ("sentence_embedding",), attrs))
         outputs += ("sentence_embedding",)
     meta = {"architecture": "bert", "config": cfg.to_dict(),
             "pooling": None if model.pooling is None else

@@ -135,6 +135,11 @@ def _pool(b: _Builder, n: Node, h: str, mask_f: str) -> str:
         count = b.op("ReduceSum", [m, axis1], n.name, keepdims=0)[0]
         count = b.op("Max", [count, b.const("count_floor", np.float32(1e-9))], n.name)[0]
         out = b.op("Div", [total, count], n.name)[0]
+    if n.attrs.get("projection"):  # a sentence-transformers Dense module after the pooling
+        w = b.const(f"{n.name}.projection.weight_t", np.ascontiguousarray(b.g.tensors[n.attrs["projection"]].T))
+        out = b.op("MatMul", [out, w], n.name)[0]
+        out = b.op("Add", [out, b.const(f"{n.name}.projection.bias", b.g.tensors[n.attrs["projection_bias"]])],
+                   n.name)[0]
     if normalize:
         norm = b.op("ReduceL2", [out], n.name, axes=[-1], keepdims=1)[0]
         norm = b.op("Max", [norm, b.const("norm_floor", np.float32(1e-12))], n.name)[0]

@@ -89,7 +89,8 @@ def mean_pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (h * m).sum(1) / np.maximum(m.sum(1), np.float32(1e-9))
 
 
-def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool,
+         projection: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     m = mask.astype(np.float32)[..., None]
     if mode == "cls":
         out = h[:, 0]
@@ -97,6 +98,8 @@ def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndar
         out = (h + (1.0 - m) * MASK_VALUE).max(1)
     else:
         out = mean_pool(h, mask)
+    if projection is not None:
+        out = out @ projection[0].T + projection[1]
     if normalize:
         out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), np.float32(1e-12))
     return out.astype(np.float32)
@@ -137,7 +140,8 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
         elif node.op == "relu":
             out = np.maximum(x[0], np.float32(0.0))
         elif node.op == "pool":
-            out = pool(x[0], x[1], a["mode"], a["normalize"])
+            proj = (g.tensors[a["projection"]], g.tensors[a["projection_bias"]]) if a.get("projection") else None
+            out = pool(x[0], x[1], a["mode"], a["normalize"], proj)
         else:  # pragma: no cover - Node validates op names
             raise ArtifactError(node.op)
         env[node.outputs[0]] = out.astype(np.float32)

@@ -45,6 +45,8 @@ class Checkpoint:
     pooling: Pooling | None
     max_seq_length: int
     sha256: str
+    # a sentence-transformers Dense module after the pooling: (weight (out, in), bias (out,)), linear
+    projection: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 def _read_json(path: Path) -> dict:
@@ -81,6 +83,41 @@ def _read_pooling(model_dir: Path) -> Pooling | None:
                 f"{config_path}: expected mean, cls or max pooling, found another pooling mode"
             )
     return Pooling(mode=mode, normalize=any(t.endswith("Normalize") for t in types))
+
+
+def _read_projection(model_dir: Path, hidden: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A sentence-transformers ``Dense`` module after the pooling (identity activation only)."""
+    modules_path = model_dir / "modules.json"
+    if not modules_path.is_file():
+        return None
+    modules = _read_json(modules_path)
+    dense = [m for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith("Dense")]
+    if not dense:
+        return None
+    where = model_dir / str(dense[0].get("path", ""))
+    if len(dense) > 1 or not where.resolve().is_relative_to(model_dir.resolve()):
+        raise CheckpointError(f"{modules_path}: expected at most one Dense module inside the checkpoint, found "
+                              f"{len(dense)} (or a path outside it)")
+    cfg = _read_json(where / "config.json") if (where / "config.json").is_file() else {}
+    act = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity"))
+    if not act.endswith("Identity"):
+        raise CheckpointError(f"{where / 'config.json'}: expected a linear Dense module (Identity activation), "
+                              f"found {act!r}")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        raw = load_file(str(where / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{where / 'model.safetensors'}: expected the Dense module's weights, found: "
+                              f"{exc}") from None
+    w = np.asarray(raw.get("linear.weight"), np.float32)
+    b = np.asarray(raw.get("linear.bias", np.zeros(w.shape[:1])), np.float32)
+    if w.ndim != 2 or w.shape[1] != hidden or b.shape != (w.shape[0],) or not (np.isfinite(w).all()
+                                                                                and np.isfinite(b).all()):
+        raise CheckpointError(f"{where}: expected a finite linear.weight (out, {hidden}) and linear.bias, found "
+                              f"shapes {w.shape} and {b.shape}")
+    return w, b
 
 
 def _read_weights(model_dir: Path, allow_pickle: bool) -> tuple[dict[str, np.ndarray], Path]:
@@ -148,4 +185,5 @@ def load_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> Checkp
         pooling=_read_pooling(model_dir),
         max_seq_length=max_seq,
         sha256=sha256_path(weights_path),
+        projection=_read_projection(model_dir, config.hidden_size),
     )

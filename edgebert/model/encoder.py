@@ -116,8 +116,10 @@ class LayerStack(nn.Module):
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """Sentence embedding from token states (batch, seq, hidden) and mask (batch, seq)."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling,
+         projection: nn.Linear | None = None) -> torch.Tensor:
+    """Sentence embedding from token states (batch, seq, hidden) and mask (batch, seq): pooled,
+    projected (a sentence-transformers Dense module, when there is one), normalized."""
     m = mask.to(hidden.dtype)[..., None]  # (batch, seq, 1)
     if pooling.mode == "cls":
         out = hidden[:, 0]
@@ -125,6 +127,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
         out = (hidden + (1.0 - m) * MASK_VALUE).amax(dim=1)
     else:
         out = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+    if projection is not None:
+        out = projection(out)
     if pooling.normalize:
         out = out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return out  # (batch, hidden)
@@ -139,6 +143,7 @@ class BertEncoder(nn.Module):
         self.pooling = pooling
         self.embeddings = Embeddings(cfg)
         self.encoder = LayerStack(cfg)
+        self.projection: nn.Linear | None = None  # set by from_checkpoint / a distillation student
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,8 +155,16 @@ class BertEncoder(nn.Module):
             x = layer(x, additive)
         return x  # (batch, seq, hidden)
 
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The embedding output and every layer's output: num_hidden_layers + 1 tensors (batch, seq, hidden)."""
+        additive = (1.0 - attention_mask[:, None, None, :].float()) * MASK_VALUE
+        states = [self.embeddings(input_ids, None)]
+        for layer in self.encoder.layer:
+            states.append(layer(states[-1], additive))
+        return states
+
     def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pool(self(input_ids, attention_mask), attention_mask, self.pooling or Pooling())
+        return pool(self(input_ids, attention_mask), attention_mask, self.pooling or Pooling(), self.projection)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> BertEncoder:
@@ -179,4 +192,10 @@ class BertEncoder(nn.Module):
             raise CheckpointError(f"{ckpt.directory}: expected only the tensors config.json describes, found "
                                   f"{len(unused)} more (e.g. {unused[0]}): does num_hidden_layers or the size match?")
         model.load_state_dict(state)
+        if ckpt.projection is not None:
+            w, b = ckpt.projection
+            model.projection = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                model.projection.weight.copy_(torch.from_numpy(w))
+                model.projection.bias.copy_(torch.from_numpy(b))
         return model.eval()

@@ -1,0 +1,115 @@
+"""The student: its shape, and its weights taken from the teacher or drawn at random (host, torch).
+
+Shapes are the miniature BERTs of Turc et al. ("Well-Read Students Learn Better"): ``bert-tiny``
+(L2/H128), ``bert-mini`` (L4/H256), ``bert-small`` (L4/H512), ``bert-medium`` (L8/H512), or
+``L<layers>H<hidden>``; the feed-forward width is 4x hidden. Initialised from the teacher, the
+student keeps the teacher's head width (so heads are sliced whole: H128 from MiniLM's 32-wide
+heads has 4 heads), takes teacher layers evenly spaced from the top (TinyBERT's uniform mapping:
+student layer i <- teacher layer (i+1)*Lt/Ls - 1) and the first ``hidden`` dimensions of every
+matrix (width slicing), and the word-table rows the (pruned) vocabulary keeps. The sentence
+projection (student width -> teacher width, a sentence-transformers Dense module in the output)
+starts as the first ``hidden`` columns of the identity.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgebert.errors import InputError
+from edgebert.model.config import BertConfig
+from edgebert.model.encoder import BertEncoder
+from edgebert.model.zoo import SHAPES, random_weights
+
+SPEC = re.compile(r"^L(\d{1,2})H(\d{2,4})$")
+INITS = ("teacher", "random")
+
+
+def student_shape(spec: str) -> tuple[int, int]:
+    if spec in SHAPES:
+        return SHAPES[spec]
+    m = SPEC.match(spec)
+    if m is None:
+        raise InputError(f"--student: expected one of {', '.join(SHAPES)} or L<layers>H<hidden> (e.g. L2H128), "
+                         f"found {spec!r}")
+    layers, hidden = int(m.group(1)), int(m.group(2))
+    if not (1 <= layers <= 24 and 16 <= hidden <= 1024):
+        raise InputError(f"--student: expected 1..24 layers and 16..1024 hidden, found L{layers}H{hidden}")
+    return layers, hidden
+
+
+def student_config(spec: str, teacher: BertConfig, vocab_size: int, init: str, max_position: int) -> BertConfig:
+    layers, hidden = student_shape(spec)
+    if init == "teacher":
+        if hidden > teacher.hidden_size or layers > teacher.num_hidden_layers:
+            raise InputError(f"--student {spec}: expected no wider or deeper than the teacher "
+                             f"(L{teacher.num_hidden_layers}H{teacher.hidden_size}) to start from it, found "
+                             f"L{layers}H{hidden} (use --init random)")
+        if hidden % teacher.head_dim:
+            raise InputError(f"--student {spec}: expected a width divisible by the teacher's head width "
+                             f"{teacher.head_dim}, found {hidden}")
+        heads = hidden // teacher.head_dim
+    else:
+        heads = max(2, hidden // 64)
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, intermediate_size=4 * hidden,
+                      max_position_embeddings=min(max_position, teacher.max_position_embeddings),
+                      hidden_act=teacher.hidden_act, layer_norm_eps=teacher.layer_norm_eps)
+
+
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layer index (0-based) each student layer starts from, and is matched against."""
+    return [(i + 1) * teacher_layers // student_layers - 1 for i in range(student_layers)]
+
+
+def _slice(t: np.ndarray, rows: int | None, cols: int | None) -> np.ndarray:
+    out = t[:rows] if rows is not None else t
+    if cols is not None and out.ndim == 2:
+        out = out[:, :cols]
+    return np.ascontiguousarray(out, np.float32)
+
+
+def teacher_slice(teacher: BertEncoder, cfg: BertConfig, old_ids: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Student weights under BertModel names, cut from the teacher's."""
+    sd = {k: v.detach().numpy() for k, v in teacher.state_dict().items()}
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    rows = np.asarray(old_ids, np.int64)
+    w = {"embeddings.word_embeddings.weight": _slice(sd["embeddings.word_embeddings.weight"][rows], None, h),
+         "embeddings.position_embeddings.weight": _slice(sd["embeddings.position_embeddings.weight"],
+                                                         cfg.max_position_embeddings, h),
+         "embeddings.token_type_embeddings.weight": _slice(sd["embeddings.token_type_embeddings.weight"], None, h),
+         "embeddings.LayerNorm.weight": _slice(sd["embeddings.LayerNorm.weight"], h, None),
+         "embeddings.LayerNorm.bias": _slice(sd["embeddings.LayerNorm.bias"], h, None)}
+    shapes = {"attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
+              "attention.output.dense": (h, h), "intermediate.dense": (f, h), "output.dense": (h, f)}
+    for i, t in enumerate(layer_map(cfg.num_hidden_layers, teacher.config.num_hidden_layers)):
+        sp, tp = f"encoder.layer.{i}", f"encoder.layer.{t}"
+        for name, (out_f, in_f) in shapes.items():
+            w[f"{sp}.{name}.weight"] = _slice(sd[f"{tp}.{name}.weight"], out_f, in_f)
+            w[f"{sp}.{name}.bias"] = _slice(sd[f"{tp}.{name}.bias"], out_f, None)
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            w[f"{sp}.{ln}.weight"] = _slice(sd[f"{tp}.{ln}.weight"], h, None)
+            w[f"{sp}.{ln}.bias"] = _slice(sd[f"{tp}.{ln}.bias"], h, None)
+    return w
+
+
+def build_student(teacher: BertEncoder, cfg: BertConfig, old_ids: tuple[int, ...], init: str,
+                  seed: int) -> BertEncoder:
+    """A student encoder with its sentence projection (to the teacher's width) and pooling."""
+    if init not in INITS:
+        raise InputError(f"--init: expected one of {', '.join(INITS)}, found {init!r}")
+    weights = teacher_slice(teacher, cfg, old_ids) if init == "teacher" else random_weights(cfg, seed)
+    student = BertEncoder(cfg, teacher.pooling)
+    student.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
+    width = teacher.config.hidden_size
+    student.projection = nn.Linear(cfg.hidden_size, width)
+    with torch.no_grad():
+        student.projection.weight.copy_(torch.eye(width, cfg.hidden_size))
+        student.projection.bias.zero_()
+    return student
+
+
+__all__ = ["INITS", "build_student", "layer_map", "student_config", "student_shape", "teacher_slice"]
