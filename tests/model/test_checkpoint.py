@@ -120,3 +120,48 @@ def test_config_and_weights_must_agree_on_the_number_of_layers(ckpt_copy: Path, 
 
     with pytest.raises(CheckpointError, match=match):
         BertEncoder.from_checkpoint(load_checkpoint(ckpt_copy))
+
+
+def _add_dense(ckpt: Path, out: int = 24, act: str = "torch.nn.modules.linear.Identity", path: str = "2_Dense") -> None:
+    from safetensors.numpy import save_file
+
+    modules = json.loads((ckpt / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": path, "type": "sentence_transformers.models.Dense"})
+    (ckpt / "modules.json").write_text(json.dumps(modules))
+    d = ckpt / path
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({"in_features": 128, "out_features": out, "activation_function": act}))
+    rng = np.random.default_rng(0)
+    save_file({"linear.weight": rng.normal(0, 0.1, (out, 128)).astype(np.float32),
+               "linear.bias": rng.normal(0, 0.1, out).astype(np.float32)}, str(d / "model.safetensors"))
+
+
+def test_a_dense_module_after_the_pooling_is_part_of_the_sentence_embedding(ckpt_copy: Path, tmp_path: Path) -> None:
+    """sentence-transformers' Pooling -> Dense -> Normalize: the torch encoder, the graph reference and
+    the emitted ONNX give the same projected, normalized embedding."""
+    import edgebert
+    from edgebert.compress.lower import lower_bert
+    from edgebert.graph import reference
+    from edgebert.runtime.engine import Engine
+
+    _add_dense(ckpt_copy)
+    ckpt = load_checkpoint(ckpt_copy)
+    model = BertEncoder.from_checkpoint(ckpt)
+    ids, mask = encode_batch(ckpt.tokenizer, ["compact models on small devices", "a second sentence"])
+    with torch.no_grad():
+        ours = model.sentence_embedding(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    assert ours.shape == (2, 24) and np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    ref = reference.run(lower_bert(model), {"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
+    assert np.allclose(ref, ours, atol=1e-5)
+    art = edgebert.convert(ckpt_copy, tmp_path / "fp32", "fp32")
+    assert np.allclose(Engine.load(art.path).embed(["compact models on small devices"])[0], ours[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"act": "torch.nn.modules.activation.Tanh"}, "Identity activation"),
+    ({"path": "../outside"}, "inside the checkpoint"),
+])
+def test_a_dense_module_we_cannot_run_is_refused(ckpt_copy: Path, kwargs: dict, match: str) -> None:
+    _add_dense(ckpt_copy, **kwargs)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(ckpt_copy)
