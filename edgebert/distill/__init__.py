@@ -64,7 +64,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
     teacher = BertEncoder.from_checkpoint(ckpt)
     t_json = ckpt.tokenizer.to_str()
     t_tok = Tokenizer.from_str(t_json)
-    t_tok.no_truncation()
+    t_tok.enable_truncation(max_length=max_length)  # count the pieces the student will see
     train_ids = [e.ids for e in t_tok.encode_batch(train)]
     held_ids = [e.ids for e in t_tok.encode_batch(held)]
     pruned = prune(t_json, Counter(i for row in train_ids for i in row), vocab_size or 10**9)

@@ -15,6 +15,8 @@ from edgebert.errors import InputError
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 MIN_LINES = 20
+MAX_LINES = 5_000_000
+MAX_LINE_CHARS = 512 * 101  # what 512 WordPiece tokens can use (a longer word becomes one [UNK])
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -27,7 +29,8 @@ def read_lines(path: str | Path) -> list[str]:
         raise InputError(f"{path}: expected UTF-8 text, found undecodable bytes") from None
     except IsADirectoryError:
         raise InputError(f"--data: expected a text file, found a directory {path}") from None
-    lines = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    lines = list(dict.fromkeys(line.strip()[:MAX_LINE_CHARS] for line in text.splitlines() if line.strip()))
+    lines = lines[:MAX_LINES]  # a bigger corpus than one process can use is cut, not loaded whole into torch
     if len(lines) < MIN_LINES:
         raise InputError(f"{path}: expected at least {MIN_LINES} distinct non-empty lines, found {len(lines)}")
     return lines

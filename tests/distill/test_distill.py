@@ -155,3 +155,17 @@ def test_another_runs_state_is_not_resumed(tiny_ckpt: Path, tmp_path: Path, caps
     with pytest.raises(InputError, match="expected a new output directory"):
         distill(tiny_ckpt, corpus_path(), tmp_path / "other", "L1H64", steps=3)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_a_giant_line_is_cut_to_what_the_tokenizer_can_use(tmp_path: Path) -> None:
+    from edgebert.distill.corpus import MAX_LINE_CHARS, read_lines, split
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(["x" * (3 * MAX_LINE_CHARS)] + [f"sentence number {i}" for i in range(30)]) + "\n")
+    lines = read_lines(text)
+    assert len(lines) == 31 and len(lines[0]) == MAX_LINE_CHARS
+    train, held = split(lines, 0, 500)
+    assert len(held) == 6 and not set(train) & set(held)  # at most 20% held out, disjoint
+    text.write_text("only\ntwo\n")
+    with pytest.raises(InputError, match="at least 20 distinct"):
+        read_lines(text)
