@@ -10,7 +10,7 @@ Reported: the held-out cosine curve (student vs teacher sentence embeddings, sam
 inputs), the student's size (fp32, int8 ONNX, word-table share) and its int8 artifact's cosine to
 its own fp32 output; for scale, the teacher's int8 artifact (its cosine to the fp32 teacher is the
 ceiling a student's int8 form can be compared with). ``--vocab-table K,K,...`` adds, for each K,
-the held-out coverage, the int8 size and the cosine after ``--table-minutes`` of distillation.
+the held-out coverage, the int8 size and the cosine after ``--table-steps`` steps of distillation.
 
     python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522]
 """
@@ -66,7 +66,8 @@ def main() -> int:
     ap.add_argument("--vocab-size", type=int, default=8000)
     ap.add_argument("--student", default="bert-tiny")
     ap.add_argument("--vocab-table", default="", help="comma-separated K values for the vocabulary table")
-    ap.add_argument("--table-minutes", type=float, default=4.0)
+    ap.add_argument("--table-steps", type=int, default=400, help="distillation steps per K (steps, not minutes: "
+                    "the rows stay comparable on a busy machine)")
     ap.add_argument("--table-only", action="store_true", help="only the vocabulary table (JSON to --out)")
     ap.add_argument("--work", default="benchmarks/results/distill-work")
     ap.add_argument("--out", default="benchmarks/results/distill.json")
@@ -146,7 +147,7 @@ def vocab_table(ks: list[int], args: argparse.Namespace, teacher: Path, data: Pa
     rows = []
     for k in ks:
         with tempfile.TemporaryDirectory() as tmp:
-            r = distill(teacher, data, Path(tmp) / "s", args.student, minutes=args.table_minutes, vocab_size=k)
+            r = distill(teacher, data, Path(tmp) / "s", args.student, steps=args.table_steps, vocab_size=k)
             cfg = r["config"]
             encoder = sum(int(np.prod(v)) for n, v in _shapes(Path(tmp) / "s").items() if "word_embeddings" not in n)
             rows.append({"k": r["vocabulary"]["kept"], "coverage": r["vocabulary"]["held_out_coverage"],
