@@ -91,3 +91,35 @@ def mse_range(sample: np.ndarray, lo: float, hi: float, steps: int = 40, qmax: i
         if err < best_err:
             best, best_err = (cand_lo, cand_hi), err
     return best
+
+
+# ------------------------------------------------------------------ 4-bit rows (embedding tables)
+INT4_MAX = 7
+
+
+def quantize_rows_4bit(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric 4-bit codes in [-7, 7] with one scale per row, two codes per byte: column 2j in the
+    low nibble, 2j+1 in the high one, two's complement (an odd last column pads with 0).
+    Returns (packed uint8 (rows, ceil(cols / 2)), scales float32 (rows,))."""
+    codes, scales = quantize_symmetric(np.asarray(table, np.float32), axis=0, qmax=INT4_MAX)
+    rows, cols = codes.shape
+    padded = np.zeros((rows, cols + cols % 2), np.int8)
+    padded[:, :cols] = codes
+    nibbles = padded.astype(np.uint8) & np.uint8(0x0F)
+    return (nibbles[:, 0::2] | (nibbles[:, 1::2] << np.uint8(4))).astype(np.uint8), scales
+
+
+def unpack_rows_4bit(packed: np.ndarray, cols: int) -> np.ndarray:
+    """The int8 codes (rows, cols) of ``quantize_rows_4bit``'s packed bytes (sign-extended nibbles)."""
+    packed = np.asarray(packed, np.uint8)
+    if packed.ndim != 2 or packed.shape[1] != (cols + 1) // 2:
+        raise InputError(f"4-bit rows: expected (rows, {(cols + 1) // 2}) bytes for {cols} columns, found {packed.shape}")
+    out = np.empty((packed.shape[0], packed.shape[1] * 2), np.int8)
+    for half, shift in ((0, 0), (1, 4)):
+        nib = ((packed >> np.uint8(shift)) & np.uint8(0x0F)).astype(np.int16)
+        out[:, half::2] = np.where(nib > 7, nib - 16, nib).astype(np.int8)
+    return out[:, :cols]
+
+
+def dequantize_rows_4bit(packed: np.ndarray, scales: np.ndarray, cols: int) -> np.ndarray:
+    return unpack_rows_4bit(packed, cols).astype(np.float32) * np.asarray(scales, np.float32)[:, None]
