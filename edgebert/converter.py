@@ -30,26 +30,6 @@ from edgebert.version import __version__
 CONVERT_PRECISIONS = ("fp32", "int8")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _onnx_summary(model: onnx.ModelProto) -> dict:
     ops = sorted({(f"{n.domain}." if n.domain else "") + n.op_type for n in model.graph.node})
     return {"opset": OPSET, "domains": sorted({o.domain or "ai.onnx" for o in model.opset_import}),
@@ -85,14 +65,6 @@ def _quantization_summary(g: Graph, precision: str, scheme: Int8Scheme | None) -
                            "saturation_free": all(INT16_MIN <= lo and hi <= INT16_MAX for lo, hi in bounds)},
         "per_linear": linears,
     }
-
-
-
-
-
-
-
-
 
 
 def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",

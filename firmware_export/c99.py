@@ -42,12 +42,12 @@ def c_float(v: float) -> str:
     return text + ("f" if any(c in text for c in ".e") else ".0f")
 
 
-def _array(ctype: str, name: str, values: np.ndarray) -> str:
+def _array(ctype: str, name: str, values: np.ndarray, static: bool = True) -> str:
     fmt = c_float if ctype == "float" else str
     flat = [fmt(v) for v in np.asarray(values).ravel().tolist()]
     lines = [", ".join(flat[i:i + PER_LINE]) for i in range(0, len(flat), PER_LINE)]
     body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
+    return f"{'static ' if static else ''}const {ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
 
 
 def folded_bias(bias: np.ndarray, weight: np.ndarray, in_zp: int) -> np.ndarray:
@@ -102,8 +102,7 @@ def model_source(model: IntMlp, origin: str) -> tuple[str, int]:
     has_mul = not np.all(model.input_mul == 1.0)
     if has_mul:
         parts.append(_array("float", "eb_input_mul", model.input_mul))
-    parts.append(_array("float", "eb_feature_scale_", model.feature_scale).replace(
-        "static const float eb_feature_scale_", "const float eb_feature_scale"))
+    parts.append(_array("float", "eb_feature_scale", model.feature_scale, static=False))
     for i, lay in enumerate(model.layers):
         parts.append(_array("int8_t", f"eb_w{i}", lay.weight))
         parts.append(_array("int32_t", f"eb_b{i}", folded_bias(lay.bias, lay.weight, lay.in_zero_point)))
@@ -146,9 +145,9 @@ def sources(model: IntMlp, origin: str) -> dict[str, str]:
 def test_data(x: np.ndarray, labels: np.ndarray, learn: bool, lr: float, normalize: bool) -> str:
     """eb_test_data.c: the inputs (and labels) the Cortex-M4 test application runs on."""
     return (f"/* eb_test_data.c - generated test inputs; do not edit. */\n"
-            f"{_array('float', 'eb_test_x_', x).replace('static const float eb_test_x_', 'const float eb_test_x')}\n"
+            f"{_array('float', 'eb_test_x', x, static=False)}\n"
             f"const int eb_test_n = {x.shape[0]};\n"
-            f"{_array('int', 'eb_test_y_', labels).replace('static const int eb_test_y_', 'const int eb_test_y')}\n"
+            f"{_array('int', 'eb_test_y', labels, static=False)}\n"
             f"const int eb_test_learn = {int(learn)};\nconst float eb_test_lr = {c_float(lr)};\n"
             f"const int eb_test_normalize = {int(normalize)};\n")
 

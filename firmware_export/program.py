@@ -76,10 +76,6 @@ class IntMlp:
     def output_zero_point(self) -> int:
         return self.layers[-1].out_zero_point
 
-    def weight_bytes(self) -> int:
-        """Bytes of constants: int8 weights, int32 biases, multipliers and shifts, input multipliers."""
-        per_layer = sum(lay.weight.size + 4 * lay.bias.size + 5 * lay.bias.size for lay in self.layers)
-        return int(per_layer + 4 * self.input_mul.size + 4 * self.feature_scale.size)
 
 
 def quantize_input(model: IntMlp, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from edgebert.errors import ArtifactError
 from firmware_export.program import IntMlp
 
 ALIGN = 16
-OPS = ("MUL", "QUANTIZE", "FULLY_CONNECTED")
 
 
 def _schema() -> Any:
@@ -155,4 +154,4 @@ def to_tflite(model: IntMlp, description: str = "edgebert firmware export") -> b
     return b.model([x], [outputs["features"], outputs["output"]], description)
 
 
-__all__ = ["OPS", "ops_of", "to_tflite"]
+__all__ = ["ops_of", "to_tflite"]

@@ -59,7 +59,6 @@ def quiet() -> Iterator[None]:
 def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
     """Whether TFLM allocates and runs ``model`` in ``arena`` bytes, tried in a forked child: with a
     very small arena the interpreter crashes (SIGSEGV) instead of reporting the failure."""
-    interpreter(model, 1 << 16)  # the import (and a ToolchainError when missing) in this process
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         import faulthandler
@@ -81,6 +80,7 @@ def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
 def arena_bytes(model: bytes, input_dim: int, ceiling: int = 1 << 20) -> int:
     """The smallest arena (a multiple of 16) with which TFLM allocates and runs ``model``."""
     x = np.zeros((1, input_dim), np.float32)
+    interpreter(model, ceiling)  # the import (a ToolchainError when missing) here, once, not in every child
     with quiet():
         if not _runs(model, ceiling, x):
             raise ArtifactError(f"TFLM: expected the model to run with a {ceiling}-byte arena, found it does not")

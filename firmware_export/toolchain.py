@@ -69,12 +69,6 @@ def host_library(src: Path, sources: list[str], out: Path) -> Path:
     return out
 
 
-def host_program(src: Path, sources: list[str], out: Path) -> Path:
-    out = Path(out).resolve()
-    _run([host_cc(), *HOST_CFLAGS, "-o", str(out), *sources, "-lm"], Path(src).resolve(), "host C build")
-    return out
-
-
 def m4_object(src: Path, source: str, out: str) -> Path:
     _run([tool("arm-none-eabi-gcc"), *M4_CFLAGS, "-fstack-usage", "-c", "-o", out, source], src, "Cortex-M4 build")
     return src / out
@@ -123,4 +117,4 @@ def qemu(elf: Path, timeout: float = 120.0) -> str:
 
 
 __all__ = ["HOST_CFLAGS", "INSTALL_HINT", "M4_CFLAGS", "Sections", "have_m4_tools", "host_cc", "host_library",
-           "host_program", "m4_image", "m4_object", "qemu", "size", "tool"]
+           "m4_image", "m4_object", "qemu", "size", "tool"]

@@ -76,11 +76,10 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
     scfg = student_config(student, ckpt.config, len(pruned.old_ids), init, 512)
     model = build_student(teacher, scfg, pruned.old_ids, init, seed)
     trainable = Trainable(model, ckpt.config.hidden_size)
-    engine = Distiller(teacher, trainable, Tokenizer.from_str(t_json), s_tok, train, held, cfg, state_dir)
+    engine = Distiller(teacher, trainable, t_tok, s_tok, train, held, cfg, state_dir)
     resumed_at = engine.step if engine.load() else None
     progress("prepare", 1, 1)
     result = engine.run(progress)
-    (state_dir / "fingerprint").write_text(fingerprint, encoding="utf-8")
     report = {"teacher": str(Path(teacher_dir).resolve()), "student": student, "config": scfg.to_dict(),
               "init": init, "resumed_from_step": resumed_at,
               "vocabulary": vocab_report, "training": result, "settings": asdict(cfg)}

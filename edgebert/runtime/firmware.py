@@ -78,7 +78,6 @@ def _bind(lib: ctypes.CDLL) -> tuple[int, ...]:
     lib.eb_head_learn_features.restype = ctypes.c_float
     lib.eb_head_weights.argtypes = [_F32P, _F32P]
     lib.eb_head_state_bytes.restype = ctypes.c_uint
-    lib.eb_model_features.argtypes = [_I8P, _F32P]
     lib.eb_model_dims.argtypes = [ctypes.POINTER(ctypes.c_int)]
     dims = (ctypes.c_int * 3)()
     lib.eb_model_dims(dims)
@@ -127,12 +126,8 @@ class Firmware:
         return feats, outs
 
     def features(self, x: Any) -> np.ndarray:  # noqa: ANN401
-        """Real-valued features (n, features), dequantized in C as the device does."""
-        q, _ = self.infer(x)
-        out = np.zeros(q.shape, np.float32)
-        for i in range(q.shape[0]):
-            self._lib.eb_model_features(_ptr(q[i], _I8P), _ptr(out[i], _F32P))
-        return out
+        """Real-valued features (n, features): (q - zp) * scale in float32, as eb_model_features computes them."""
+        return self.info.features(self.infer(x)[0])
 
     def output(self, x: Any) -> np.ndarray:  # noqa: ANN401
         """Real-valued outputs (n, outputs)."""
