@@ -15,11 +15,12 @@ TARGET_HELP = {"tflite": ".tflite flatbuffer (LiteRT and TFLite Micro)",
 
 
 def _int(text: str) -> int:
-    """Bytes, with an optional K/M suffix (powers of 1000, as device datasheets mostly use): 256K, 1M."""
+    """Bytes, with an optional K/M (or KB/MB) suffix (powers of 1000, as device datasheets mostly use): 256K, 1MB."""
     t = text.strip().upper()
+    t = t[:-1] if t.endswith(("KB", "MB")) else t
     mult = 1_000_000 if t.endswith("M") else 1_000 if t.endswith("K") else 1
     try:
-        value = int(float(t.rstrip("KMB") or "x") * mult)
+        value = int(float(t.rstrip("KM") or "x") * mult)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected bytes (e.g. 262144, 256K, 1M), found {text!r}") from None
     if value <= 0:

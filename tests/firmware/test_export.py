@@ -175,3 +175,15 @@ def test_a_tampered_or_inconsistent_firmware_is_refused_before_it_runs(digits_c,
     (lying / "firmware.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="expected a firmware description"):
         Firmware(lying)
+
+
+def test_byte_budgets_take_the_units_datasheets_use() -> None:
+    import argparse
+
+    from edgebert.cli.export import _int
+
+    assert [_int(t) for t in ("262144", "256K", "256KB", "1M", "1mb", "1.5K")] == [262144, 256_000, 256_000,
+                                                                                   1_000_000, 1_000_000, 1500]
+    for bad in ("", "KB", "-1K", "lots"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _int(bad)
