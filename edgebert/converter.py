@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from edgebert.artifact import Artifact, Manifest, file_entries
-from edgebert.compress.calibrate import calibrate
+from edgebert.compress.calibrate import RANGE_PREFIX, calibrate, value_ranges
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
@@ -119,6 +119,8 @@ def _quantized(src: Source, scheme: Int8Scheme, progress: Progress) -> Graph:
     graph = quantize_graph(src.fp32, stats, scheme)
     if graph.meta.get("architecture") == "mlp":  # what a firmware export needs to quantize the outputs
         graph.meta["output_ranges"] = output_ranges(graph, src.calibration)
+    elif graph.meta.get("architecture") == "bert":  # ... and, for a transformer, every token-wise value
+        graph.tensors.update({RANGE_PREFIX + name: r for name, r in value_ranges(graph, src.calibration).items()})
     progress("quantize", 1, 1)
     return graph
 

@@ -65,3 +65,25 @@ def calibrate(g: Graph, batches: Iterable[dict[str, np.ndarray]], max_rows: int 
     for feeds in batches:
         reference.run(g, feeds, observer=cal)
     return cal.stats
+
+
+RANGE_PREFIX = "ranges."
+
+
+def value_ranges(g: Graph, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-channel [min, max] (2, channels) float32 of every token-wise value the graph computes,
+    over the real tokens of ``batches``: what a firmware export needs to quantize the values an
+    integer-only program keeps in int8 (attention's Q, K, V, the FFN, the residual stream)."""
+    every = g.copy()
+    every.outputs = tuple(dict.fromkeys(out for node in g.nodes for out in node.outputs))
+    lo: dict[str, np.ndarray] = {}
+    hi: dict[str, np.ndarray] = {}
+    for feeds in batches:
+        mask = feeds["attention_mask"].astype(bool)
+        for name, value in reference.run(every, feeds).items():
+            if value.ndim != 3 or value.shape[:2] != mask.shape or not mask.any():
+                continue
+            rows = value[mask]
+            lo[name] = np.minimum(lo[name], rows.min(0)) if name in lo else rows.min(0)
+            hi[name] = np.maximum(hi[name], rows.max(0)) if name in hi else rows.max(0)
+    return {name: np.stack([lo[name], hi[name]]).astype(np.float32) for name in lo}

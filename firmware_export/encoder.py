@@ -1,0 +1,211 @@
+"""The integer program of a BERT-style text encoder on a microcontroller, and its semantics.
+
+One sentence of ``n <= max_len`` token ids runs through (no padding, so no mask):
+
+- **embedding**: ``x = word_code[id] * word_mul[id] + pos_code[t] * pos_mul[t]`` in int32 at
+  one fine scale ``s_e`` (the per-row scales become integer multipliers); word rows are int8 or
+  4-bit (two codes per byte);
+- **LayerNorm** of int32 rows with integer mean, variance and square root (``intops.layernorm``)
+  to int8; the next linear's SmoothQuant divisor is folded into gamma and beta;
+- **attention**: Q, K, V as three per-channel int8 FULLY_CONNECTED layers (TFLite Micro's
+  requantization); int32 scores; integer softmax to int8 probabilities (1/256, -128); the
+  context ``sum_j (p + 128) (v - z_v)`` requantized to int8; the output projection's SmoothQuant
+  divisor is folded into V's per-channel filter scale;
+- **output projections** (attention out, FFN down) produce int32 at the residual stream's fine
+  scale (``intops.scale_round``) and the residual is added there, never clamped to int8 before
+  LayerNorm; GELU is a 256-entry table between two int8 quantizations (``lut.py``);
+- **pooling**: int32 sums of the last hidden codes over the n tokens (mean pooling's numerator,
+  or token 0 for CLS), then the sentence-transformers Dense projection as int8 weights; the
+  output is int32 with a per-channel real scale: ``embedding = out * out_scale / n``.
+
+``run`` is the fixed-point reference the C build (``c99_text.py``) matches bit for bit. Pure numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgebert.errors import InputError
+from edgebert.graph.quantize import unpack_rows_4bit
+from firmware_export.intops import RESIDUAL_LIMIT, layernorm, scale_round, softmax_row
+from firmware_export.lut import apply
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class IntLinear:
+    """int8 weights (out, in), int32 bias at s_in * s_w, per-channel (multiplier, shift).
+    ``out_zero_point`` is None for int32 output (``scale_round``, no clamp), else int8 output
+    with TFLite's double-rounding requantization."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    multipliers: np.ndarray     # int64 (out,)
+    shifts: np.ndarray          # int64 (out,)
+    in_zero_point: int
+    out_zero_point: int | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.weight.shape[0]), int(self.weight.shape[1])
+
+
+@dataclass(frozen=True)
+class IntLayerNorm:
+    gamma: np.ndarray           # int64 (hidden,): gamma * mul / s_out, LN_FRAC fraction bits
+    beta: np.ndarray            # int64 (hidden,)
+    eps: int                    # eps / s_in**2
+    out_zero_point: int
+
+
+@dataclass(frozen=True)
+class IntBlock:
+    q: IntLinear
+    k: IntLinear
+    v: IntLinear
+    softmax: tuple[int, int]    # quantize_multiplier(s_q * s_k * 2**12)
+    context: tuple[int, int]    # quantize_multiplier(s_v / 256 / s_ctx)
+    context_zero_point: int
+    out: IntLinear              # int32 out at the residual scale
+    residual1: np.ndarray       # int64 (hidden,): h code -> residual units
+    ln1: IntLayerNorm
+    ffn1: IntLinear
+    gelu: np.ndarray            # int8 (256,)
+    ffn2: IntLinear             # int32 out at the second residual scale
+    residual2: np.ndarray
+    ln2: IntLayerNorm
+
+
+@dataclass(frozen=True)
+class IntEncoder:
+    word: np.ndarray            # int8 (vocab, hidden), or packed 4-bit uint8 (vocab, hidden / 2)
+    word_bits: int              # 8 or 4
+    word_mul: np.ndarray        # int64 (vocab,)
+    position: np.ndarray        # int8 (max_len, hidden)
+    position_mul: np.ndarray    # int64 (max_len,)
+    ln0: IntLayerNorm
+    blocks: tuple[IntBlock, ...]
+    heads: int
+    hidden_zero_point: int      # of the last LayerNorm's output
+    pool: str                   # "mean" | "cls"
+    projection: IntLinear | None  # int32 out (multipliers unused)
+    out_scale: np.ndarray       # float32 (out,): embedding = out * out_scale / n (n = 1 for cls)
+    normalize: bool
+
+    @property
+    def vocab(self) -> int:
+        return int(self.word.shape[0])
+
+    @property
+    def hidden(self) -> int:
+        return int(self.position.shape[1])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.position.shape[0])
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.out_scale.shape[0])
+
+    @property
+    def intermediate(self) -> int:
+        return self.blocks[0].ffn1.shape[0] if self.blocks else 0
+
+    def word_codes(self) -> np.ndarray:
+        return self.word if self.word_bits == 8 else unpack_rows_4bit(self.word, self.hidden)
+
+
+def requantize(acc: np.ndarray, multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), per channel along the last axis."""
+    acc = np.asarray(acc, np.int64)
+    shifts = np.asarray(shifts, np.int64)
+    m = np.asarray(multipliers, np.int64)
+    left, right = np.maximum(shifts, 0), np.maximum(-shifts, 0)
+    scaled = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    ab = scaled * m
+    total = ab + np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C division truncates toward zero
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
+def linear(lay: IntLinear, x: np.ndarray) -> np.ndarray:
+    """int8 (tokens, in) -> int8 or int32 (tokens, out)."""
+    acc = (np.asarray(x, np.int64) - lay.in_zero_point) @ lay.weight.astype(np.int64).T + lay.bias.astype(np.int64)
+    if lay.out_zero_point is None:
+        return scale_round(acc, lay.multipliers, lay.shifts)
+    return np.clip(requantize(acc, lay.multipliers, lay.shifts) + lay.out_zero_point, -128, 127)
+
+
+def _ln(p: IntLayerNorm, x: np.ndarray) -> np.ndarray:
+    return layernorm(x, p.gamma, p.beta, p.eps, p.out_zero_point)
+
+
+def attention(b: IntBlock, h: np.ndarray, heads: int) -> np.ndarray:
+    q, k, v = linear(b.q, h), linear(b.k, h), linear(b.v, h)
+    n, width = q.shape
+    hd = width // heads
+    ctx = np.empty((n, width), np.int64)
+    for a in range(heads):
+        cols = slice(a * hd, (a + 1) * hd)
+        scores = (q[:, cols] - b.q.out_zero_point) @ (k[:, cols] - b.k.out_zero_point).T  # (n, n)
+        p = softmax_row(scores, *b.softmax)
+        acc = (p + 128) @ (v[:, cols] - b.v.out_zero_point)
+        ctx[:, cols] = requantize(acc, np.int64(b.context[0]), np.int64(b.context[1])) + b.context_zero_point
+    return np.clip(ctx, -128, 127)
+
+
+def residual(x32: np.ndarray, h: np.ndarray, zero_point: int, mul: np.ndarray) -> np.ndarray:
+    return np.clip(x32 + (np.asarray(h, np.int64) - zero_point) * mul, -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+
+
+def check_ids(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not 1 <= len(ids) <= model.max_len:
+        raise InputError(f"ids: expected 1..{model.max_len} token ids, found shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= model.vocab:
+        raise InputError(f"ids: expected integers in [0, {model.vocab}), found {ids.min()}..{ids.max()}")
+    return ids.astype(np.int64)
+
+
+def hidden(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
+    """int8 codes (n, hidden) of the last LayerNorm's output."""
+    ids = check_ids(model, ids)
+    n = len(ids)
+    x = (model.word_codes()[ids].astype(np.int64) * model.word_mul[ids, None]
+         + model.position[:n].astype(np.int64) * model.position_mul[:n, None])
+    h, zp = _ln(model.ln0, x), model.ln0.out_zero_point
+    for b in model.blocks:
+        h1 = _ln(b.ln1, residual(linear(b.out, attention(b, h, model.heads)), h, zp, b.residual1))
+        h = _ln(b.ln2, residual(linear(b.ffn2, apply(linear(b.ffn1, h1), b.gelu)), h1, b.ln1.out_zero_point,
+                                b.residual2))
+        zp = b.ln2.out_zero_point
+    return h
+
+
+def run(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
+    """The int32 output (out_dim,) of one sentence: real embedding = out * out_scale / n."""
+    h = hidden(model, ids) - model.hidden_zero_point
+    pooled = h.sum(0) if model.pool == "mean" else h[0]
+    if model.projection is None:
+        return pooled
+    p = model.projection
+    n = len(h) if model.pool == "mean" else 1
+    return pooled @ p.weight.astype(np.int64).T + n * p.bias.astype(np.int64)
+
+
+def embedding(model: IntEncoder, out: np.ndarray, n: int) -> np.ndarray:
+    """The real sentence embedding of ``run``'s output (L2-normalized when the model normalizes)."""
+    e = np.asarray(out, np.float64) * model.out_scale / (n if model.pool == "mean" else 1)
+    if model.normalize:
+        e = e / max(float(np.linalg.norm(e)), 1e-12)
+    return e.astype(np.float32)
+
+
+__all__ = ["IntBlock", "IntEncoder", "IntLayerNorm", "IntLinear", "attention", "check_ids", "embedding",
+           "hidden", "linear", "requantize", "residual", "run"]
