@@ -27,7 +27,8 @@ from edgebert.errors import ToolchainError
 from firmware_export import toolchain
 from firmware_export.c99 import test_data
 
-M4_FILES = ("startup.c", "link.ld", "bare_main.c", "main.c")
+M4_FILES = ("startup.c", "link.ld", "bare_main.c", "main.c", "bare_text_main.c", "text_main.c")
+TICK_LIMIT = 0x00F00000  # SysTick is 24 bits: counts near a wrap cannot be trusted
 STACK_SLACK = 64  # bytes above the painted region (the test's own frame): counted as used
 
 
@@ -142,4 +143,77 @@ def sources_dim(sources: dict[str, str], name: str) -> int:
     return int(m.group(1))
 
 
-__all__ = ["M4Figures", "M4Run", "measure"]
+@dataclass(frozen=True)
+class M4TextFigures:
+    flash_bytes: int                  # bare image (start-up, one encoding, the real embedding): text + data
+    ram_bytes: int                    # the model's static buffers + the encoding's stack peak
+    arena_bytes: int
+    stack_bytes: int
+    instructions_per_inference: int   # for the longest test sentence
+    tokens: int                       # its length
+    instructions_per_token: int
+    compiler: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class M4TextRun:
+    figures: M4TextFigures
+    outputs: list[np.ndarray]         # int32 (out,) per sentence, as printed by the Cortex-M4 build
+    codes: list[int]                  # eb_text_run's return code per sentence
+
+
+def text_test_data(sentences: list[np.ndarray]) -> str:
+    """eb_test_data.c for the text application: the sentences' ids back to back and their lengths."""
+    from firmware_export.c99 import _array
+
+    flat = np.concatenate([np.asarray(s, np.int64) for s in sentences])
+    return (f"/* eb_test_data.c - generated test sentences; do not edit. */\n#include <stdint.h>\n"
+            f"{_array('int32_t', 'eb_test_ids', flat, static=False)}\n"
+            f"{_array('int', 'eb_test_lens', np.array([len(s) for s in sentences]), static=False)}\n"
+            f"const int eb_test_n = {len(sentences)};\n")
+
+
+def measure_text(sources: dict[str, str], sentences: list[np.ndarray]) -> M4TextRun:
+    """Build the bare and the test image of a text encoder's C sources (c99_text.sources), encode
+    ``sentences`` (token id arrays) on the emulated Cortex-M4, and return figures and outputs."""
+    if not sentences or any(len(s) == 0 for s in sentences):
+        raise ToolchainError("M4 text test: expected non-empty sentences, found an empty one")
+    n_out = int(re.search(r"#define EB_TEXT_OUT (\d+)", sources["edgebert_model.h"]).group(1))  # type: ignore[union-attr]
+    work = Path(tempfile.mkdtemp(prefix="edgebert-m4-"))
+    try:
+        _stage(sources, work)
+        (work / "eb_test_data.c").write_text(text_test_data(sentences), encoding="utf-8")
+        model_obj = toolchain.size(toolchain.m4_object(work, "edgebert_model.c", "edgebert_model.o"))
+        bare = toolchain.size(toolchain.m4_image(work, ["bare_text_main.c", "edgebert_model.c"], "bare.elf"))
+        app = toolchain.m4_image(work, ["text_main.c", "edgebert_model.c", "eb_test_data.c"], "app.elf",
+                                 semihosting=True)
+        out = toolchain.qemu(app, timeout=600.0)
+        ticks, expected = (int(v) for v in _value(out, "calibrate"))
+        per_tick = expected / max(ticks, 1)
+        rows = [line[2:].split(" | ") for line in out.splitlines() if line.startswith("o ")]
+        if len(rows) != len(sentences):
+            raise ToolchainError(f"QEMU run: expected {len(sentences)} output lines, found {len(rows)}")
+        codes, lens, counts, outputs = [], [], [], []
+        for head, values in rows:
+            rc, n, t = (int(v) for v in head.split())
+            if t >= TICK_LIMIT:
+                raise ToolchainError(f"QEMU run: expected SysTick counts below {TICK_LIMIT}, found {t}")
+            codes.append(rc)
+            lens.append(n)
+            counts.append(t)
+            outputs.append(np.array([int(v) for v in values.split()], np.int64).reshape(n_out))
+        longest = int(np.argmax(lens))
+        instr = round(counts[longest] * per_tick)
+        stack = int(_value(out, "infer_stack")[0]) + STACK_SLACK
+        figures = M4TextFigures(flash_bytes=bare.flash, ram_bytes=model_obj.ram + stack, arena_bytes=model_obj.ram,
+                                stack_bytes=stack, instructions_per_inference=instr, tokens=lens[longest],
+                                instructions_per_token=round(instr / lens[longest]), compiler=_compiler())
+        return M4TextRun(figures, outputs, codes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+__all__ = ["M4Figures", "M4Run", "M4TextFigures", "M4TextRun", "measure", "measure_text", "text_test_data"]
