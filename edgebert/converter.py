@@ -15,13 +15,13 @@ import numpy as np
 import onnx
 
 from edgebert.artifact import Artifact, Manifest, file_entries
-from edgebert.compress.calibrate import RANGE_PREFIX, calibrate, value_ranges
+from edgebert.compress.calibrate import calibrate, value_ranges
 from edgebert.compress.int8 import Int8Scheme, quantize_graph
 from edgebert.emit.onnx import OPSET, to_onnx
 from edgebert.errors import ConversionError, InputError
 from edgebert.files import atomic_dir
 from edgebert.graph.avx2 import INT16_MAX, INT16_MIN, pair_sum_bounds
-from edgebert.graph.form import Graph
+from edgebert.graph.form import RANGE_PREFIX, Graph
 from edgebert.measure import fidelity_and_latency, memory_estimate
 from edgebert.progress import Progress, silent
 from edgebert.source import Source, load_source

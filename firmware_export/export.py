@@ -122,8 +122,10 @@ def _c_files(tmp: Path, model: program.IntMlp, x: np.ndarray, ref: tuple, origin
 
 def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device: str | None = None,
            ram: int | None = None, flash: int | None = None, force: bool = False, lr: float = 0.01,
-           measure: bool = True, progress: Progress = silent) -> ExportResult:
-    """Export an int8 TinyML artifact for a microcontroller target (see the module docstring)."""
+           measure: bool = True, max_length: int = 32, embedding_bits: int | None = None,
+           progress: Progress = silent) -> ExportResult:
+    """Export an int8 TinyML artifact (or, to C, an int8 text encoder: ``text.py``) for a
+    microcontroller target (see the module docstring)."""
     if target not in TARGETS:
         raise InputError(f"--target: expected one of {', '.join(TARGETS)}, found {target!r}")
     out_dir = Path(out_dir)
@@ -142,8 +144,14 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
     graph_path = source.path / HOST_ONLY
     if not graph_path.is_file():
         raise ArtifactError(f"{source.path}: expected {HOST_ONLY} (the graph form the exporters read), found none")
+    graph = Graph.load(graph_path)
+    if graph.meta.get("architecture") == "bert":
+        from firmware_export.text import export_text  # it builds on this module's manifest
+
+        return export_text(source, graph, target, out_dir, budget=budget, measure=measure, max_length=max_length,
+                           embedding_bits=embedding_bits, progress=progress)
     progress("lower", 0, 1)
-    model = lower_mlp(Graph.load(graph_path))
+    model = lower_mlp(graph)
     progress("lower", 1, 1)
     x = probe_inputs(model, CHECK_INPUTS)
     ref = program.run(model, x)
@@ -181,8 +189,11 @@ def _manifest(tmp: Path, src: Manifest, target: str, description: dict, names: l
                "TFLM core runtime (a lower bound)")
         memory.update({"flash_bytes": int(fig["flash_bytes"]), "peak_ram_bytes": int(fig["ram_bytes"]),
                        "measured": measured, "how": how})
+        memory.pop("method", None)
     else:
         memory.update({"measured": False, "how": "not measured (--no-measure): the source artifact's estimate"})
+    if "max_len" in description.get("shape", {}):  # a text encoder's figures are for its sequence length
+        memory["seq"] = int(description["shape"]["max_len"])
     firmware = {k: description[k] for k in ("target", "runtime", "ops", "figures", "agreement")}
     manifest = replace(src, artifact_id=f"{src.artifact_id}-{target}", runtime=RUNTIMES[target],
                        files=file_entries(tmp, list(dict.fromkeys(names))), memory=memory, firmware=firmware,

@@ -21,9 +21,8 @@ import math
 
 import numpy as np
 
-from edgebert.compress.calibrate import RANGE_PREFIX
 from edgebert.errors import ArtifactError, InputError
-from edgebert.graph.form import Graph, Node
+from edgebert.graph.form import RANGE_PREFIX, Graph, Node
 from edgebert.graph.quantize import affine_params, quantize_rows_4bit, quantize_symmetric
 from firmware_export import lut
 from firmware_export.encoder import IntBlock, IntEncoder, IntLayerNorm, IntLinear

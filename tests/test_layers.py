@@ -7,7 +7,8 @@ level and function level, followed transitively through the project's own module
 - the device side (``runtime``, the device parts of ``fleet`` and ``federated``, ``messaging``)
   reaches neither torch, onnx, cryptography nor ``registry``, however deep the chain;
 - ``firmware_export`` imports only the graph form, the artifact, errors, files, the Progress type and
-  the device's firmware loader (``runtime.firmware``, with which it checks its host build).
+  the device's firmware loaders (``runtime.firmware``, ``runtime.text_firmware``, with which it checks
+  its host build).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ HEAVY = ("torch", "onnx", "cryptography", "registry", "transformers", "pyoxigrap
 REGISTRY_MAY_USE = ("edgebert", "edgebert.artifact", "edgebert.errors", "edgebert.files", "edgebert.names")
 # the exporter checks its host build through the loader devices use (runtime.firmware), nothing else of the runtime
 FIRMWARE_MAY_USE = ("edgebert", "edgebert.graph", "edgebert.artifact", "edgebert.errors", "edgebert.files",
-                    "edgebert.progress", "edgebert.runtime.firmware", "firmware_export")
+                    "edgebert.progress", "edgebert.runtime.firmware", "edgebert.runtime.text_firmware",
+                    "firmware_export")
 
 
 def modules(root: Path) -> dict[str, Path]:

@@ -67,8 +67,6 @@ def calibrate(g: Graph, batches: Iterable[dict[str, np.ndarray]], max_rows: int 
     return cal.stats
 
 
-RANGE_PREFIX = "ranges."
-
 
 def value_ranges(g: Graph, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per-channel [min, max] (2, channels) float32 of every token-wise value the graph computes,

@@ -29,6 +29,9 @@ import numpy as np
 
 from edgebert.errors import ArtifactError
 
+# per-channel [min, max] (2, channels) of a value over the calibration text, recorded by the converter
+# for transformer graphs (what a firmware export quantizes its int8 values with)
+RANGE_PREFIX = "ranges."
 OPS = ("embedding", "layernorm", "linear", "attention", "add", "gelu", "relu", "pool")
 
 

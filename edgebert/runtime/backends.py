@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgebert.errors import ArtifactError
+from edgebert.errors import ArtifactError, InputError
 
 
 class Backend(Protocol):
@@ -130,6 +130,27 @@ class FirmwareBackend:
         return {n: values[n] for n in outputs or self.output_names}
 
 
+class TextFirmwareBackend:
+    """A text encoder's firmware export run on the host (the C build through ctypes): token ids in,
+    real sentence embeddings out, one sentence per C call over its real tokens only."""
+
+    input_names = ["input_ids", "attention_mask"]
+    output_names = ["sentence_embedding"]
+
+    def __init__(self, directory: Path) -> None:
+        from edgebert.runtime.text_firmware import TextFirmware
+
+        self.text_firmware = TextFirmware(directory)
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        ids, mask = np.asarray(feeds["input_ids"]), np.asarray(feeds["attention_mask"])
+        if ids.ndim != 2 or mask.shape != ids.shape:
+            raise InputError(f"input_ids, attention_mask: expected two (batch, seq) arrays, found {ids.shape} and "
+                             f"{mask.shape}")
+        emb = self.text_firmware.embed_ids([row[m.astype(bool)] for row, m in zip(ids, mask, strict=True)])
+        return {"sentence_embedding": emb}
+
+
 def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter
     try:
         from tflite_micro.python.tflite_micro import runtime
@@ -143,6 +164,11 @@ def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_m
 
 
 def open_backend(path: Path, threads: int = 1, runtime: str = "") -> Backend:
+    if runtime == "c99":
+        from edgebert.runtime.text_firmware import is_text_firmware
+
+        if is_text_firmware(path.parent):
+            return TextFirmwareBackend(path.parent)
     if runtime in ("c99", "tflite-micro") or (runtime == "litert" and (path.parent / "firmware.json").is_file()):
         return FirmwareBackend(path.parent, runtime)
     if path.suffix == ".tflite":
