@@ -14,6 +14,7 @@ from tests.firmware.conftest import needs_m4
 
 STEPS = 300
 LR = 0.05
+WEIGHT_TOL = 1e-5  # the C head and OnlineLearner: same float32 operations, sums in another order
 
 
 def test_the_host_build_is_bit_exact_on_2000_inputs(digits_c, digits_program, digits_inputs) -> None:
@@ -55,8 +56,13 @@ def _learner(fw: Firmware, x: np.ndarray, y: np.ndarray, normalize: bool) -> Onl
     fw.head_init(LR, normalize)
     for f, label in zip(fw.features(x), y, strict=True):
         assert fw.head_predict(f) == learner.predict_one(f)
+        z_in = (f - learner.norm_mean) / learner._scale() if normalize else f  # what the logits see
         c_loss, py_loss = fw.head_learn(f, int(label)), learner.learn_one(f, int(label))
-        assert abs(c_loss - py_loss) <= 1e-4 * max(1.0, py_loss)
+        # the loss moves by at most twice the logits' difference: weights that agree within WEIGHT_TOL,
+        # plus float32 dot products of len(f) terms summed in another order (BLAS vs a loop)
+        reach = float(np.abs(z_in).sum())
+        logit_gap = reach * WEIGHT_TOL + len(f) * 2.0**-24 * reach * float(np.abs(learner.W[0]).max())
+        assert abs(c_loss - py_loss) <= 2 * logit_gap + 2.0**-20 * max(1.0, py_loss)
     return learner
 
 
@@ -68,7 +74,7 @@ def test_the_c_head_learns_as_online_learner_does(digits_c, digits_program, norm
     x, y = _stream(digits_program)
     learner = _learner(fw, x, y, normalize)
     w, b = fw.head_weights()
-    assert np.abs(w - learner.W[0]).max() <= 1e-5 and np.abs(b - learner.b[0]).max() <= 1e-5
+    assert np.abs(w - learner.W[0]).max() <= WEIGHT_TOL and np.abs(b - learner.b[0]).max() <= WEIGHT_TOL
     assert np.abs(learner.W[0]).max() > 0.05  # it did learn something
     assert fw.head_state_bytes() <= 4096
 

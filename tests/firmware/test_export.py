@@ -102,7 +102,7 @@ def test_bad_artifacts_are_refused_in_one_line(digits_artifact, tiny_artifact, t
     with (tampered / "graph.safetensors").open("r+b") as fh:
         fh.seek(-4, os.SEEK_END)
         fh.write(b"\x00\x01\x02\x03")
-    cases = [(tampered, "tampered"), (tiny_artifact.path, "expected a TinyML MLP graph"),
+    cases = [(tampered, "tampered"), (tiny_artifact.path, "expected --target c for a transformer encoder"),
              (tmp_path / "missing", "expected an artifact directory")]
     for path, match in cases:
         code, _, err = _cli(["export", str(path), "--target", "tflite", "--out", str(tmp_path / "o")], capsys)
