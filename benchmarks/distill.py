@@ -12,7 +12,15 @@ its own fp32 output; for scale, the teacher's int8 artifact (its cosine to the f
 ceiling a student's int8 form can be compared with). ``--vocab-table K,K,...`` adds, for each K,
 the held-out coverage, the int8 size and the cosine after ``--table-steps`` steps of distillation.
 
-    python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522]
+``--mcu`` adds the microcontroller figures of the student (its int8 artifact exported to C with
+int8 and with 4-bit word rows, ``edgebert export --target c``): flash (``arm-none-eabi-size`` of a
+bare Cortex-M4 image), RAM (static buffers + measured stack), instructions for 32 tokens under
+QEMU, and the firmware's cosine to the student's fp32 output and to the teacher on the held-out
+lines; for scale, the int8 MiniLM's firmware weights (it does not fit a Cortex-M4's 4 MB map).
+``--mcu-only --student-dir DIR`` measures an already distilled student.
+
+    python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522] [--mcu]
+    python benchmarks/distill.py --mcu-only --student-dir STUDENT
 """
 
 from __future__ import annotations
@@ -69,6 +77,9 @@ def main() -> int:
     ap.add_argument("--table-steps", type=int, default=400, help="distillation steps per K (steps, not minutes: "
                     "the rows stay comparable on a busy machine)")
     ap.add_argument("--table-only", action="store_true", help="only the vocabulary table (JSON to --out)")
+    ap.add_argument("--mcu", action="store_true", help="add the student's Cortex-M4 firmware figures")
+    ap.add_argument("--mcu-only", action="store_true", help="only the firmware figures of --student-dir")
+    ap.add_argument("--student-dir", help="an already distilled student checkpoint (with --mcu-only)")
     ap.add_argument("--work", default="benchmarks/results/distill-work")
     ap.add_argument("--out", default="benchmarks/results/distill.json")
     args = ap.parse_args()
@@ -84,6 +95,13 @@ def main() -> int:
         if done % 200 == 0:
             print(f"  {step} step {done} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
+    if args.mcu_only:
+        if not args.student_dir:
+            print("--mcu-only: expected --student-dir, found none", file=sys.stderr)
+            return 2
+        mcu = mcu_figures(Path(args.student_dir), work, data)
+        print_mcu(mcu)
+        return finish(mcu_targets(mcu), {"mcu": mcu}, args.out)
     if args.table_only:
         rows = vocab_table([int(k) for k in args.vocab_table.split(",")], args, teacher, data)
         print_tables({"vocab_table": rows})
@@ -95,14 +113,99 @@ def main() -> int:
     result = {"main": summarize(report, work, data)}
     if args.vocab_table:
         result["vocab_table"] = vocab_table([int(k) for k in args.vocab_table.split(",")], args, teacher, data)
+    if args.mcu:
+        result["mcu"] = mcu_figures(work / "student", work, data)
     print_tables(result)
+    if "mcu" in result:
+        print_mcu(result["mcu"])
     main_row = result["main"]
     targets = {"held-out cosine >= 0.85 within 60 minutes": main_row["held_out_cosine"] >= 0.85
                and main_row["seconds"] <= 3600 + 60}
     if "vocab_table" in result:
         chosen = [r for r in result["vocab_table"] if r["k"] == args.vocab_size]
         targets["the chosen K keeps >= 90% of held-out word pieces"] = bool(chosen and chosen[0]["coverage"] >= 0.90)
+    if "mcu" in result:
+        targets.update(mcu_targets(result["mcu"]))
     return finish(targets, result, args.out)
+
+
+MCU_FLASH, MCU_RAM = 1_000_000, 64_000
+
+
+def mcu_figures(student_dir: Path, work: Path, data: Path) -> dict:
+    """The student's int8 artifact exported to C (int8 and 4-bit word rows), measured on a Cortex-M4
+    under QEMU; cosine of the firmware's embeddings to the student's fp32 ones and the teacher's."""
+    import torch
+
+    from edgebert.converter import convert
+    from edgebert.distill.corpus import read_lines, split
+    from edgebert.graph.form import Graph
+    from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.model.encoder import BertEncoder
+    from edgebert.model.tokenizer import encode_batch
+    from edgebert.runtime.engine import Engine
+    from firmware_export.export import export
+    from firmware_export.lower_encoder import lower_encoder
+    from firmware_export.text import weight_bytes
+
+    train, held = split(read_lines(data), 0, 500)
+    calib = work / "calibration.txt"
+    calib.write_text("\n".join(train[:2000]) + "\n", encoding="utf-8")
+
+    def fp32(ckpt_dir: Path) -> np.ndarray:
+        ckpt = load_checkpoint(ckpt_dir)
+        model = BertEncoder.from_checkpoint(ckpt)
+        ckpt.tokenizer.enable_truncation(max_length=32)
+        with torch.no_grad():
+            return torch.cat([model.sentence_embedding(*map(torch.from_numpy, encode_batch(ckpt.tokenizer,
+                                                                                          held[i:i + 64])))
+                              for i in range(0, len(held), 64)]).numpy()
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+    student, teacher = fp32(student_dir), fp32(find_minilm())
+    art = convert(student_dir, work / "student-int8-mcu", "int8", calib, force=True)
+    rows = []
+    for bits in (8, 4):
+        t0 = time.perf_counter()
+        fw = export(art.path, "c", work / f"student-c{bits}", force=True, embedding_bits=bits)
+        fig = fw.firmware["figures"]
+        emb = Engine.load(fw.artifact.path).embed(held)
+        rows.append({"word_bits": bits, "flash_bytes": fig["flash_bytes"], "ram_bytes": fig["ram_bytes"],
+                     "arena_bytes": fig["arena_bytes"], "stack_bytes": fig["stack_bytes"],
+                     "weight_bytes": fig["weight_bytes"], "instructions": fig["instructions_per_inference"],
+                     "tokens": fig["tokens"], "cosine_to_student_fp32": cos(emb, student),
+                     "cosine_to_teacher": cos(emb, teacher), "export_seconds": time.perf_counter() - t0})
+        print(f"  firmware {bits}-bit rows: {rows[-1]}", file=sys.stderr, flush=True)
+    teacher_art = convert(find_minilm(), work / "teacher-int8-mcu", "int8", calib, force=True)
+    big = lower_encoder(Graph.load(teacher_art.path / "graph.safetensors"), 32, 8)
+    return {"student_dir": str(student_dir), "held_out": len(held), "vocab": art.manifest.architecture["config"]
+            ["vocab_size"], "rows": rows, "int8_student_vs_fp32": cos(Engine.load(art.path).embed(held), student),
+            "minilm_int8_firmware_weight_bytes": weight_bytes(big),
+            "minilm_int8_firmware_weight_bytes_4bit": weight_bytes(lower_encoder(
+                Graph.load(teacher_art.path / "graph.safetensors"), 32, 4))}
+
+
+def mcu_targets(mcu: dict) -> dict[str, bool]:
+    fits = [r for r in mcu["rows"] if r["flash_bytes"] <= MCU_FLASH and r["ram_bytes"] <= MCU_RAM]
+    best = max(fits, key=lambda r: r["cosine_to_student_fp32"]) if fits else None
+    return {"student firmware: flash <= 1 MB and RAM <= 64 KB": best is not None,
+            "its cosine to the student's fp32 output >= 0.99": best is not None
+            and best["cosine_to_student_fp32"] >= 0.99}
+
+
+def print_mcu(mcu: dict) -> None:
+    print(f"\nCortex-M4 firmware of the student (vocabulary {mcu['vocab']:,}; {mcu['held_out']} held-out lines, "
+          "32 tokens; int8 artifact vs fp32 student "
+          f"{mcu['int8_student_vs_fp32']:.4f}):")
+    print(f"{'word rows':>10}{'flash B':>11}{'RAM B':>9}{'instructions':>14}{'vs fp32 student':>17}{'vs teacher':>12}")
+    for r in mcu["rows"]:
+        print(f"{str(r['word_bits']) + '-bit':>10}{r['flash_bytes']:>11,}{r['ram_bytes']:>9,}{r['instructions']:>14,}"
+              f"{r['cosine_to_student_fp32']:>17.4f}{r['cosine_to_teacher']:>12.4f}")
+    print(f"for scale: all-MiniLM-L6-v2's int8 firmware would hold {mcu['minilm_int8_firmware_weight_bytes']:,} B of "
+          f"constants ({mcu['minilm_int8_firmware_weight_bytes_4bit']:,} B with 4-bit rows): beyond a Cortex-M4's "
+          "flash, not built")
 
 
 def summarize(report: dict, work: Path, data: Path) -> dict:

@@ -34,6 +34,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ad = result["adaptation"]
     print(f"adapted     camera devices {ad['digits']['frozen_last_100']:.3f} frozen -> "
           f"{ad['digits']['adapting_last_100']:.3f} learning (C head); text devices {ad['text']['accuracy_last_20']:.3f}")
+    tm = ad.get("text_mcu")
+    if tm and tm["rows"]:
+        row = tm["rows"][0]
+        print(f"text on M4  {tm['devices']} keyword sensor(s): {row['flash_bytes']:,} B flash / {row['ram_bytes']:,} B RAM, "
+              f"cosine to the teacher {tm['cosine_mean']:.3f} ({tm['sentences']} held-out sentences)")
     print(f"updated     {len(result['registry_answers']['who_needed_an_update'])} devices to the meta-learned artifact")
     print(f"report      {Path(args.out) / 'report.md'} ({result['timings_s']['total']:.0f} s)")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -78,3 +79,35 @@ def adapt_text(fleet: DemoFleet, names: list[str], samples: int, seed: int, prog
             "curve": [float(c[j:j + bins].mean()) for j in range(0, samples, bins)],
             "accuracy_last_20": float(c[-20:].mean()),
             "new_topic_accuracy_after_5": float(np.nanmean(new_class_after))}
+
+
+def text_sensor(fleet: DemoFleet, names: list[str], teacher: Any, progress: Progress) -> dict[str, Any]:  # noqa: ANN401
+    """Keyword-sensor devices (Cortex-M4 class, running the text encoder's C firmware): their sentence
+    embeddings of held-out bundled sentences against the teacher's (its int8 artifact), both on the
+    same 32-token inputs; the firmware's measured flash, RAM and instructions."""
+    from edgebert.distill import HELD_OUT
+    from edgebert.distill.corpus import read_lines, split
+    from edgebert.errors import ArtifactError
+    from edgebert.model.zoo import corpus_path
+    from edgebert.runtime.engine import Engine
+
+    _, held = split(read_lines(corpus_path()), 0, HELD_OUT)  # the lines the demo's distillation held out
+    ref_engine = Engine.load(teacher.path)
+    rows = []
+    for i, name in enumerate(names):
+        engine = fleet.agents[name].engine
+        if engine is None or engine.manifest.runtime != "c99":
+            raise ArtifactError(f"{name}: expected the text encoder's Cortex-M4 firmware (runtime c99) active, found "
+                                f"{engine.manifest.runtime if engine else 'no artifact'}")
+        max_len = int(engine.manifest.memory.get("seq", 32))
+        ref_engine.tokenizer.enable_truncation(max_length=max_len)
+        a, b = engine.embed(held), ref_engine.embed(held)
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        fig = json.loads((engine.artifact.path / "firmware.json").read_text(encoding="utf-8"))["figures"]
+        rows.append({"device": name, "artifact": engine.manifest.artifact_id, "cosine_mean": float(cos.mean()),
+                     "cosine_min": float(cos.min()), "flash_bytes": fig.get("flash_bytes"),
+                     "ram_bytes": fig.get("ram_bytes"), "instructions": fig.get("instructions_per_inference"),
+                     "tokens": fig.get("tokens")})
+        progress("text encoder on the keyword sensors", i + 1, len(names))
+    return {"devices": len(names), "sentences": len(held), "teacher": teacher.manifest.artifact_id,
+            "rows": rows, "cosine_mean": float(np.mean([r["cosine_mean"] for r in rows])) if rows else None}

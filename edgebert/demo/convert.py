@@ -12,6 +12,8 @@ from edgebert.errors import InputError
 from edgebert.progress import Progress
 
 HEAD_LR = 0.03  # the camera devices' on-device head (SGD): best of 0.01/0.03/0.1 on the demo's digits streams
+STUDENT_STEPS = 120   # the demo's distillation: a short run, to show the path (benchmarks/distill.py runs 60 min)
+STUDENT_VOCAB = 2000  # word rows kept for the bundled sentences
 
 
 def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict[str, Any]:
@@ -39,8 +41,39 @@ def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict
     progress("train TinyML nets", 2, 2)
     firmware = {f"{task}_fw": firmware_artifact(nets[task][0], work / "artifacts" / f"{task}-int8-c", progress)
                 for task in ("sine", "digits")}
+    student = text_mcu_models(work, text, model_dir, name, progress, log)
     return {"text": text, "sine": nets["sine"][0], "digits": nets["digits"][0], "text_name": name,
-            "train_metrics": {k: v[1] for k, v in nets.items()}, **firmware}
+            "train_metrics": {k: v[1] for k, v in nets.items()}, **firmware, **student}
+
+
+def text_mcu_models(work: Path, text: Any, teacher_dir: Path, name: str, progress: Progress,  # noqa: ANN401
+                    log: Log) -> dict[str, Any]:
+    """The keyword-sensor microcontrollers' text encoder: a BERT-Tiny student distilled from the
+    teacher on the bundled sentences (a short run), converted to int8 and exported to C for the
+    Cortex-M4 budget. A teacher that is itself BERT-Tiny-sized (the random built-in one) is
+    exported as it is."""
+    from edgebert.converter import convert
+    from edgebert.distill import distill
+    from edgebert.model.zoo import corpus_path
+    from firmware_export.export import export
+
+    shape = text.manifest.architecture.get("config", {})
+    if int(shape.get("hidden_size", 0)) <= 128 and int(shape.get("num_hidden_layers", 0)) <= 2:
+        log("the text model is BERT-Tiny-sized already: its int8 artifact goes to the keyword sensors as it is")
+        student_art, student_name, report = text, name, None
+    else:
+        report = distill(teacher_dir, corpus_path(), work / "models" / "student", "bert-tiny", steps=STUDENT_STEPS,
+                         vocab_size=STUDENT_VOCAB, lr=2e-3, progress=lambda s, d, t: progress(
+                             f"distil a BERT-Tiny student of {name} ({s})", d, t))
+        student_name = f"{name}-student-L2H128"
+        student_art = convert(work / "models" / "student", work / "artifacts" / "student-int8", "int8", corpus_path(),
+                              name=student_name, progress=lambda s, d, t: progress(f"convert the student ({s})", d, t))
+    fw = export(student_art.path, "c", work / "artifacts" / "student-int8-c", device="cortex-m4",
+                progress=lambda s, d, t: progress(f"export the text encoder for Cortex-M4 ({s})", d, t))
+    return {"student": student_art, "student_fw": fw.artifact, "student_name": student_name,
+            "student_distill": None if report is None else {
+                "steps": report["training"]["steps"], "seconds": report["training"]["seconds"],
+                "held_out_cosine": report["training"]["held_out_cosine"], "vocabulary": report["vocabulary"]}}
 
 
 def firmware_artifact(art: Any, out: Path, progress: Progress) -> Any:  # noqa: ANN401 - Artifact in, Artifact out

@@ -34,6 +34,8 @@ KINDS = {
               MCU_RUNTIMES),
     "m4c": Kind("m4c", "Cortex-M4 class, 8x8 camera", 256_000, 1_000_000, "cortex-m4", 80, "digits", "camera-8x8",
               MCU_RUNTIMES),
+    "m4t": Kind("m4t", "Cortex-M4 class, keyword sensor", 256_000, 1_000_000, "cortex-m4", 80, "text-mcu",
+                "microphone-kws", MCU_RUNTIMES),
     "pi": Kind("pi", "Raspberry-Pi class", 1_000_000_000, 16_000_000_000, "aarch64", 1500, "text", "microphone-asr"),
     "gw": Kind("gw", "gateway class", 8_000_000_000, 128_000_000_000, "x86_64", 2400, "text", "message-bus"),
 }
@@ -42,16 +44,17 @@ MIN_DEVICES = 6
 
 def fleet_plan(n: int) -> list[tuple[str, Kind]]:
     """``n`` device names and kinds: ~42% vibration M4s (they do federated meta-learning), ~16% camera
-    M4s, ~16% gateways, the rest Pis."""
+    M4s, ~8% keyword-sensor M4s (a distilled text encoder's firmware), ~16% gateways, the rest Pis."""
     if n < MIN_DEVICES:
         raise InputError(f"--devices: expected at least {MIN_DEVICES} (every kind, and enough for federated rounds), "
                          f"found {n}")
-    counts = {"m4s": max(3, round(n * 0.42)), "m4c": max(1, round(n * 0.16)), "gw": max(1, round(n * 0.16))}
+    counts = {"m4s": max(3, round(n * 0.42)), "m4c": max(1, round(n * 0.16)), "m4t": max(1, round(n * 0.08)),
+              "gw": max(1, round(n * 0.16))}
     counts["pi"] = n - sum(counts.values())
-    if counts["pi"] < 1:
-        counts["m4s"] -= 1 - counts["pi"]
-        counts["pi"] = 1
-    return [(f"{key}-{i + 1:03d}", KINDS[key]) for key in ("m4s", "m4c", "pi", "gw") for i in range(counts[key])]
+    if counts["pi"] < 0:
+        counts["m4s"] += counts["pi"]
+        counts["pi"] = 0
+    return [(f"{key}-{i + 1:03d}", KINDS[key]) for key in ("m4s", "m4c", "m4t", "pi", "gw") for i in range(counts[key])]
 
 
 def thing_description(iri: str, name: str, kind: Kind, fleet_iri: str, family: str) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edgebert.demo.adapt import adapt_digits, adapt_text
+from edgebert.demo.adapt import adapt_digits, adapt_text, text_sensor
 from edgebert.demo.ask import ask
 from edgebert.demo.config import MARKER, DemoConfig, Log, Timer
 from edgebert.demo.convert import artifact_summary, convert_models, meta_artifact
@@ -28,6 +28,8 @@ from edgebert.demo.provision import provision
 from edgebert.errors import EdgeBertError, InputError
 from edgebert.files import atomic_dir
 from edgebert.progress import Progress
+
+ARTIFACT_KEYS = ("text", "sine", "digits", "sine_fw", "digits_fw", "student", "student_fw")
 
 
 def run_demo(cfg: DemoConfig, progress: Progress, log: Log) -> dict[str, Any]:
@@ -68,13 +70,14 @@ def _story(cfg: DemoConfig, work: Path, progress: Progress, log: Log) -> dict[st
         rows = timer.run("provision", provision, registry, url, topics, fleet_iri, key, public_key_of(key), progress,
                          "provision fleet")
         _all_active(rows)
-        by_role = {role: [n for n, k in plan_ if k.role == role] for role in ("sine", "digits", "text")}
+        by_role = {role: [n for n, k in plan_ if k.role == role] for role in ("sine", "digits", "text", "text-mcu")}
         init = fleet.agents[by_role["sine"][0]].engine.trainable_weights()  # type: ignore[union-attr]
         fed = timer.run("federate", federate, fleet, url, topics, by_role["sine"], init, cfg.rounds, cfg.meta_step,
                         cfg.seed, work, progress)
         adaptation = timer.run("adapt", lambda: {
             "digits": adapt_digits(fleet, by_role["digits"], cfg.digits_samples, cfg.seed, progress),
-            "text": adapt_text(fleet, by_role["text"], cfg.text_samples, cfg.seed, progress)})
+            "text": adapt_text(fleet, by_role["text"], cfg.text_samples, cfg.seed, progress),
+            "text_mcu": text_sensor(fleet, by_role["text-mcu"], arts["text"], progress)})
         meta, outdated, rows2 = timer.run("update", _update, registry, work, fed.pop("final_weights"), iris, url,
                                           topics, fleet_iri, key, progress)
         questions = timer.run("ask", ask, registry, plan_, iris, arts, meta, outdated)
@@ -82,8 +85,8 @@ def _story(cfg: DemoConfig, work: Path, progress: Progress, log: Log) -> dict[st
             "config": {**asdict(cfg), "out": str(cfg.out)}, "run_id": run_id,
             "broker": BrokerConfig(url).redacted() + (" (embedded)" if broker else ""),
             "registry": cfg.registry or f"{Path(cfg.out) / 'registry'} (embedded Oxigraph)",
-            "artifacts": {k: artifact_summary(arts[k]) for k in ("text", "sine", "digits", "sine_fw", "digits_fw")} | {
-                "sine_meta": artifact_summary(meta)},
+            "artifacts": {k: artifact_summary(arts[k]) for k in _unique(arts)} | {"sine_meta": artifact_summary(meta)},
+            "student_distill": arts["student_distill"],
             "train_metrics": arts["train_metrics"], "fleet": _fleet_rows(plan_, rows, rows2, fleet), "federated": fed,
             "adaptation": adaptation, "registry_answers": questions, "timings_s": timer.stages,
         }
@@ -93,12 +96,21 @@ def _story(cfg: DemoConfig, work: Path, progress: Progress, log: Log) -> dict[st
 
 def _register(registry: Any, plan_: list, arts: dict[str, Any], run_id: str, fleet_iri: str) -> dict[str, str]:  # noqa: ANN401
     """Step 2: the artifacts and the fleet's Thing Descriptions into the registry; the devices' IRIs."""
-    family = {"sine": "sine", "digits": "digits", "text": arts["text_name"]}
+    family = {"sine": "sine", "digits": "digits", "text": arts["text_name"], "text-mcu": arts["student_name"]}
     iris = {name: f"urn:edgebert:demo:{run_id}:{name}" for name, _ in plan_}
-    for key in ("text", "sine", "digits", "sine_fw", "digits_fw"):
+    for key in _unique(arts):
         registry.add_artifact(arts[key].path)
     registry.add_tds([thing_description(iris[n], n, k, fleet_iri, family[k.role]) for n, k in plan_])
     return iris
+
+
+def _unique(arts: dict[str, Any]) -> list[str]:
+    """ARTIFACT_KEYS without repeats (a BERT-Tiny-sized text model is its own student)."""
+    keys: list[str] = []
+    for key in ARTIFACT_KEYS:
+        if all(arts[key].path != arts[k].path for k in keys):
+            keys.append(key)
+    return keys
 
 
 def _all_active(rows: list[Any]) -> None:

@@ -137,6 +137,7 @@ def markdown(r: dict[str, Any]) -> str:
         "samples; text devices "
         f"{ad['text']['accuracy_last_20']:.3f} over their last 20 sentences, new topic "
         f"{ad['text']['new_topic_accuracy_after_5']:.3f} after 5 examples.",
+        *_text_mcu_summary(r),
         f"- **Update**: the meta-learned model became artifact `{a['sine_meta']['id']}`; the registry named "
         f"{len(q['who_needed_an_update'])} devices as needing it, and a second provisioning pass installed it "
         "(their previous artifact kept on the device and recorded in the registry).", "",
@@ -167,6 +168,21 @@ def markdown(r: dict[str, Any]) -> str:
         "|" + "---|" * len(r["timings_s"]), "| " + " | ".join(f"{v:.1f}" for v in r["timings_s"].values()) + " |",
         "", "Files: `report.json` (everything above), `fleet.csv`, `rounds.png`, `adaptation.png`, `fleet.png`; "
         "`artifacts/`, `devices/<name>/` (each device's artifacts and active.json), `registry/`, `keys/`.", ""])
+
+
+def _text_mcu_summary(r: dict[str, Any]) -> list[str]:
+    t = r["adaptation"].get("text_mcu")
+    if not t or not t["rows"]:
+        return []
+    row, d = t["rows"][0], r.get("student_distill")
+    made = (f"a BERT-Tiny student distilled from the teacher for {d['steps']} steps ({d['seconds']:.0f} s; held-out "
+            f"cosine {d['held_out_cosine']:.3f}; {d['vocabulary']['kept']:,} word rows)" if d else
+            "the BERT-Tiny-sized text model itself")
+    return [f"- **Text on a microcontroller**: {t['devices']} keyword-sensor Cortex-M4 device(s) run {made} as "
+            f"integer-only C firmware: {row['flash_bytes']:,} B flash (budget 1,000,000) and {row['ram_bytes']:,} B RAM "
+            f"(target 64,000), {row['instructions']:,} instructions for {row['tokens']} tokens (QEMU); its embeddings' "
+            f"cosine to the teacher's ({t['teacher']}) on {t['sentences']} held-out sentences: "
+            f"{t['cosine_mean']:.3f} mean."]
 
 
 def _fleet_section(fleet: list[dict[str, Any]]) -> list[str]:
