@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from firmware_export.lower_encoder import lower_encoder
 PROBES = 24
 M4_PROBES = 4
 FIDELITY_LINES = 64
+CALIBRATION_LINES = 128  # bundled sentences after the fidelity ones: the .tflite's calibration
 OPS = ["embedding", "layernorm", "linear", "attention", "softmax", "gelu", "add", "pool"]
 ARITHMETIC = ("integer-only: int8 weights and activations, int32 residual stream, integer LayerNorm (isqrt), "
               "softmax from Q15 exp tables to int8 (1/256, -128), GELU table, TFLite Micro requantization")
@@ -47,24 +49,30 @@ def probe_sentences(model: encoder.IntEncoder, n: int = PROBES, seed: int = 0) -
     return [rng.integers(0, model.vocab, int(k)) for k in lengths]
 
 
-def _fidelity(graph: Graph, fw: TextFirmware, tokenizer_path: Path, max_len: int) -> dict[str, float]:
-    """Cosine of the firmware's sentence embeddings to the artifact's (graph reference) on the
-    bundled English sentences, both on the same ``max_len``-token inputs."""
+def bundled_sentences(tokenizer_path: Path, max_len: int, start: int, count: int) -> list[np.ndarray]:
+    """Token ids of bundled English sentences ``start .. start + count``, cut to ``max_len`` as the
+    tokenizer's truncation cuts (the last id, [SEP], kept)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
     tok.no_padding()
     tok.enable_truncation(max_length=max_len)
     text = resources.files("edgebert").joinpath("data", "abstracts.txt").read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if line.strip()][:FIDELITY_LINES]
+    lines = [line for line in text.splitlines() if line.strip()][start:start + count]
+    return [np.array(tok.encode(line).ids, np.int64) for line in lines]
+
+
+def _fidelity(graph: Graph, embed: Callable[[list[np.ndarray]], np.ndarray],
+              sentences: list[np.ndarray]) -> dict[str, float]:
+    """Cosine of the firmware's sentence embeddings to the artifact's (graph reference) on the same
+    token ids."""
+    got = embed(sentences)
     cos = []
-    for line in lines:
-        ids = np.array(tok.encode(line).ids, np.int64)
+    for ids, e in zip(sentences, got, strict=True):
         feeds = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)}
         out = reference.run(graph, feeds)
         ref = out["sentence_embedding"][0] if "sentence_embedding" in out else out["last_hidden_state"][0].mean(0)
-        got = fw.embed_ids([ids])[0]
-        cos.append(float(ref @ got / max(np.linalg.norm(ref) * np.linalg.norm(got), 1e-12)))
+        cos.append(float(ref @ e / max(np.linalg.norm(ref) * np.linalg.norm(e), 1e-12)))
     return {"sentences": len(cos), "mean": float(np.mean(cos)), "min": float(np.min(cos))}
 
 
@@ -97,7 +105,8 @@ def _build(tmp: Path, graph: Graph, model: encoder.IntEncoder, source: Artifact,
     progress("build", 1, 1)
     agreement: dict[str, Any] = {"sentences": len(probes), "c_host_vs_reference": "bit-exact"}
     if "tokenizer.json" in source.manifest.files:
-        agreement["cosine_to_artifact"] = _fidelity(graph, fw, source.path / "tokenizer.json", model.max_len)
+        check = bundled_sentences(source.path / "tokenizer.json", model.max_len, 0, FIDELITY_LINES)
+        agreement["cosine_to_artifact"] = _fidelity(graph, fw.embed_ids, check)
     figures: dict[str, Any] = {"measured": None, "weight_bytes": weight_bytes(model)}
     if measure:
         from firmware_export import m4
@@ -133,8 +142,8 @@ def export_text(source: Artifact, graph: Graph, target: str, out_dir: Path, *, b
     from firmware_export.export import ExportResult, _manifest
 
     if target != "c":
-        raise ArtifactError(f"--target {target}: expected --target c for a transformer encoder, found {target} "
-                            "(the TFLite Micro path of transformer ops is not built yet)")
+        return _export_tflite(source, graph, target, out_dir, budget=budget, max_length=max_length,
+                              embedding_bits=embedding_bits, progress=progress)
     choices = [embedding_bits] if embedding_bits else [8, 4]
     origin = source.manifest.artifact_id
     for k, bits in enumerate(choices):
@@ -165,6 +174,82 @@ def export_text(source: Artifact, graph: Graph, target: str, out_dir: Path, *, b
             raise
         return ExportResult(Artifact(out_dir, manifest), description)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *, budget: Budget | None,
+                   max_length: int, embedding_bits: int | None, progress: Progress) -> Any:  # noqa: ANN401
+    """The .tflite (and TFLM bundle) of a text encoder: calibrated in LiteRT on bundled sentences,
+    run in TFLM and LiteRT on others, its fidelity to the artifact and its arena measured."""
+    from edgebert.runtime.text_firmware import text_feeds
+    from firmware_export import tflm
+    from firmware_export.export import RUNTIMES, ExportResult, _manifest
+    from firmware_export.tflite_text import to_tflite_text
+
+    if embedding_bits == 4:
+        raise ArtifactError(f"--embedding-bits 4: expected 8 for --target {target} (TFLite's GATHER copies int8 "
+                            "codes), found 4 (use --target c for 4-bit word rows)")
+    if "tokenizer.json" not in source.manifest.files:
+        raise ArtifactError(f"{source.path}: expected tokenizer.json (the .tflite is calibrated on tokenized "
+                            "sentences), found none")
+    tok = source.path / "tokenizer.json"
+    origin = source.manifest.artifact_id
+    progress("calibrate in LiteRT", 0, 1)
+    m = to_tflite_text(graph, max_length, bundled_sentences(tok, max_length, FIDELITY_LINES, CALIBRATION_LINES))
+    progress("calibrate in LiteRT", 1, 1)
+    check = bundled_sentences(tok, max_length, 0, FIDELITY_LINES)
+    first = text_feeds(check[:1], max_length)[0]
+    progress("measure the TFLM arena", 0, 1)
+    measured = tflm.arena_bytes(m.data, inputs=[first["input_ids"], first["attention_bias"], first["pool_weights"]])
+    arena = tflm.recommended_arena(measured)
+    progress("measure the TFLM arena", 1, 1)
+    emb_tflm = _fidelity(graph, lambda ids: _tflite_embed(m, ids, "tflite-micro", arena), check)
+    emb_litert = _fidelity(graph, lambda ids: _tflite_embed(m, ids, "litert", arena), check)
+    word = graph.tensors[graph.nodes[0].attrs["word"]]
+    cfg = graph.meta.get("config", {})
+    shape = {"vocab": int(word.shape[0]), "hidden": int(word.shape[1]), "max_len": max_length, "out": m.out_dim,
+             "layers": int(cfg.get("num_hidden_layers", 0)), "heads": int(cfg.get("num_attention_heads", 0)),
+             "intermediate": int(cfg.get("intermediate_size", 0))}
+    description: dict[str, Any] = {
+        "format": 1, "target": target, "runtime": RUNTIMES[target], "source_artifact": origin, "task": "embedding",
+        "shape": shape,
+        "quantization": {"out_scale": m.out_scale, "out_zero_point": m.out_zero_point, "pool": "mean",
+                         "normalize": m.normalize, "word_bits": 8,
+                         "arithmetic": "TFLite int8 (per-channel FULLY_CONNECTED, int8 BATCH_MATMUL, SOFTMAX 1/256), "
+                                       "LayerNorm in int16, GELU as a GATHER table"},
+        "ops": m.ops,
+        "figures": {"model_bytes": len(m.data), "arena_bytes_measured": measured, "arena_bytes": arena,
+                    "interpreter_flash_lower_bound": tflm.TFLM_CORE_FLASH,
+                    "flash_bytes": len(m.data) + tflm.TFLM_CORE_FLASH, "ram_bytes": arena,
+                    "measured": "tflite-micro (x86-64)", "tokens": max_length},
+        "agreement": {"sentences": len(check), "cosine_to_artifact": emb_tflm, "litert_cosine_to_artifact": emb_litert},
+    }
+    if budget is not None:
+        verdict = budget.verdict(arena, len(m.data) + tflm.TFLM_CORE_FLASH)
+        if not verdict["fits"]:
+            raise BudgetError(f"{origin} --target {target}: {verdict['message']}")
+        description["budget"] = verdict
+    with atomic_dir(out_dir, "the firmware artifact") as tmp:
+        for name in source.manifest.files:
+            if (source.path / name).is_file():
+                shutil.copy2(source.path / name, tmp / name)
+        (tmp / "model.tflite").write_bytes(m.data)
+        files = ["model.tflite"]
+        if target == "tflm":
+            for name, text in tflm.bundle_files(m.data, m.ops, arena, origin).items():
+                (tmp / name).write_text(text, encoding="utf-8")
+                files.append(name)
+        description["files"] = files
+        (tmp / FIRMWARE_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        manifest = _manifest(tmp, source.manifest, target, description, [*source.manifest.files, *files, FIRMWARE_JSON])
+        (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    return ExportResult(Artifact(out_dir, manifest), description)
+
+
+def _tflite_embed(m: Any, sentences: list[np.ndarray], runtime: str, arena: int) -> np.ndarray:  # noqa: ANN401
+    from edgebert.runtime.text_firmware import TfliteTextRunner
+
+    runner = TfliteTextRunner(m.data, runtime, arena, m.max_len, m.out_scale, m.out_zero_point, m.normalize)
+    return runner.embed_ids(sentences)
 
 
 __all__ = ["export_text", "probe_sentences", "weight_bytes"]

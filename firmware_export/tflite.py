@@ -19,6 +19,8 @@ from edgebert.errors import ArtifactError
 from firmware_export.program import IntMlp
 
 ALIGN = 16
+# builtin op versions written (the lowest that covers int8 / int16 as used here)
+OP_VERSIONS = {"MUL": 1, "QUANTIZE": 2, "FULLY_CONNECTED": 4}
 
 
 def _schema() -> Any:
@@ -96,13 +98,12 @@ class _Builder:
         import flatbuffers
 
         s = self.s
-        versions = {"MUL": 1, "QUANTIZE": 2, "FULLY_CONNECTED": 4}
         codes = []
         for kind in self.opcodes:
             c = s.OperatorCodeT()
             c.builtinCode = getattr(s.BuiltinOperator, kind)
             c.deprecatedBuiltinCode = min(c.builtinCode, 127)
-            c.version = versions[kind]
+            c.version = OP_VERSIONS.get(kind, 1)
             codes.append(c)
         sub = s.SubGraphT()
         sub.tensors, sub.inputs, sub.outputs, sub.operators = self.tensors, inputs, outputs, self.operators

@@ -22,7 +22,10 @@ import numpy as np
 from edgebert.errors import ArtifactError, ToolchainError
 
 RESOLVER_CALLS = {"MUL": "AddMul", "QUANTIZE": "AddQuantize", "FULLY_CONNECTED": "AddFullyConnected",
-                  "DEQUANTIZE": "AddDequantize", "SOFTMAX": "AddSoftmax", "LOGISTIC": "AddLogistic"}
+                  "DEQUANTIZE": "AddDequantize", "SOFTMAX": "AddSoftmax", "LOGISTIC": "AddLogistic",
+                  "GATHER": "AddGather", "ADD": "AddAdd", "SUB": "AddSub", "MEAN": "AddMean", "RSQRT": "AddRsqrt",
+                  "RESHAPE": "AddReshape", "TRANSPOSE": "AddTranspose", "BATCH_MATMUL": "AddBatchMatMul",
+                  "CAST": "AddCast"}
 # TFLM's README: "The core runtime just fits in 16 KB on an Arm Cortex M3" - a lower bound on the
 # interpreter's flash without kernels (no TFLM build for Cortex-M is possible offline here).
 TFLM_CORE_FLASH = 16 * 1024
@@ -56,7 +59,7 @@ def quiet() -> Iterator[None]:
             os.close(fd)
 
 
-def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
+def _runs(model: bytes, arena: int, xs: list[np.ndarray]) -> bool:
     """Whether TFLM allocates and runs ``model`` in ``arena`` bytes, tried in a forked child: with a
     very small arena the interpreter crashes (SIGSEGV) instead of reporting the failure."""
     pid = os.fork()
@@ -67,7 +70,8 @@ def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
         code = 1
         try:
             interp = interpreter(model, arena)
-            interp.set_input(x, 0)
+            for i, x in enumerate(xs):
+                interp.set_input(x, i)
             interp.invoke()
             code = 0
         except BaseException:  # noqa: BLE001, S110 - any failure means: this arena does not work
@@ -77,9 +81,11 @@ def _runs(model: bytes, arena: int, x: np.ndarray) -> bool:
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def arena_bytes(model: bytes, input_dim: int, ceiling: int = 1 << 20) -> int:
-    """The smallest arena (a multiple of 16) with which TFLM allocates and runs ``model``."""
-    x = np.zeros((1, input_dim), np.float32)
+def arena_bytes(model: bytes, input_dim: int | None = None, ceiling: int = 1 << 20,
+                inputs: list[np.ndarray] | None = None) -> int:
+    """The smallest arena (a multiple of 16) with which TFLM allocates and runs ``model`` on
+    ``inputs`` (default: one float row of ``input_dim`` zeros)."""
+    x = inputs if inputs is not None else [np.zeros((1, input_dim or 0), np.float32)]
     interpreter(model, ceiling)  # the import (a ToolchainError when missing) here, once, not in every child
     with quiet():
         if not _runs(model, ceiling, x):

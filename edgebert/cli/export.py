@@ -1,5 +1,4 @@
-"""``edgebert export``: an int8 TinyML artifact to firmware (.tflite, a TFLite Micro bundle, or C99); an
-int8 text encoder to C99."""
+"""``edgebert export``: an int8 TinyML net or text encoder to firmware (.tflite, a TFLite Micro bundle, or C99)."""
 
 from __future__ import annotations
 
@@ -35,13 +34,20 @@ def text_report(result) -> str:  # noqa: ANN001 - firmware_export.export.ExportR
     lines = [f"artifact     {result.artifact.path}", f"id           {m.artifact_id} (runtime {m.runtime})",
              f"encoder      L{sh['layers']}/H{sh['hidden']}/A{sh['heads']}, {sh['vocab']:,} word rows "
              f"({fw['quantization']['word_bits']}-bit), up to {sh['max_len']} tokens -> {sh['out']} outputs",
-             f"agreement    host C vs fixed-point reference: {ag['c_host_vs_reference']} ({ag['sentences']} sentences)"
-             + (f"; Cortex-M4 vs host: {ag['m4_vs_host']}" if "m4_vs_host" in ag else "")]
+             (f"agreement    host C vs fixed-point reference: {ag['c_host_vs_reference']} ({ag['sentences']} sentences)"
+              + (f"; Cortex-M4 vs host: {ag['m4_vs_host']}" if "m4_vs_host" in ag else "")) if fw["target"] == "c" else
+             f"ops          {', '.join(fw['ops'])}"]
     if "cosine_to_artifact" in ag:
         c = ag["cosine_to_artifact"]
-        lines.append(f"fidelity     cosine to the artifact's embeddings: mean {c['mean']:.4f}, min {c['min']:.4f} "
+        where = "" if fw["target"] == "c" else " in TFLM"
+        lines.append(f"fidelity     cosine to the artifact's embeddings{where}: mean {c['mean']:.4f}, min {c['min']:.4f} "
                      f"({c['sentences']} bundled sentences)")
-    if fig.get("measured"):
+    if "litert_cosine_to_artifact" in ag:
+        lines.append(f"             in LiteRT: mean {ag['litert_cosine_to_artifact']['mean']:.4f}")
+    if fw["target"] != "c":
+        lines.append(f"tflm         model {fig['model_bytes']:,} B, arena {fig['arena_bytes']:,} B (measured "
+                     f"{fig['arena_bytes_measured']:,} B + 10%), for {fig['tokens']} tokens")
+    elif fig.get("measured"):
         lines.append(f"cortex-m4    flash {fig['flash_bytes']:,} B, RAM {fig['ram_bytes']:,} B (buffers "
                      f"{fig['arena_bytes']:,} + stack {fig['stack_bytes']}), {fig['instructions_per_inference']:,} "
                      f"instructions for {fig['tokens']} tokens")
@@ -94,16 +100,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="export an int8 artifact for microcontrollers (TinyML: .tflite, TFLite Micro, C99; text "
-                       "encoders: C99)",
+        "export", help="export an int8 artifact for microcontrollers (.tflite, TFLite Micro, C99)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export an int8 TinyML artifact (edgebert convert --precision int8) as firmware. The graph form "
                     "in the artifact is lowered to TFLite Micro's integer arithmetic; the build is checked bit for "
                     "bit against a fixed-point reference before anything is written, and the output directory is "
                     "itself an artifact the registry and provisioning take.\n\nAn int8 text encoder (a small BERT, e.g. "
-                    "from edgebert distill) exports to --target c as an integer-only transformer (integer LayerNorm, "
-                    "softmax and GELU tables, int32 residual stream) for sentences of up to --max-length tokens; its "
-                    "word rows are int8, or 4-bit when --embedding-bits 4 or when int8 rows miss the flash budget.\n\n"
+                    "from edgebert distill) takes sentences of up to --max-length tokens. --target c writes an "
+                    "integer-only transformer (integer LayerNorm, softmax and GELU tables, int32 residual stream), "
+                    "checked bit for bit on the host and a Cortex-M4; its word rows are int8, or 4-bit when "
+                    "--embedding-bits 4 or when int8 rows miss the flash budget. --target tflite/tflm write TFLite "
+                    "builtins (int16 LayerNorm, int8 BATCH_MATMUL and SOFTMAX), calibrated in LiteRT and checked in "
+                    "TFLM and LiteRT against the artifact.\n\n"
                     "targets:\n"
                     + "\n".join(f"  {k:<7} {v}" for k, v in TARGET_HELP.items()),
         epilog="examples:\n  edgebert export digits-int8 --target c --out digits-m4 --device cortex-m4\n"

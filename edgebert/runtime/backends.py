@@ -151,6 +151,48 @@ class TextFirmwareBackend:
         return {"sentence_embedding": emb}
 
 
+def _tflm_interpreter_bytes(model: bytes, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise ArtifactError("a tflite-micro artifact needs the TFLite Micro interpreter: expected tflite-micro "
+                            "installed, found none (pip install tflite-micro)") from None
+    try:
+        return runtime.Interpreter.from_bytes(model, arena_size=arena)
+    except Exception as exc:  # noqa: BLE001 - the interpreter raises RuntimeError and others
+        raise ArtifactError(f"expected a model TFLite Micro can run in {arena} bytes, found: {exc}") from None
+
+
+class TextTfliteBackend:
+    """A text encoder's .tflite export run on the host, in TFLite Micro or LiteRT."""
+
+    input_names = ["input_ids", "attention_mask"]
+    output_names = ["sentence_embedding"]
+
+    def __init__(self, directory: Path, runtime: str) -> None:
+        import json
+
+        from edgebert.runtime.text_firmware import TfliteTextRunner
+
+        try:
+            raw = json.loads((directory / "firmware.json").read_text(encoding="utf-8"))
+            q, shape = raw["quantization"], raw["shape"]
+            arena = int(raw["figures"]["arena_bytes"])
+            self.runner = TfliteTextRunner((directory / "model.tflite").read_bytes(), runtime, arena,
+                                           int(shape["max_len"]), float(q["out_scale"]), int(q["out_zero_point"]),
+                                           bool(q["normalize"]), int(shape["vocab"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{directory}: expected a text .tflite export (firmware.json, model.tflite), found: "
+                                f"{exc!r}") from None
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        ids, mask = np.asarray(feeds["input_ids"]), np.asarray(feeds["attention_mask"])
+        if ids.ndim != 2 or mask.shape != ids.shape:
+            raise InputError(f"input_ids, attention_mask: expected two (batch, seq) arrays, found {ids.shape} and "
+                             f"{mask.shape}")
+        return {"sentence_embedding": self.runner.embed_ids([r[m.astype(bool)] for r, m in zip(ids, mask, strict=True)])}
+
+
 def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter
     try:
         from tflite_micro.python.tflite_micro import runtime
@@ -164,11 +206,11 @@ def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_m
 
 
 def open_backend(path: Path, threads: int = 1, runtime: str = "") -> Backend:
-    if runtime == "c99":
+    if runtime in ("c99", "tflite-micro", "litert"):
         from edgebert.runtime.text_firmware import is_text_firmware
 
         if is_text_firmware(path.parent):
-            return TextFirmwareBackend(path.parent)
+            return TextFirmwareBackend(path.parent) if runtime == "c99" else TextTfliteBackend(path.parent, runtime)
     if runtime in ("c99", "tflite-micro") or (runtime == "litert" and (path.parent / "firmware.json").is_file()):
         return FirmwareBackend(path.parent, runtime)
     if path.suffix == ".tflite":

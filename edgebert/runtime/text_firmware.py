@@ -22,6 +22,84 @@ from edgebert.errors import ArtifactError, InputError
 from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY
 
 _I32P = ctypes.POINTER(ctypes.c_int32)
+MASK_VALUE = -10000.0  # the .tflite's attention bias on padding
+
+
+def fit(ids: np.ndarray, max_len: int) -> np.ndarray:
+    """A tokenizer's ids cut to ``max_len`` as truncation does: the last id ([SEP]) kept."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise InputError(f"ids: expected a non-empty sequence of token ids, found shape {ids.shape}")
+    return np.concatenate([ids[:max_len - 1], ids[-1:]]) if len(ids) > max_len else ids
+
+
+def text_feeds(sentences: list[np.ndarray], max_len: int) -> list[dict[str, np.ndarray]]:
+    """The .tflite's inputs for each sentence's token ids (cut by ``fit``, padded with id 0): ids,
+    the attention bias (0 on real tokens, MASK_VALUE on padding) and the pooling weights (1/n)."""
+    feeds = []
+    for s in sentences:
+        s = fit(s, max_len)
+        n = len(s)
+        x = np.zeros(max_len, np.int32)
+        x[:n] = s
+        bias = np.full((1, 1, max_len), MASK_VALUE, np.float32)
+        bias[..., :n] = 0.0
+        pw = np.zeros((1, max_len), np.float32)
+        pw[0, :n] = 1.0 / n
+        feeds.append({"input_ids": x, "attention_bias": bias, "pool_weights": pw})
+    return feeds
+
+
+class TfliteTextRunner:
+    """A text encoder's .tflite in TFLite Micro (``tflite-micro``) or LiteRT (``litert``): token ids
+    in, real (normalized) sentence embeddings out."""
+
+    INPUTS = ("input_ids", "attention_bias", "pool_weights")
+
+    def __init__(self, model: bytes, runtime: str, arena: int, max_len: int, out_scale: float, out_zero_point: int,
+                 normalize: bool, vocab: int | None = None) -> None:
+        self.runtime, self.max_len, self.vocab = runtime, max_len, vocab
+        self.out_scale, self.out_zero_point, self.normalize = out_scale, out_zero_point, normalize
+        self._lock = threading.Lock()
+        if runtime == "tflite-micro":
+            from edgebert.runtime.backends import _tflm_interpreter_bytes
+
+            self._tflm = _tflm_interpreter_bytes(model, arena)
+            self._litert = None
+        else:
+            from edgebert.runtime.backends import litert_interpreter_class
+
+            self._tflm = None
+            self._litert = litert_interpreter_class()(model_content=model)
+            self._litert.allocate_tensors()
+            self._index = {d["name"]: d["index"] for d in self._litert.get_input_details()}
+            self._out = self._litert.get_output_details()[0]["index"]
+
+    def _codes(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            if self._tflm is not None:
+                for i, name in enumerate(self.INPUTS):
+                    self._tflm.set_input(feed[name], i)
+                self._tflm.invoke()
+                return np.array(self._tflm.get_output(0))[0]
+            for name in self.INPUTS:
+                self._litert.set_tensor(self._index[name], feed[name])
+            self._litert.invoke()
+            return np.array(self._litert.get_tensor(self._out))[0]
+
+    def embed_ids(self, sentences: list[np.ndarray]) -> np.ndarray:
+        rows = []
+        for s in sentences:
+            s = np.asarray(s)
+            if self.vocab is not None and len(s) and (not np.issubdtype(s.dtype, np.integer) or s.min() < 0
+                                                      or s.max() >= self.vocab):
+                raise InputError(f"ids: expected integers in [0, {self.vocab}), found others")
+            q = self._codes(text_feeds([s], self.max_len)[0])
+            e = (q.astype(np.float64) - self.out_zero_point) * self.out_scale
+            if self.normalize:
+                e = e / max(float(np.linalg.norm(e)), 1e-12)
+            rows.append(e.astype(np.float32))
+        return np.array(rows, np.float32)
 
 
 @dataclass(frozen=True)
@@ -87,13 +165,7 @@ class TextFirmware:
         self._lib, self._lock = lib, threading.Lock()
 
     def fit(self, ids: np.ndarray) -> np.ndarray:
-        """A tokenizer's ids cut to the firmware's length as truncation does: the last id ([SEP]) kept."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or len(ids) == 0:
-            raise InputError(f"ids: expected a non-empty sequence of token ids, found shape {ids.shape}")
-        if len(ids) > self.info.max_len:
-            ids = np.concatenate([ids[:self.info.max_len - 1], ids[-1:]])
-        return ids
+        return fit(ids, self.info.max_len)
 
     def encode(self, ids: np.ndarray) -> np.ndarray:
         """int32 outputs (out,) of one sentence's token ids (at most max_len; see ``fit``)."""
@@ -119,4 +191,4 @@ class TextFirmware:
         return np.array(rows, np.float32).reshape(len(rows), self.info.out_dim)
 
 
-__all__ = ["TextFirmware", "TextFirmwareInfo", "is_text_firmware"]
+__all__ = ["MASK_VALUE", "TextFirmware", "TextFirmwareInfo", "TfliteTextRunner", "fit", "is_text_firmware", "text_feeds"]

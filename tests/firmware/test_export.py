@@ -96,14 +96,13 @@ def test_contradictory_options_are_one_line(digits_artifact, tmp_path: Path, cap
     assert code == 2 and match in err and not (tmp_path / "o").exists()
 
 
-def test_bad_artifacts_are_refused_in_one_line(digits_artifact, tiny_artifact, tmp_path: Path, capsys) -> None:
+def test_bad_artifacts_are_refused_in_one_line(digits_artifact, tmp_path: Path, capsys) -> None:
     tampered = tmp_path / "tampered"
     shutil.copytree(digits_artifact.path, tampered)
     with (tampered / "graph.safetensors").open("r+b") as fh:
         fh.seek(-4, os.SEEK_END)
         fh.write(b"\x00\x01\x02\x03")
-    cases = [(tampered, "tampered"), (tiny_artifact.path, "expected --target c for a transformer encoder"),
-             (tmp_path / "missing", "expected an artifact directory")]
+    cases = [(tampered, "tampered"), (tmp_path / "missing", "expected an artifact directory")]
     for path, match in cases:
         code, _, err = _cli(["export", str(path), "--target", "tflite", "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and match in err and err.count("\n") == 1, err

@@ -201,7 +201,21 @@ def test_int8_rows_over_the_flash_budget_fall_back_to_4_bit_rows_or_are_refused(
     assert code == 2 and "over on flash" in err and err.count("\n") == 1 and not (tmp_path / "b").exists()
 
 
-def test_text_encoders_take_the_c_target_only_and_say_so(tiny_artifact, tmp_path: Path, capsys) -> None:
-    code = main(["export", str(tiny_artifact.path), "--target", "tflm", "--out", str(tmp_path / "o")])
+def test_the_tflm_export_runs_in_tflm_and_litert_close_to_the_artifact(tiny_artifact, tmp_path: Path,
+                                                                        capsys) -> None:
+    result = export(tiny_artifact.path, "tflm", tmp_path / "tflm", device="cortex-m4")
+    fw = result.firmware
+    ops = set(fw["ops"])
+    assert {"BATCH_MATMUL", "SOFTMAX", "MEAN", "RSQRT", "GATHER", "FULLY_CONNECTED"} <= ops and "GELU" not in ops
+    assert fw["agreement"]["cosine_to_artifact"]["min"] >= 0.99  # in TFLM
+    assert fw["agreement"]["litert_cosine_to_artifact"]["min"] >= 0.99
+    resolver = (result.artifact.path / "edgebert_ops.h").read_text()
+    assert "AddBatchMatMul" in resolver and f"kEdgebertArenaSize = {fw['figures']['arena_bytes']}" in resolver
+    source = Engine.load(tiny_artifact.path).embed(SENTENCES)
+    for runtime_dir in (result.artifact.path,):
+        got = Engine.load(runtime_dir).embed(SENTENCES)
+        assert ((got * source).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(source, axis=1)).min() >= 0.99
+    code = main(["export", str(tiny_artifact.path), "--target", "tflite", "--embedding-bits", "4", "--out",
+                 str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "expected --target c for a transformer encoder" in err and not (tmp_path / "o").exists()
+    assert code == 2 and "expected 8 for --target tflite" in err and not (tmp_path / "o").exists()
