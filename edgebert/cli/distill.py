@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32, help="tokens per sentence (default 32, a microcontroller's)")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW; 50 warm-up steps, then "
+                   "cosine decay to 5%% over the --steps/--minutes budget; default 2e-3)")
     p.add_argument("--save-every", type=int, default=100, help="steps between saved states (default 100)")
     p.add_argument("--force", action="store_true", help="start over: remove --out first")
     p.add_argument("--json", action="store_true", help="print the full report (curve included) as JSON")

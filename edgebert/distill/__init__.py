@@ -27,7 +27,7 @@ def _fingerprint(**parts: Any) -> str:  # noqa: ANN401
 
 def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, student: str = "bert-tiny", *,
             steps: int | None = None, minutes: float | None = None, vocab_size: int | None = None,
-            init: str = "teacher", seed: int = 0, batch_size: int = 32, max_length: int = 32, lr: float = 5e-4,
+            init: str = "teacher", seed: int = 0, batch_size: int = 32, max_length: int = 32, lr: float = 2e-3,
             save_every: int = 100, force: bool = False, progress: Progress = silent) -> dict[str, Any]:
     """Distil ``teacher_dir`` into a ``student`` on the lines of ``data``; write a checkpoint to
     ``out_dir``. An earlier run's state in ``out_dir`` with the same settings is resumed."""
@@ -57,7 +57,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
     train, held = split(lines, seed, HELD_OUT)
     fingerprint = _fingerprint(teacher=ckpt.sha256, student=student, vocab=vocab_size, init=init, seed=seed,
                                data=hashlib.sha256("\n".join(lines).encode()).hexdigest(), batch=batch_size,
-                               max_length=max_length, lr=lr)
+                               max_length=max_length, lr=lr, schedule="cosine")
     _check_resume(state_dir, fingerprint)
     progress("prepare", 0, 1)
     torch.manual_seed(seed)

@@ -39,14 +39,18 @@ from edgebert.progress import Progress, silent
 STATE_DIR = ".distill"
 
 
+LR_FLOOR = 0.05
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int | None = None        # stop after this many steps (from the start of the run, resumes included)
     minutes: float | None = None    # or after this much wall time in this process
     batch_size: int = 32
     max_length: int = 32
-    lr: float = 5e-4
+    lr: float = 2e-3
     warmup: int = 50
+    decay: bool = True              # cosine decay to LR_FLOOR x lr over the --steps/--minutes budget
     hidden_weight: float = 1.0
     eval_every: int = 100
     save_every: int = 100
@@ -133,7 +137,22 @@ class Distiller:
         return loss
 
     def _lr(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(self.cfg.warmup, 1))
+        warm = min(1.0, (step + 1) / max(self.cfg.warmup, 1))
+        if not self.cfg.decay:
+            return self.cfg.lr * warm
+        cos = 0.5 * (1.0 + math.cos(math.pi * min(self.progress_fraction, 1.0)))
+        return self.cfg.lr * warm * (LR_FLOOR + (1.0 - LR_FLOOR) * cos)
+
+    @property
+    def progress_fraction(self) -> float:
+        """How far through its budget the run is: steps done of --steps (deterministic, so a resumed run
+        takes the same rates), else this process's wall time of --minutes."""
+        if self.cfg.steps is not None:
+            return self.step / self.cfg.steps
+        started = getattr(self, "started", None)
+        if started is None or self.cfg.minutes is None:
+            return 0.0
+        return (time.monotonic() - started) / (self.cfg.minutes * 60)
 
     def train_step(self) -> float:
         idx = batch_indices(self.step, len(self.train), self.cfg.batch_size, self.cfg.seed)
@@ -168,6 +187,7 @@ class Distiller:
         cfg, started = self.cfg, time.monotonic()
         base = self.elapsed
         total = cfg.steps if cfg.steps is not None else math.inf
+        self.started = started
         if not self.curve:
             self.curve.append({"step": 0, "seconds": 0.0, "held_out_cosine": self.held_out_cosine()})
         while self.step < total:
