@@ -34,7 +34,7 @@ import numpy as np
 from edgebert.errors import ArtifactError
 from edgebert.graph.form import Graph, Node
 from edgebert.graph.quantize import affine_params, quantize_symmetric
-from edgebert.runtime.text_firmware import MASK_VALUE, text_feeds
+from edgebert.runtime.text_firmware import MASK_VALUE, litert_interpreter, text_feeds
 from firmware_export import lut
 from firmware_export.lower_encoder import _structure
 from firmware_export.tflite import OP_VERSIONS, _Builder, _schema
@@ -285,11 +285,7 @@ def _rows(g: Graph, node: Node, key: str) -> np.ndarray:
 
 
 def _litert(data: bytes, preserve: bool) -> Any:  # noqa: ANN401
-    from edgebert.runtime.backends import litert_interpreter_class
-
-    it = litert_interpreter_class()(model_content=data, experimental_preserve_all_tensors=preserve)
-    it.allocate_tensors()
-    return it
+    return litert_interpreter(data, preserve_all_tensors=preserve)
 
 
 def calibrate(graph: Graph, max_len: int, sentences: list[np.ndarray]) -> Ranges:

@@ -15,6 +15,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,15 @@ def text_feeds(sentences: list[np.ndarray], max_len: int) -> list[dict[str, np.n
     return feeds
 
 
+def litert_interpreter(model: bytes, preserve_all_tensors: bool = False) -> Any:  # noqa: ANN401
+    """A LiteRT interpreter of ``model``, tensors allocated."""
+    from edgebert.runtime.backends import litert_interpreter_class
+
+    it = litert_interpreter_class()(model_content=model, experimental_preserve_all_tensors=preserve_all_tensors)
+    it.allocate_tensors()
+    return it
+
+
 class TfliteTextRunner:
     """A text encoder's .tflite in TFLite Micro (``tflite-micro``) or LiteRT (``litert``): token ids
     in, real (normalized) sentence embeddings out."""
@@ -67,11 +77,8 @@ class TfliteTextRunner:
             self._tflm = _tflm_interpreter_bytes(model, arena)
             self._litert = None
         else:
-            from edgebert.runtime.backends import litert_interpreter_class
-
             self._tflm = None
-            self._litert = litert_interpreter_class()(model_content=model)
-            self._litert.allocate_tensors()
+            self._litert = litert_interpreter(model)
             self._index = {d["name"]: d["index"] for d in self._litert.get_input_details()}
             self._out = self._litert.get_output_details()[0]["index"]
 
