@@ -42,7 +42,7 @@ def c_float(v: float) -> str:
     return text + ("f" if any(c in text for c in ".e") else ".0f")
 
 
-def _array(ctype: str, name: str, values: np.ndarray, static: bool = True) -> str:
+def c_array(ctype: str, name: str, values: np.ndarray, static: bool = True) -> str:
     fmt = c_float if ctype == "float" else str
     flat = [fmt(v) for v in np.asarray(values).ravel().tolist()]
     lines = [", ".join(flat[i:i + PER_LINE]) for i in range(0, len(flat), PER_LINE)]
@@ -101,13 +101,13 @@ def model_source(model: IntMlp, origin: str) -> tuple[str, int]:
              '#include "edgebert_model.h"\n#include "eb_kernels.h"\n']
     has_mul = not np.all(model.input_mul == 1.0)
     if has_mul:
-        parts.append(_array("float", "eb_input_mul", model.input_mul))
-    parts.append(_array("float", "eb_feature_scale", model.feature_scale, static=False))
+        parts.append(c_array("float", "eb_input_mul", model.input_mul))
+    parts.append(c_array("float", "eb_feature_scale", model.feature_scale, static=False))
     for i, lay in enumerate(model.layers):
-        parts.append(_array("int8_t", f"eb_w{i}", lay.weight))
-        parts.append(_array("int32_t", f"eb_b{i}", folded_bias(lay.bias, lay.weight, lay.in_zero_point)))
-        parts.append(_array("int32_t", f"eb_m{i}", np.array(lay.multipliers, np.int64)))
-        parts.append(_array("int8_t", f"eb_s{i}", np.array(lay.shifts, np.int64)))
+        parts.append(c_array("int8_t", f"eb_w{i}", lay.weight))
+        parts.append(c_array("int32_t", f"eb_b{i}", folded_bias(lay.bias, lay.weight, lay.in_zero_point)))
+        parts.append(c_array("int32_t", f"eb_m{i}", np.array(lay.multipliers, np.int64)))
+        parts.append(c_array("int8_t", f"eb_s{i}", np.array(lay.shifts, np.int64)))
     parts.append(f"static int8_t eb_arena[{max(layout.size, 4)}];\n")
     body = [f"    eb_quantize_input(x, {'eb_input_mul' if has_mul else '0'}, {c_float(model.input_scale)}, "
             f"{model.input_zero_point}, eb_arena + {layout.offsets[0]}, {model.input_dim});"]
@@ -145,12 +145,12 @@ def sources(model: IntMlp, origin: str) -> dict[str, str]:
 def test_data(x: np.ndarray, labels: np.ndarray, learn: bool, lr: float, normalize: bool) -> str:
     """eb_test_data.c: the inputs (and labels) the Cortex-M4 test application runs on."""
     return (f"/* eb_test_data.c - generated test inputs; do not edit. */\n"
-            f"{_array('float', 'eb_test_x', x, static=False)}\n"
+            f"{c_array('float', 'eb_test_x', x, static=False)}\n"
             f"const int eb_test_n = {x.shape[0]};\n"
-            f"{_array('int', 'eb_test_y', labels, static=False)}\n"
+            f"{c_array('int', 'eb_test_y', labels, static=False)}\n"
             f"const int eb_test_learn = {int(learn)};\nconst float eb_test_lr = {c_float(lr)};\n"
             f"const int eb_test_normalize = {int(normalize)};\n")
 
 
-__all__ = ["ArenaLayout", "arena_layout", "c_float", "check_ranges", "folded_bias", "model_header", "model_source", "sources",
-           "test_data"]
+__all__ = ["ArenaLayout", "arena_layout", "c_array", "c_float", "check_ranges", "folded_bias", "model_header",
+           "model_source", "sources", "test_data"]

@@ -13,23 +13,23 @@ from __future__ import annotations
 import numpy as np
 
 from edgebert.errors import ArtifactError
-from firmware_export.c99 import _array, c_float, folded_bias, kernel_text
+from firmware_export.c99 import c_array, c_float, folded_bias, kernel_text
 from firmware_export.encoder import IntEncoder, IntLayerNorm, IntLinear
 
 TEXT_KERNEL_FILES = ("eb_kernels.h", "eb_text.h")
 
 
 def _linear(parts: list[str], name: str, lay: IntLinear, with_mult: bool = True) -> None:
-    parts.append(_array("int8_t", f"{name}_w", lay.weight))
-    parts.append(_array("int32_t", f"{name}_b", folded_bias(lay.bias, lay.weight, lay.in_zero_point)))
+    parts.append(c_array("int8_t", f"{name}_w", lay.weight))
+    parts.append(c_array("int32_t", f"{name}_b", folded_bias(lay.bias, lay.weight, lay.in_zero_point)))
     if with_mult:
-        parts.append(_array("int32_t", f"{name}_m", lay.multipliers))
-        parts.append(_array("int8_t", f"{name}_s", lay.shifts))
+        parts.append(c_array("int32_t", f"{name}_m", lay.multipliers))
+        parts.append(c_array("int8_t", f"{name}_s", lay.shifts))
 
 
 def _ln(parts: list[str], name: str, ln: IntLayerNorm) -> None:
-    parts.append(_array("int32_t", f"{name}_g", ln.gamma))
-    parts.append(_array("int32_t", f"{name}_b", ln.beta))
+    parts.append(c_array("int32_t", f"{name}_g", ln.gamma))
+    parts.append(c_array("int32_t", f"{name}_b", ln.beta))
 
 
 def _ln_call(name: str, ln: IntLayerNorm, h: int, dst: str) -> str:
@@ -89,23 +89,23 @@ def model_source(model: IntEncoder, origin: str) -> str:
              f" * A {len(model.blocks)}-layer integer-only transformer encoder (eb_text.h). */\n"
              '#include <math.h>\n#include "edgebert_model.h"\n#include "eb_text.h"\n']
     word = model.word.reshape(len(model.word), -1)
-    parts.append(_array("int8_t" if model.word_bits == 8 else "uint8_t", "eb_word", word))
-    parts.append(_array("uint16_t", "eb_word_mul", model.word_mul))
-    parts.append(_array("int8_t", "eb_pos", model.position))
-    parts.append(_array("uint16_t", "eb_pos_mul", model.position_mul))
+    parts.append(c_array("int8_t" if model.word_bits == 8 else "uint8_t", "eb_word", word))
+    parts.append(c_array("uint16_t", "eb_word_mul", model.word_mul))
+    parts.append(c_array("int8_t", "eb_pos", model.position))
+    parts.append(c_array("uint16_t", "eb_pos_mul", model.position_mul))
     _ln(parts, "eb_ln0", model.ln0)
     for i, b in enumerate(model.blocks):
         for part in ("q", "k", "v", "out", "ffn1", "ffn2"):
             _linear(parts, f"eb_l{i}_{part}", getattr(b, part))
-        parts.append(_array("int32_t", f"eb_l{i}_res1", b.residual1))
-        parts.append(_array("int32_t", f"eb_l{i}_res2", b.residual2))
+        parts.append(c_array("int32_t", f"eb_l{i}_res1", b.residual1))
+        parts.append(c_array("int32_t", f"eb_l{i}_res2", b.residual2))
         _ln(parts, f"eb_l{i}_ln1", b.ln1)
         _ln(parts, f"eb_l{i}_ln2", b.ln2)
-        parts.append(_array("int8_t", f"eb_l{i}_gelu", b.gelu))
+        parts.append(c_array("int8_t", f"eb_l{i}_gelu", b.gelu))
     if model.projection is not None:
-        parts.append(_array("int8_t", "eb_proj_w", model.projection.weight))
-        parts.append(_array("int32_t", "eb_proj_b", model.projection.bias))
-    parts.append(_array("float", "eb_text_out_scale", model.out_scale, static=False))
+        parts.append(c_array("int8_t", "eb_proj_w", model.projection.weight))
+        parts.append(c_array("int32_t", "eb_proj_b", model.projection.bias))
+    parts.append(c_array("float", "eb_text_out_scale", model.out_scale, static=False))
     for name, size in buffers(model).items():
         ctype = "int32_t" if name in ("eb_x32", "eb_scores", "eb_pooled") else "int8_t"
         parts.append(f"static {ctype} {name}[{size // (4 if ctype == 'int32_t' else 1)}];")

@@ -167,12 +167,12 @@ class M4TextRun:
 
 def text_test_data(sentences: list[np.ndarray]) -> str:
     """eb_test_data.c for the text application: the sentences' ids back to back and their lengths."""
-    from firmware_export.c99 import _array
+    from firmware_export.c99 import c_array
 
     flat = np.concatenate([np.asarray(s, np.int64) for s in sentences])
     return (f"/* eb_test_data.c - generated test sentences; do not edit. */\n#include <stdint.h>\n"
-            f"{_array('int32_t', 'eb_test_ids', flat, static=False)}\n"
-            f"{_array('int', 'eb_test_lens', np.array([len(s) for s in sentences]), static=False)}\n"
+            f"{c_array('int32_t', 'eb_test_ids', flat, static=False)}\n"
+            f"{c_array('int', 'eb_test_lens', np.array([len(s) for s in sentences]), static=False)}\n"
             f"const int eb_test_n = {len(sentences)};\n")
 
 
