@@ -130,6 +130,15 @@ class FirmwareBackend:
         return {n: values[n] for n in outputs or self.output_names}
 
 
+def real_tokens(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Each sentence's real token ids (a text firmware computes no padding)."""
+    ids, mask = np.asarray(feeds["input_ids"]), np.asarray(feeds["attention_mask"])
+    if ids.ndim != 2 or mask.shape != ids.shape:
+        raise InputError(f"input_ids, attention_mask: expected two (batch, seq) arrays, found {ids.shape} and "
+                         f"{mask.shape}")
+    return [row[m.astype(bool)] for row, m in zip(ids, mask, strict=True)]
+
+
 class TextFirmwareBackend:
     """A text encoder's firmware export run on the host (the C build through ctypes): token ids in,
     real sentence embeddings out, one sentence per C call over its real tokens only."""
@@ -143,12 +152,7 @@ class TextFirmwareBackend:
         self.text_firmware = TextFirmware(directory)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        ids, mask = np.asarray(feeds["input_ids"]), np.asarray(feeds["attention_mask"])
-        if ids.ndim != 2 or mask.shape != ids.shape:
-            raise InputError(f"input_ids, attention_mask: expected two (batch, seq) arrays, found {ids.shape} and "
-                             f"{mask.shape}")
-        emb = self.text_firmware.embed_ids([row[m.astype(bool)] for row, m in zip(ids, mask, strict=True)])
-        return {"sentence_embedding": emb}
+        return {"sentence_embedding": self.text_firmware.embed_ids(real_tokens(feeds))}
 
 
 def _tflm_interpreter_bytes(model: bytes, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter
@@ -186,11 +190,7 @@ class TextTfliteBackend:
                                 f"{exc!r}") from None
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        ids, mask = np.asarray(feeds["input_ids"]), np.asarray(feeds["attention_mask"])
-        if ids.ndim != 2 or mask.shape != ids.shape:
-            raise InputError(f"input_ids, attention_mask: expected two (batch, seq) arrays, found {ids.shape} and "
-                             f"{mask.shape}")
-        return {"sentence_embedding": self.runner.embed_ids([r[m.astype(bool)] for r, m in zip(ids, mask, strict=True)])}
+        return {"sentence_embedding": self.runner.embed_ids(real_tokens(feeds))}
 
 
 def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_micro's Interpreter

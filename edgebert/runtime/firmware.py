@@ -12,9 +12,10 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +29,20 @@ _I8P = ctypes.POINTER(ctypes.c_int8)
 
 def _ptr(a: np.ndarray, kind: Any) -> Any:  # noqa: ANN401 - a ctypes pointer
     return a.ctypes.data_as(kind)
+
+
+T = TypeVar("T")
+
+
+def read_description(directory: Path, parse: Callable[[dict], T], what: str) -> T:
+    """``parse`` of a firmware export's firmware.json, or one ArtifactError line saying what is wrong."""
+    path = Path(directory) / FIRMWARE_JSON
+    try:
+        return parse(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path.parent}: expected {FIRMWARE_JSON} (edgebert export), found none") from None
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: expected {what}, found an invalid one ({exc!r})") from None
 
 
 @dataclass(frozen=True)
@@ -46,16 +61,14 @@ class FirmwareInfo:
     @classmethod
     def load(cls, directory: Path) -> FirmwareInfo:
         path = Path(directory) / FIRMWARE_JSON
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(raw: dict) -> FirmwareInfo:
             shape, q = raw["shape"], raw["quantization"]
-            info = cls(int(shape["inputs"]), int(shape["features"]), int(shape["outputs"]), int(q["feature_zero_point"]),
+            return cls(int(shape["inputs"]), int(shape["features"]), int(shape["outputs"]), int(q["feature_zero_point"]),
                        np.asarray(q["feature_scale"], np.float32), float(q["output_scale"]), int(q["output_zero_point"]),
                        raw)
-        except FileNotFoundError:
-            raise ArtifactError(f"{path.parent}: expected {FIRMWARE_JSON} (edgebert export), found none") from None
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{path}: expected a firmware description, found an invalid one ({exc!r})") from None
+
+        info = read_description(directory, parse, "a firmware description")
         if info.feature_scale.shape != (info.feature_dim,) or min(info.input_dim, info.feature_dim, info.output_dim) < 1:
             raise ArtifactError(f"{path}: expected {info.feature_dim} feature scales and positive sizes, found others")
         return info

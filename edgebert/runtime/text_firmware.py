@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import ArtifactError, InputError
-from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY
+from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY, read_description
 
 _I32P = ctypes.POINTER(ctypes.c_int32)
 MASK_VALUE = -10000.0  # the .tflite's attention bias on padding
@@ -122,15 +122,13 @@ class TextFirmwareInfo:
     @classmethod
     def load(cls, directory: Path) -> TextFirmwareInfo:
         path = Path(directory) / FIRMWARE_JSON
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(raw: dict) -> TextFirmwareInfo:
             shape, q = raw["shape"], raw["quantization"]
-            info = cls(int(shape["vocab"]), int(shape["hidden"]), int(shape["max_len"]), int(shape["out"]),
+            return cls(int(shape["vocab"]), int(shape["hidden"]), int(shape["max_len"]), int(shape["out"]),
                        np.asarray(q["out_scale"], np.float32), q["pool"] == "mean", bool(q["normalize"]))
-        except FileNotFoundError:
-            raise ArtifactError(f"{path.parent}: expected {FIRMWARE_JSON} (edgebert export), found none") from None
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{path}: expected a text firmware description, found an invalid one ({exc!r})") from None
+
+        info = read_description(directory, parse, "a text firmware description")
         if info.out_scale.shape != (info.out_dim,) or min(info.vocab, info.hidden, info.max_len, info.out_dim) < 1:
             raise ArtifactError(f"{path}: expected {info.out_dim} output scales and positive sizes, found others")
         return info
