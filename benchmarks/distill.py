@@ -77,6 +77,8 @@ def main() -> int:
     ap.add_argument("--table-steps", type=int, default=400, help="distillation steps per K (steps, not minutes: "
                     "the rows stay comparable on a busy machine)")
     ap.add_argument("--table-only", action="store_true", help="only the vocabulary table (JSON to --out)")
+    ap.add_argument("--table-flash", action="store_true", help="add each K's measured Cortex-M4 flash (int8 and "
+                    "4-bit word rows) to the vocabulary table")
     ap.add_argument("--mcu", action="store_true", help="add the student's Cortex-M4 firmware figures")
     ap.add_argument("--mcu-only", action="store_true", help="only the firmware figures of --student-dir")
     ap.add_argument("--student-dir", help="an already distilled student checkpoint (with --mcu-only)")
@@ -255,9 +257,23 @@ def vocab_table(ks: list[int], args: argparse.Namespace, teacher: Path, data: Pa
             encoder = sum(int(np.prod(v)) for n, v in _shapes(Path(tmp) / "s").items() if "word_embeddings" not in n)
             rows.append({"k": r["vocabulary"]["kept"], "coverage": r["vocabulary"]["held_out_coverage"],
                          "int8_bytes": r["vocabulary"]["kept"] * cfg["hidden_size"] + encoder,
-                         "cosine": r["training"]["held_out_cosine"], "steps": r["training"]["steps"]})
+                         "cosine": r["training"]["held_out_cosine"], "steps": r["training"]["steps"],
+                         **(_flash(Path(tmp), data) if args.table_flash else {})})
             print(f"  K={k}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
+
+
+def _flash(tmp: Path, data: Path) -> dict:
+    """Measured Cortex-M4 flash of the student's C firmware with int8 and with 4-bit word rows."""
+    from edgebert.converter import convert
+    from edgebert.distill.corpus import read_lines
+    from firmware_export.export import export
+
+    calib = tmp / "calibration.txt"
+    calib.write_text("\n".join(read_lines(data)[:1000]) + "\n", encoding="utf-8")
+    art = convert(tmp / "s", tmp / "int8", "int8", calib, measure=False)
+    return {f"flash_{bits}bit": export(art.path, "c", tmp / f"c{bits}", embedding_bits=bits).firmware["figures"]
+            ["flash_bytes"] for bits in (8, 4)}
 
 
 def print_tables(result: dict) -> None:
@@ -282,9 +298,12 @@ def print_tables(result: dict) -> None:
 
 
 def _table(rows: list[dict]) -> None:
-    print(f"\n{'K':>8}{'coverage':>10}{'int8 bytes':>12}{'cosine':>9}{'steps':>7}")
+    flash = "flash_8bit" in rows[0] if rows else False
+    print(f"\n{'K':>8}{'coverage':>10}{'int8 bytes':>12}" + (f"{'M4 flash 8-bit':>16}{'4-bit':>10}" if flash else "")
+          + f"{'cosine':>9}{'steps':>7}")
     for r in rows:
-        print(f"{r['k']:>8,}{r['coverage']:>10.3f}{r['int8_bytes']:>12,}{r['cosine']:>9.4f}{r['steps']:>7}")
+        extra = f"{r['flash_8bit']:>16,}{r['flash_4bit']:>10,}" if flash else ""
+        print(f"{r['k']:>8,}{r['coverage']:>10.3f}{r['int8_bytes']:>12,}{extra}{r['cosine']:>9.4f}{r['steps']:>7}")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,9 @@ def _layernorm(graph: Graph, node: Node, in_scale: float, out_q: Quant, mul: np.
     return IntLayerNorm(gamma.astype(np.int64), beta.astype(np.int64), min(eps, INT32_MAX), out_q[1])
 
 
-def _structure(graph: Graph) -> tuple[Node, Node, list[list[Node]], Node | None]:
+def encoder_structure(graph: Graph) -> tuple[Node, Node, list[list[Node]], Node | None]:
+    """(embedding, its LayerNorm, the blocks' ten nodes each, the pool node or None) of a post-LN BERT
+    graph whose linears are int8 with static activations, or ArtifactError saying what differs."""
     if graph.meta.get("architecture") != "bert":
         raise ArtifactError(f"encoder export: expected a BERT graph (architecture bert), found "
                             f"{graph.meta.get('architecture')!r}")
@@ -172,7 +174,7 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
     """The integer program of an int8 BERT graph for sentences of at most ``max_len`` tokens."""
     if word_bits not in WORD_BITS:
         raise InputError(f"--embedding-bits: expected one of {WORD_BITS}, found {word_bits}")
-    emb, ln0, blocks, pool = _structure(graph)
+    emb, ln0, blocks, pool = encoder_structure(graph)
     cfg = graph.meta.get("config", {})
     positions = graph.tensors[emb.attrs["position"]].shape[0]
     if not 1 <= max_len <= positions:
@@ -249,4 +251,4 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
                       projection, out_scale.astype(np.float32), normalize)
 
 
-__all__ = ["WORD_BITS", "lower_encoder"]
+__all__ = ["WORD_BITS", "encoder_structure", "lower_encoder"]

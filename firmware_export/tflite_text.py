@@ -36,7 +36,7 @@ from edgebert.graph.form import Graph, Node
 from edgebert.graph.quantize import affine_params, quantize_symmetric
 from edgebert.runtime.text_firmware import MASK_VALUE, litert_interpreter, text_feeds
 from firmware_export import lut
-from firmware_export.lower_encoder import _structure
+from firmware_export.lower_encoder import encoder_structure
 from firmware_export.tflite import OP_VERSIONS, _Builder, _schema
 
 SCORE_SPAN = 16.0  # the lowest score code is at least this far below the top: exp(-16) ~ 1e-7
@@ -201,7 +201,7 @@ class _Writer:
 
     def build(self) -> tuple[bytes, dict[str, Any]]:
         g, S = self.g, self.S
-        emb, ln0, blocks, pool = _structure(g)
+        emb, ln0, blocks, pool = encoder_structure(g)
         cfg = g.meta.get("config", {})
         heads = int(cfg["num_attention_heads"])
         word = _rows(g, emb, "word")

@@ -215,6 +215,10 @@ def test_the_tflm_export_runs_in_tflm_and_litert_close_to_the_artifact(tiny_arti
     for runtime_dir in (result.artifact.path,):
         got = Engine.load(runtime_dir).embed(SENTENCES)
         assert ((got * source).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(source, axis=1)).min() >= 0.99
+    backend = Engine.load(result.artifact.path).backend
+    for bad in (np.array([[0, 10**6]]), np.array([[-3, 1]]), np.array([[0.5, 1.0]])):  # GATHER must never see these
+        with pytest.raises(InputError):
+            backend.run({"input_ids": bad, "attention_mask": np.ones(bad.shape, np.int64)})
     code = main(["export", str(tiny_artifact.path), "--target", "tflite", "--embedding-bits", "4", "--out",
                  str(tmp_path / "o")])
     err = capsys.readouterr().err
