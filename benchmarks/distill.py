@@ -150,9 +150,8 @@ def mcu_figures(student_dir: Path, work: Path, data: Path) -> dict:
     from firmware_export.lower_encoder import lower_encoder
     from firmware_export.text import weight_bytes
 
-    train, held = split(read_lines(data), 0, 500)
-    calib = work / "calibration.txt"
-    calib.write_text("\n".join(train[:2000]) + "\n", encoding="utf-8")
+    _, held = split(read_lines(data), 0, 500)
+    calib = calibration_file(work, data)
 
     def fp32(ckpt_dir: Path) -> np.ndarray:
         ckpt = load_checkpoint(ckpt_dir)
@@ -210,12 +209,27 @@ def print_mcu(mcu: dict) -> None:
           "flash, not built")
 
 
+CALIBRATION_LINES = 2000
+
+
+def calibration_file(work: Path, data: Path) -> Path:
+    """The first CALIBRATION_LINES training lines (not the held-out ones): the int8 conversions'
+    calibration text (the whole 65k-line corpus would cost tens of minutes of reference passes)."""
+    from edgebert.distill.corpus import read_lines, split
+
+    train, _ = split(read_lines(data), 0, 500)
+    path = work / "calibration.txt"
+    path.write_text("\n".join(train[:CALIBRATION_LINES]) + "\n", encoding="utf-8")
+    return path
+
+
 def summarize(report: dict, work: Path, data: Path) -> dict:
     from edgebert.converter import convert
+    from edgebert.distill.corpus import read_lines, split
 
     student_dir = work / "student"
-    art = convert(student_dir, work / "student-int8", "int8", data, force=True)
-    from edgebert.distill.corpus import read_lines, split
+    calib = calibration_file(work, data)
+    art = convert(student_dir, work / "student-int8", "int8", calib, force=True)
 
     _, held = split(read_lines(data), 0, 500)
     cfg = report["config"]
@@ -229,7 +243,7 @@ def summarize(report: dict, work: Path, data: Path) -> dict:
             "held_out_cosine": training["held_out_cosine"],
             "int8_vs_fp32_student": art.manifest.metrics.get("fidelity", {}).get("mean"),
             "int8_student_vs_teacher": held_out_cosine_int8(art, student_dir, held),
-            "teacher_int8": teacher_int8(work, data)}
+            "teacher_int8": teacher_int8(work, calib)}
 
 
 def teacher_int8(work: Path, data: Path) -> dict:
