@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebert.errors import InputError
 from edgebert.graph.quantize import unpack_rows_4bit
+from edgebert.runtime.text_firmware import check_ids as runtime_check_ids
+from edgebert.runtime.text_firmware import real_embedding
+from firmware_export.fixedpoint import requantize
 from firmware_export.intops import RESIDUAL_LIMIT, layernorm, scale_round, softmax_row
 from firmware_export.lut import apply
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -119,21 +119,6 @@ class IntEncoder:
         return self.word if self.word_bits == 8 else unpack_rows_4bit(self.word, self.hidden)
 
 
-def requantize(acc: np.ndarray, multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier (double rounding), per channel along the last axis."""
-    acc = np.asarray(acc, np.int64)
-    shifts = np.asarray(shifts, np.int64)
-    m = np.asarray(multipliers, np.int64)
-    left, right = np.maximum(shifts, 0), np.maximum(-shifts, 0)
-    scaled = np.clip(acc << left, INT32_MIN, INT32_MAX)
-    ab = scaled * m
-    total = ab + np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C division truncates toward zero
-    mask = (np.int64(1) << right) - 1
-    threshold = (mask >> 1) + (high < 0)
-    return (high >> right) + ((high & mask) > threshold)
-
-
 def linear(lay: IntLinear, x: np.ndarray) -> np.ndarray:
     """int8 (tokens, in) -> int8 or int32 (tokens, out)."""
     acc = (np.asarray(x, np.int64) - lay.in_zero_point) @ lay.weight.astype(np.int64).T + lay.bias.astype(np.int64)
@@ -165,12 +150,7 @@ def residual(x32: np.ndarray, h: np.ndarray, zero_point: int, mul: np.ndarray) -
 
 
 def check_ids(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids)
-    if ids.ndim != 1 or not 1 <= len(ids) <= model.max_len:
-        raise InputError(f"ids: expected 1..{model.max_len} token ids, found shape {ids.shape}")
-    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= model.vocab:
-        raise InputError(f"ids: expected integers in [0, {model.vocab}), found {ids.min()}..{ids.max()}")
-    return ids.astype(np.int64)
+    return runtime_check_ids(ids, model.vocab, model.max_len)
 
 
 def hidden(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
@@ -201,11 +181,8 @@ def run(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
 
 def embedding(model: IntEncoder, out: np.ndarray, n: int) -> np.ndarray:
     """The real sentence embedding of ``run``'s output (L2-normalized when the model normalizes)."""
-    e = np.asarray(out, np.float64) * model.out_scale / (n if model.pool == "mean" else 1)
-    if model.normalize:
-        e = e / max(float(np.linalg.norm(e)), 1e-12)
-    return e.astype(np.float32)
+    return real_embedding(out, model.out_scale, n if model.pool == "mean" else 1, model.normalize)
 
 
 __all__ = ["IntBlock", "IntEncoder", "IntLayerNorm", "IntLinear", "attention", "check_ids", "embedding",
-           "hidden", "linear", "requantize", "residual", "run"]
+           "hidden", "linear", "residual", "run"]

@@ -26,7 +26,7 @@ from edgebert.graph.form import Graph
 from edgebert.progress import Progress, silent
 from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY, Firmware
 from firmware_export import c99, program, tflite, tflm, toolchain
-from firmware_export.budget import budget_for
+from firmware_export.budget import Budget, budget_for
 from firmware_export.lower import lower_mlp
 
 TARGETS = ("tflite", "tflm", "c")
@@ -157,25 +157,39 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
     ref = program.run(model, x)
     origin = source.manifest.artifact_id
     with atomic_dir(out_dir, "the firmware artifact") as tmp:
-        for name in source.manifest.files:
-            if (source.path / name).is_file():
-                shutil.copy2(source.path / name, tmp / name)
+        copy_source(source, tmp)
         progress("build", 0, 1)
         built = (_c_files(tmp, model, x, ref, origin, lr, measure, progress) if target == "c"
                  else _tflite_files(tmp, model, x, ref, target, origin))
         progress("build", 1, 1)
         description = {**_description(model, origin, target), "ops": built["ops"],
                        "files": built["files"], "figures": built["figures"], "agreement": built["agreement"]}
-        if budget is not None:
-            verdict = budget.verdict(int(built["figures"]["ram_bytes"]), int(built["figures"]["flash_bytes"]))
-            if not verdict["fits"]:
-                raise BudgetError(f"{origin} --target {target}: {verdict['message']}")
-            description["budget"] = verdict
-        (tmp / FIRMWARE_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-        manifest = _manifest(tmp, source.manifest, target, description, [*source.manifest.files, *built["files"],
-                                                                         FIRMWARE_JSON])
-        (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        manifest = finish(tmp, source, target, description, budget, f"{origin} --target {target}")
     return ExportResult(Artifact(out_dir, manifest), description)
+
+
+def copy_source(source: Artifact, tmp: Path) -> None:
+    """The source artifact's files into the firmware artifact being built."""
+    for name in source.manifest.files:
+        if (source.path / name).is_file():
+            shutil.copy2(source.path / name, tmp / name)
+
+
+def finish(tmp: Path, source: Artifact, target: str, description: dict[str, Any], budget: Budget | None,
+           label: str) -> Manifest:
+    """The budget verdict (BudgetError when the measured figures miss it), firmware.json and the
+    manifest of a firmware artifact whose files (``description["files"]``) are in ``tmp``."""
+    if budget is not None:
+        fig = description["figures"]
+        verdict = budget.verdict(int(fig["ram_bytes"]), int(fig["flash_bytes"]))
+        if not verdict["fits"]:
+            raise BudgetError(f"{label}: {verdict['message']}")
+        description["budget"] = verdict
+    (tmp / FIRMWARE_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    manifest = _manifest(tmp, source.manifest, target, description,
+                         [*source.manifest.files, *description["files"], FIRMWARE_JSON])
+    (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
 
 
 def _manifest(tmp: Path, src: Manifest, target: str, description: dict, names: list[str]) -> Manifest:

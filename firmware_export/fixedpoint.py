@@ -67,6 +67,22 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 
 
+def requantize(acc: np.ndarray, multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """``multiply_by_quantized_multiplier`` with one (multiplier, shift) per channel along the last
+    axis (or one for all), vectorized; multipliers are non-negative (``quantize_multiplier``)."""
+    acc = np.asarray(acc, np.int64)
+    shifts = np.asarray(shifts, np.int64)
+    m = np.asarray(multipliers, np.int64)
+    left, right = np.maximum(shifts, 0), np.maximum(-shifts, 0)
+    scaled = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    ab = scaled * m
+    total = ab + np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C division truncates toward zero
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
 def fully_connected_int8(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: np.ndarray | None,
                          multipliers: list[int], shifts: list[int], out_zero_point: int,
                          act_min: int = -128, act_max: int = 127) -> np.ndarray:
@@ -78,11 +94,12 @@ def fully_connected_int8(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: 
         acc = acc + np.asarray(bias, np.int64)
     if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
         raise InputError("fully_connected: expected int32 accumulators, found a sum beyond int32")
-    out = np.empty_like(acc)
-    for c, (m, s) in enumerate(zip(multipliers, shifts, strict=True)):
-        out[:, c] = multiply_by_quantized_multiplier(acc[:, c], m, s)
+    if len(multipliers) != acc.shape[1] or len(shifts) != acc.shape[1]:
+        raise InputError(f"fully_connected: expected {acc.shape[1]} multipliers and shifts, found "
+                         f"{len(multipliers)} and {len(shifts)}")
+    out = requantize(acc, np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64))
     return np.clip(out + np.int64(out_zero_point), act_min, act_max).astype(np.int8)
 
 
-__all__ = ["fully_connected_int8", "multiply_by_quantized_multiplier", "quantize_multiplier",
+__all__ = ["fully_connected_int8", "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize",
            "rounding_divide_by_pot", "saturating_rounding_doubling_high_mul"]

@@ -216,9 +216,7 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
         int_ffn1 = _int8_linear(graph, ffn1, slice(0, graph.tensors[ffn1.attrs["weight"]].shape[0]), ffn1_q, f_q)
         ra = _range(graph, act.outputs[0])
         g_q = _quant(ra[0].min(), ra[1].max())
-        approx = act.attrs.get("approximate", "none")
-        fn = (lambda x, a=approx: lut.gelu(x, a)) if act.op == "gelu" else (lambda x: np.maximum(x, 0.0))
-        table = lut.table(fn, f_q[0], f_q[1], g_q[0], g_q[1])
+        table = lut.activation_table(act.op, act.attrs.get("approximate", "none"), f_q[0], f_q[1], g_q[0], g_q[1])
         # GELU commutes with no per-channel factor: FFN down's divisor goes back into its weights
         w2, s2 = quantize_symmetric(graph.linear_weight(ffn2), axis=0)
         b2 = graph.tensors[ffn2.attrs["bias"]].astype(np.float64) if ffn2.attrs.get("bias") else np.zeros(len(s2))

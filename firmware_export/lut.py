@@ -39,6 +39,16 @@ def table(fn: Callable[[np.ndarray], np.ndarray], in_scale: float, in_zp: int, o
     return np.clip(rounded + out_zp, -128, 127).astype(np.int8)
 
 
+def activation_table(op: str, approximate: str, in_scale: float, in_zp: int, out_scale: float,
+                     out_zp: int) -> np.ndarray:
+    """The table of a graph's activation node: ``gelu`` (exact or "tanh") or ``relu``."""
+    if op == "gelu":
+        return table(lambda x: gelu(x, approximate), in_scale, in_zp, out_scale, out_zp)
+    if op == "relu":
+        return table(lambda x: np.maximum(x, 0.0), in_scale, in_zp, out_scale, out_zp)
+    raise InputError(f"activation table: expected gelu or relu, found {op!r}")
+
+
 def apply(q: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """``lut`` applied to int8 codes ``q``."""
     if lut.shape != (256,):
@@ -46,4 +56,4 @@ def apply(q: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[np.asarray(q, np.int64) + 128]
 
 
-__all__ = ["apply", "gelu", "table"]
+__all__ = ["activation_table", "apply", "gelu", "table"]

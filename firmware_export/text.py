@@ -13,7 +13,6 @@ sentences) goes into firmware.json.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.artifact import MANIFEST, Artifact
+from edgebert.artifact import Artifact
 from edgebert.errors import ArtifactError, BudgetError, ConversionError
 from edgebert.files import atomic_dir
 from edgebert.graph import reference
@@ -139,7 +138,7 @@ def export_text(source: Artifact, graph: Graph, target: str, out_dir: Path, *, b
                 max_length: int, embedding_bits: int | None, progress: Progress) -> Any:  # noqa: ANN401 - ExportResult
     """Export a text encoder to C99 (see the module docstring); tries int8 word rows first, then
     4-bit ones when ``embedding_bits`` is None and int8 rows miss the flash budget."""
-    from firmware_export.export import ExportResult, _manifest
+    from firmware_export.export import ExportResult, copy_source, finish
 
     if target != "c":
         return _export_tflite(source, graph, target, out_dir, budget=budget, max_length=max_length,
@@ -153,21 +152,12 @@ def export_text(source: Artifact, graph: Graph, target: str, out_dir: Path, *, b
         progress("lower", 1, 1)
         try:
             with atomic_dir(out_dir, "the firmware artifact") as tmp:
-                for name in source.manifest.files:
-                    if (source.path / name).is_file():
-                        shutil.copy2(source.path / name, tmp / name)
+                copy_source(source, tmp)
                 built = _build(tmp, graph, model, source, measure, progress)
                 description = {**_description(model, origin), "ops": built["ops"], "files": built["files"],
                                "figures": built["figures"], "agreement": built["agreement"]}
-                if budget is not None:
-                    verdict = budget.verdict(int(built["figures"]["ram_bytes"]), int(built["figures"]["flash_bytes"]))
-                    if not verdict["fits"]:
-                        raise BudgetError(f"{origin} --target c ({bits}-bit word rows): {verdict['message']}")
-                    description["budget"] = verdict
-                (tmp / FIRMWARE_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-                manifest = _manifest(tmp, source.manifest, target, description,
-                                     [*source.manifest.files, *built["files"], FIRMWARE_JSON])
-                (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+                manifest = finish(tmp, source, target, description, budget,
+                                  f"{origin} --target c ({bits}-bit word rows)")
         except BudgetError:
             if k + 1 < len(choices):
                 continue
@@ -182,7 +172,7 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
     run in TFLM and LiteRT on others, its fidelity to the artifact and its arena measured."""
     from edgebert.runtime.text_firmware import text_feeds
     from firmware_export import tflm
-    from firmware_export.export import RUNTIMES, ExportResult, _manifest
+    from firmware_export.export import RUNTIMES, ExportResult, copy_source, finish
     from firmware_export.tflite_text import to_tflite_text
 
     if embedding_bits == 4:
@@ -223,15 +213,8 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
                     "measured": "tflite-micro (x86-64)", "tokens": max_length},
         "agreement": {"sentences": len(check), "cosine_to_artifact": emb_tflm, "litert_cosine_to_artifact": emb_litert},
     }
-    if budget is not None:
-        verdict = budget.verdict(arena, len(m.data) + tflm.TFLM_CORE_FLASH)
-        if not verdict["fits"]:
-            raise BudgetError(f"{origin} --target {target}: {verdict['message']}")
-        description["budget"] = verdict
     with atomic_dir(out_dir, "the firmware artifact") as tmp:
-        for name in source.manifest.files:
-            if (source.path / name).is_file():
-                shutil.copy2(source.path / name, tmp / name)
+        copy_source(source, tmp)
         (tmp / "model.tflite").write_bytes(m.data)
         files = ["model.tflite"]
         if target == "tflm":
@@ -239,9 +222,7 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
                 (tmp / name).write_text(text, encoding="utf-8")
                 files.append(name)
         description["files"] = files
-        (tmp / FIRMWARE_JSON).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-        manifest = _manifest(tmp, source.manifest, target, description, [*source.manifest.files, *files, FIRMWARE_JSON])
-        (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        manifest = finish(tmp, source, target, description, budget, f"{origin} --target {target}")
     return ExportResult(Artifact(out_dir, manifest), description)
 
 

@@ -25,7 +25,6 @@ float32 (1, S). Output: ``embedding`` int8 (1, out) with its scale and zero poin
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,10 +187,8 @@ class _Writer:
             return self.op("GELU", [x], self.act(name, shape), opts, "GeluOptions")
         s_in, zp_in = affine_params(*self.ranges[in_name])  # type: ignore[index]
         s_out, zp_out = affine_params(*self.ranges[name])  # type: ignore[index]
-        approx = node.attrs.get("approximate", "none")
-        fn: Callable[[np.ndarray], np.ndarray] = ((lambda v: lut.gelu(v, approx)) if node.op == "gelu"
-                                                  else (lambda v: np.maximum(v, 0.0)))
-        table = lut.table(fn, float(s_in), int(zp_in) - 128, float(s_out), int(zp_out) - 128)
+        table = lut.activation_table(node.op, node.attrs.get("approximate", "none"), float(s_in), int(zp_in) - 128,
+                                     float(s_out), int(zp_out) - 128)
         idx = self.op("CAST", [x], self.b.tensor(f"{name}.codes", shape, "INT32"))
         shifted = self.binary("ADD", idx, self.i32(f"{name}.offset", np.array([128])), f"{name}.index", shape, 32)
         tab = self.b.tensor(f"{name}.table", (256,), "INT8", table, self._q(name))
@@ -284,10 +281,6 @@ def _rows(g: Graph, node: Node, key: str) -> np.ndarray:
     return t * g.tensors[scale][:, None].astype(np.float32) if scale else t
 
 
-def _litert(data: bytes, preserve: bool) -> Any:  # noqa: ANN401
-    return litert_interpreter(data, preserve_all_tensors=preserve)
-
-
 def calibrate(graph: Graph, max_len: int, sentences: list[np.ndarray]) -> Ranges:
     """[min, max] of every tensor of the float32 graph over ``sentences`` (LiteRT, all tensors kept)."""
     import warnings
@@ -297,7 +290,7 @@ def calibrate(graph: Graph, max_len: int, sentences: list[np.ndarray]) -> Ranges
     data, _ = _Writer(graph, max_len, None).build()
     with warnings.catch_warnings(), quiet():  # "debugging purposes only": calibration is what it is for here
         warnings.simplefilter("ignore")
-        it = _litert(data, preserve=True)
+        it = litert_interpreter(data, preserve_all_tensors=True)
     index = {d["name"]: d["index"] for d in it.get_tensor_details()}
     inputs = {d["name"]: d["index"] for d in it.get_input_details()}
     lo: dict[str, float] = {}

@@ -174,20 +174,20 @@ class TextTfliteBackend:
     output_names = ["sentence_embedding"]
 
     def __init__(self, directory: Path, runtime: str) -> None:
-        import json
-
+        from edgebert.runtime.firmware import read_description
         from edgebert.runtime.text_firmware import TfliteTextRunner
 
-        try:
-            raw = json.loads((directory / "firmware.json").read_text(encoding="utf-8"))
+        def settings(raw: dict) -> tuple:
             q, shape = raw["quantization"], raw["shape"]
-            arena = int(raw["figures"]["arena_bytes"])
-            self.runner = TfliteTextRunner((directory / "model.tflite").read_bytes(), runtime, arena,
-                                           int(shape["max_len"]), float(q["out_scale"]), int(q["out_zero_point"]),
-                                           bool(q["normalize"]), int(shape["vocab"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{directory}: expected a text .tflite export (firmware.json, model.tflite), found: "
-                                f"{exc!r}") from None
+            return (int(raw["figures"]["arena_bytes"]), int(shape["max_len"]), float(q["out_scale"]),
+                    int(q["out_zero_point"]), bool(q["normalize"]), int(shape["vocab"]))
+
+        arena, max_len, scale, zp, normalize, vocab = read_description(directory, settings, "a text .tflite description")
+        try:
+            model = (directory / "model.tflite").read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{directory / 'model.tflite'}: expected the text encoder's .tflite, found: {exc}") from None
+        self.runner = TfliteTextRunner(model, runtime, arena, max_len, scale, zp, normalize, vocab)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         return {"sentence_embedding": self.runner.embed_ids(real_tokens(feeds))}

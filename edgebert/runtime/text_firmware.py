@@ -26,6 +26,25 @@ _I32P = ctypes.POINTER(ctypes.c_int32)
 MASK_VALUE = -10000.0  # the .tflite's attention bias on padding
 
 
+def check_ids(ids: np.ndarray, vocab: int, max_len: int) -> np.ndarray:
+    """1..max_len integer token ids in [0, vocab) as int64, or one InputError line."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not 1 <= len(ids) <= max_len:
+        raise InputError(f"ids: expected 1..{max_len} token ids, found shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab:
+        raise InputError(f"ids: expected integers in [0, {vocab}), found {ids.min()}..{ids.max()}")
+    return ids.astype(np.int64)
+
+
+def real_embedding(values: np.ndarray, scale: np.ndarray | float, divisor: int, normalize: bool) -> np.ndarray:
+    """A firmware's integer output as a real embedding: ``values * scale / divisor``, L2-normalized
+    when the model normalizes."""
+    e = np.asarray(values, np.float64) * scale / divisor
+    if normalize:
+        e = e / max(float(np.linalg.norm(e)), 1e-12)
+    return e.astype(np.float32)
+
+
 def fit(ids: np.ndarray, max_len: int) -> np.ndarray:
     """A tokenizer's ids cut to ``max_len`` as truncation does: the last id ([SEP]) kept."""
     ids = np.asarray(ids)
@@ -97,15 +116,11 @@ class TfliteTextRunner:
     def embed_ids(self, sentences: list[np.ndarray]) -> np.ndarray:
         rows = []
         for s in sentences:
-            s = np.asarray(s)
-            if self.vocab is not None and len(s) and (not np.issubdtype(s.dtype, np.integer) or s.min() < 0
-                                                      or s.max() >= self.vocab):
-                raise InputError(f"ids: expected integers in [0, {self.vocab}), found others")
+            s = fit(s, self.max_len)
+            if self.vocab is not None:  # GATHER must never see an id beyond its table
+                s = check_ids(s, self.vocab, self.max_len)
             q = self._codes(text_feeds([s], self.max_len)[0])
-            e = (q.astype(np.float64) - self.out_zero_point) * self.out_scale
-            if self.normalize:
-                e = e / max(float(np.linalg.norm(e)), 1e-12)
-            rows.append(e.astype(np.float32))
+            rows.append(real_embedding(q.astype(np.int64) - self.out_zero_point, self.out_scale, 1, self.normalize))
         return np.array(rows, np.float32)
 
 
@@ -135,10 +150,7 @@ class TextFirmwareInfo:
 
     def embedding(self, out: np.ndarray, n: int) -> np.ndarray:
         """Real embedding of one sentence's int32 output (as eb_text_embedding computes it)."""
-        e = out.astype(np.float64) * self.out_scale / (n if self.mean_pool else 1)
-        if self.normalize:
-            e = e / max(float(np.linalg.norm(e)), 1e-12)
-        return e.astype(np.float32)
+        return real_embedding(out, self.out_scale, n if self.mean_pool else 1, self.normalize)
 
 
 def is_text_firmware(directory: Path) -> bool:
@@ -174,12 +186,7 @@ class TextFirmware:
 
     def encode(self, ids: np.ndarray) -> np.ndarray:
         """int32 outputs (out,) of one sentence's token ids (at most max_len; see ``fit``)."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or not 1 <= len(ids) <= self.info.max_len:
-            raise InputError(f"ids: expected 1..{self.info.max_len} token ids, found shape {ids.shape}")
-        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= self.info.vocab:
-            raise InputError(f"ids: expected integers in [0, {self.info.vocab}), found {ids.min()}..{ids.max()}")
-        x = np.ascontiguousarray(ids, np.int32)
+        x = np.ascontiguousarray(check_ids(ids, self.info.vocab, self.info.max_len), np.int32)
         out = np.zeros(self.info.out_dim, np.int32)
         with self._lock:
             rc = self._lib.eb_text_run(x.ctypes.data_as(_I32P), len(x), out.ctypes.data_as(_I32P))
@@ -196,4 +203,5 @@ class TextFirmware:
         return np.array(rows, np.float32).reshape(len(rows), self.info.out_dim)
 
 
-__all__ = ["MASK_VALUE", "TextFirmware", "TextFirmwareInfo", "TfliteTextRunner", "fit", "is_text_firmware", "text_feeds"]
+__all__ = ["MASK_VALUE", "TextFirmware", "TextFirmwareInfo", "TfliteTextRunner", "check_ids", "fit", "is_text_firmware",
+           "real_embedding", "text_feeds"]
