@@ -49,11 +49,34 @@ def _residual_call(name: str, lay: IntLinear, src: str, h_zp: int, hmul: str) ->
             f"{name}_s, {n_out}, eb_h + t * {n_out}, {h_zp}, {hmul}, eb_x32 + t * {n_out}); }}")
 
 
+def _pool_lines(model: IntEncoder, zp: int) -> list[str]:
+    """eb_pooled from eb_h, as ``encoder.pool``: one block of ``hidden`` per mode (sum over the
+    tokens; token 0 or the max, times n when a mean is pooled beside them)."""
+    h, d = model.hidden, "n" if "mean" in model.modes else "1"
+    lines = []
+    for i, mode in enumerate(model.modes):
+        at = f"eb_pooled + {i * h}"
+        if mode == "mean":
+            lines += [f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] = 0; }}",
+                      "    for (t = 0; t < n; ++t) {",
+                      f"        for (c = 0; c < {h}; ++c) {{ ({at})[c] += (int32_t)eb_h[t * {h} + c] - {zp}; }}",
+                      "    }"]
+        elif mode == "cls":
+            lines.append(f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] = ((int32_t)eb_h[c] - {zp}) * {d}; }}")
+        else:
+            lines += [f"    for (c = 0; c < {h}; ++c) {{",
+                      "        int8_t top = eb_h[c];",
+                      f"        for (t = 1; t < n; ++t) {{ top = eb_h[t * {h} + c] > top ? eb_h[t * {h} + c] : top; }}",
+                      f"        ({at})[c] = ((int32_t)top - {zp}) * {d};",
+                      "    }"]
+    return lines
+
+
 def buffers(model: IntEncoder) -> dict[str, int]:
     """Bytes of each static activation buffer."""
     s, h = model.max_len, model.hidden
     return {"eb_x32": 4 * s * h, "eb_h": s * h, "eb_u": max(4 * s * h, s * model.intermediate),
-            "eb_scores": 4 * s, "eb_probs": s, "eb_pooled": 4 * h}
+            "eb_scores": 4 * s, "eb_probs": s, "eb_pooled": 4 * h * len(model.modes)}
 
 
 def model_header(model: IntEncoder) -> str:
@@ -67,13 +90,13 @@ def model_header(model: IntEncoder) -> str:
 #define EB_TEXT_HIDDEN {model.hidden}
 #define EB_TEXT_MAX_LEN {model.max_len}
 #define EB_TEXT_OUT {model.out_dim}
-#define EB_TEXT_MEAN_POOL {int(model.pool == "mean")}
+#define EB_TEXT_MEAN_POOL {int("mean" in model.modes)}
 #define EB_TEXT_NORMALIZE {int(model.normalize)}
 #define EB_MODEL_ARENA_BYTES {sum(buffers(model).values())}
 
 /* Encodes one sentence of n token ids (1 <= n <= EB_TEXT_MAX_LEN, 0 <= id < EB_TEXT_VOCAB) into
  * EB_TEXT_OUT int32 values; 0 on success, -1 for a bad length, -2 for an id out of range.
- * Real embedding: e[c] = out[c] * eb_text_out_scale[c] / (EB_TEXT_MEAN_POOL ? n : 1). */
+ * Pooling: {model.pool}. Real embedding: e[c] = out[c] * eb_text_out_scale[c] / (EB_TEXT_MEAN_POOL ? n : 1). */
 int eb_text_run(const int32_t *ids, int n, int32_t *out);
 extern const float eb_text_out_scale[EB_TEXT_OUT];
 /* The real (and, if the model normalizes, L2-normalized) embedding of eb_text_run's output. */
@@ -145,22 +168,20 @@ def model_source(model: IntEncoder, origin: str) -> str:
                  _residual_call(f"{p}_ffn2", b.ffn2, "eb_u", b.ln1.out_zero_point, f"{p}_res2"),
                  _ln_call(f"{p}_ln2", b.ln2, h, "eb_h")]
         zp = b.ln2.out_zero_point
-    rows = "n" if model.pool == "mean" else "1"
-    body += [f"    for (c = 0; c < {h}; ++c) {{ eb_pooled[c] = 0; }}",
-             f"    for (t = 0; t < {rows}; ++t) {{",
-             f"        for (c = 0; c < {h}; ++c) {{ eb_pooled[c] += (int32_t)eb_h[t * {h} + c] - {zp}; }}",
-             "    }"]
+    body += _pool_lines(model, zp)
+    width = h * len(model.modes)
+    rows = "n" if "mean" in model.modes else "1"
     if model.projection is not None:
         n_out = model.out_dim
         body += [f"    for (c = 0; c < {n_out}; ++c) {{",
-                 f"        const int8_t *row = eb_proj_w + (long)c * {h};",
+                 f"        const int8_t *row = eb_proj_w + (long)c * {width};",
                  f"        int32_t acc = {rows} * eb_proj_b[c];",
                  "        int k;",
-                 f"        for (k = 0; k < {h}; ++k) {{ acc += eb_pooled[k] * row[k]; }}",
+                 f"        for (k = 0; k < {width}; ++k) {{ acc += eb_pooled[k] * row[k]; }}",
                  "        out[c] = acc;",
                  "    }"]
     else:
-        body += [f"    for (c = 0; c < {h}; ++c) {{ out[c] = eb_pooled[c]; }}"]
+        body += [f"    for (c = 0; c < {width}; ++c) {{ out[c] = eb_pooled[c]; }}"]
     body.append("    return 0;")
     parts.append("int eb_text_run(const int32_t *ids, int n, int32_t *out) {\n" + "\n".join(body) + "\n}\n")
     parts.append(f"""void eb_text_embedding(const int32_t *out, int n, float *e) {{

@@ -14,9 +14,11 @@ One sentence of ``n <= max_len`` token ids runs through (no padding, so no mask)
 - **output projections** (attention out, FFN down) produce int32 at the residual stream's fine
   scale (``intops.scale_round``) and the residual is added there, never clamped to int8 before
   LayerNorm; GELU is a 256-entry table between two int8 quantizations (``lut.py``);
-- **pooling**: int32 sums of the last hidden codes over the n tokens (mean pooling's numerator,
-  or token 0 for CLS), then the sentence-transformers Dense projection as int8 weights; the
-  output is int32 with a per-channel real scale: ``embedding = out * out_scale / n``.
+- **pooling**: per mode, int32 sums of the last hidden codes over the n tokens (mean pooling's
+  numerator), token 0 (CLS) or the per-channel max, concatenated (``pool``), then the
+  sentence-transformers Dense projection as int8 weights; the output is int32 with a per-channel
+  real scale: ``embedding = out * out_scale / n`` (CLS and max blocks are multiplied by n when a
+  mean is pooled beside them; without a mean the divisor is 1).
 
 ``run`` is the fixed-point reference the C build (``c99_text.py``) matches bit for bit. Pure numpy.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebert.graph.form import pooling_modes
 from edgebert.graph.quantize import unpack_rows_4bit
 from edgebert.runtime.text_firmware import check_ids as runtime_check_ids
 from edgebert.runtime.text_firmware import real_embedding
@@ -90,10 +93,18 @@ class IntEncoder:
     blocks: tuple[IntBlock, ...]
     heads: int
     hidden_zero_point: int      # of the last LayerNorm's output
-    pool: str                   # "mean" | "cls"
+    pool: str                   # pooling modes: "mean", "cls", "max" or several joined by "+"
     projection: IntLinear | None  # int32 out (multipliers unused)
-    out_scale: np.ndarray       # float32 (out,): embedding = out * out_scale / n (n = 1 for cls)
+    out_scale: np.ndarray       # float32 (out,): embedding = out * out_scale / divisor(n)
     normalize: bool
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return pooling_modes(self.pool)
+
+    def divisor(self, n: int) -> int:
+        """What the int32 output is divided by (after its scale): n when a mean is pooled, else 1."""
+        return pool_divisor(self.modes, n)
 
     @property
     def vocab(self) -> int:
@@ -168,21 +179,33 @@ def hidden(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
     return h
 
 
+def pool_divisor(modes: tuple[str, ...], n: int) -> int:
+    return n if "mean" in modes else 1
+
+
+def pool(h: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
+    """Integer pooling of (n, hidden) codes less their zero point: each mode's block concatenated -
+    the sum over tokens for a mean, token 0 for CLS, the per-channel max for max - with CLS and max
+    blocks multiplied by n when a mean is pooled, so that one divisor (``pool_divisor``) serves all."""
+    d = pool_divisor(modes, len(h))
+    blocks = {"mean": lambda: h.sum(0), "cls": lambda: h[0] * d, "max": lambda: h.max(0) * d}
+    return np.concatenate([blocks[m]() for m in modes])
+
+
 def run(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
-    """The int32 output (out_dim,) of one sentence: real embedding = out * out_scale / n."""
+    """The int32 output (out_dim,) of one sentence: real embedding = out * out_scale / divisor(n)."""
     h = hidden(model, ids) - model.hidden_zero_point
-    pooled = h.sum(0) if model.pool == "mean" else h[0]
+    pooled = pool(h, model.modes)
     if model.projection is None:
         return pooled
     p = model.projection
-    n = len(h) if model.pool == "mean" else 1
-    return pooled @ p.weight.astype(np.int64).T + n * p.bias.astype(np.int64)
+    return pooled @ p.weight.astype(np.int64).T + model.divisor(len(h)) * p.bias.astype(np.int64)
 
 
 def embedding(model: IntEncoder, out: np.ndarray, n: int) -> np.ndarray:
     """The real sentence embedding of ``run``'s output (L2-normalized when the model normalizes)."""
-    return real_embedding(out, model.out_scale, n if model.pool == "mean" else 1, model.normalize)
+    return real_embedding(out, model.out_scale, model.divisor(n), model.normalize)
 
 
 __all__ = ["IntBlock", "IntEncoder", "IntLayerNorm", "IntLinear", "attention", "check_ids", "embedding",
-           "hidden", "linear", "residual", "run"]
+           "hidden", "linear", "pool", "pool_divisor", "residual", "run"]

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from edgebert.errors import ArtifactError, InputError
-from edgebert.graph.form import RANGE_PREFIX, Graph, Node
+from edgebert.graph.form import RANGE_PREFIX, Graph, Node, pooling_modes
 from edgebert.graph.quantize import affine_params, quantize_rows_4bit, quantize_symmetric
 from firmware_export import lut
 from firmware_export.encoder import IntBlock, IntEncoder, IntLayerNorm, IntLinear
@@ -143,8 +143,8 @@ def encoder_structure(graph: Graph) -> tuple[Node, Node, list[list[Node]], Node 
                 raise ArtifactError(f"{lin.name}: expected an int8 linear with static activations, found act="
                                     f"{a.get('act')!r}, weights {graph.tensors[a['weight']].dtype} (convert with "
                                     "--precision int8 and no --dynamic/--keep-fp32)")
-    if pool is not None and pool.attrs.get("mode") not in ("mean", "cls"):
-        raise ArtifactError(f"pool: expected mean or CLS pooling, found {pool.attrs.get('mode')!r}")
+    if pool is not None:
+        pooling_modes(pool.attrs.get("mode", "mean"))
     return nodes[0], nodes[1], blocks, pool
 
 
@@ -233,10 +233,15 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
     s_h = np.float64(h_q[0])
     mode = pool.attrs.get("mode", "mean") if pool is not None else "mean"
     projection = None
-    out_scale = np.full(hidden, s_h)
+    pooled = hidden * len(pooling_modes(mode))
+    out_scale = np.full(pooled, s_h)
     if pool is not None and pool.attrs.get("projection"):
         wp, sp = quantize_symmetric(graph.tensors[pool.attrs["projection"]].astype(np.float32), axis=0)
+        if wp.shape[1] != pooled:
+            raise ArtifactError(f"pool.projection: expected {pooled} inputs ({mode} pooling of {hidden}), found "
+                                f"{wp.shape[1]}")
         bias = np.rint(graph.tensors[pool.attrs["projection_bias"]].astype(np.float64) / (s_h * sp))
+        # every pooled value is at most 255 x max_len in size (a sum over tokens, or one multiplied by n)
         _check_acc("pool.projection", wp, bias.astype(np.int64) * max_len, np.zeros(1, np.int64),
                    in_span=255 * max_len)
         projection = IntLinear(wp.astype(np.int8), bias.astype(np.int32), np.zeros(len(sp), np.int64),

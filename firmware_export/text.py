@@ -187,7 +187,7 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
     m = to_tflite_text(graph, max_length, bundled_sentences(tok, max_length, FIDELITY_LINES, CALIBRATION_LINES))
     progress("calibrate in LiteRT", 1, 1)
     check = bundled_sentences(tok, max_length, 0, FIDELITY_LINES)
-    first = text_feeds(check[:1], max_length)[0]
+    first = text_feeds(check[:1], max_length, m.pool)[0]
     progress("measure the TFLM arena", 0, 1)
     measured = tflm.arena_bytes(m.data, inputs=[first["input_ids"], first["attention_bias"], first["pool_weights"]])
     arena = tflm.recommended_arena(measured)
@@ -202,7 +202,7 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
     description: dict[str, Any] = {
         "format": 1, "target": target, "runtime": RUNTIMES[target], "source_artifact": origin, "task": "embedding",
         "shape": shape,
-        "quantization": {"out_scale": m.out_scale, "out_zero_point": m.out_zero_point, "pool": "mean",
+        "quantization": {"out_scale": m.out_scale, "out_zero_point": m.out_zero_point, "pool": m.pool,
                          "normalize": m.normalize, "word_bits": 8,
                          "arithmetic": "TFLite int8 (per-channel FULLY_CONNECTED, int8 BATCH_MATMUL, SOFTMAX 1/256), "
                                        "LayerNorm in int16, GELU as a GATHER table"},
@@ -229,7 +229,8 @@ def _export_tflite(source: Artifact, graph: Graph, target: str, out_dir: Path, *
 def _tflite_embed(m: Any, sentences: list[np.ndarray], runtime: str, arena: int) -> np.ndarray:  # noqa: ANN401
     from edgebert.runtime.text_firmware import TfliteTextRunner
 
-    runner = TfliteTextRunner(m.data, runtime, arena, m.max_len, m.out_scale, m.out_zero_point, m.normalize)
+    runner = TfliteTextRunner(m.data, runtime, arena, m.max_len, m.out_scale, m.out_zero_point, m.normalize,
+                              pool=m.pool)
     return runner.embed_ids(sentences)
 
 

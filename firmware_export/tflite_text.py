@@ -14,13 +14,14 @@ each tensor then quantizes the int8 graph. The int8 graph, all builtins TFLite M
   SOFTMAX to int8 with scale 1/256 and zero point -128; BATCH_MATMUL with V;
 - FFN: FULLY_CONNECTED, GELU as a 256-entry table (CAST of the codes to int32, ADD 128, GATHER:
   the same table as the C export), FULLY_CONNECTED; residual ADDs in int8;
-- pooling: BATCH_MATMUL of the pooling weights (1/n on the n real tokens, QUANTIZE of a float
-  input) with the last hidden rows, then the Dense projection as FULLY_CONNECTED.
+- pooling: BATCH_MATMUL of the pooling weights (one row per mode: 1/n on the n real tokens for a
+  mean, 1 on token 0 for CLS; QUANTIZE of a float input) with the last hidden rows, RESHAPE of the
+  rows into one vector (the modes' concatenation), then the Dense projection as FULLY_CONNECTED.
 
 Linear weights are the artifact's, with SmoothQuant's divisor folded back (``Graph.linear_weight``)
 and re-quantized per output channel: a TFLite int8 activation has one scale per tensor.
 Inputs: ``input_ids`` int32 (S,), ``attention_bias`` float32 (1, 1, S), ``pool_weights``
-float32 (1, S). Output: ``embedding`` int8 (1, out) with its scale and zero point.
+float32 (P, S), P pooling modes. Output: ``embedding`` int8 (1, out) with its scale and zero point.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.errors import ArtifactError
 from edgebert.graph.form import Graph, Node
 from edgebert.graph.quantize import affine_params, quantize_symmetric
-from edgebert.runtime.text_firmware import MASK_VALUE, litert_interpreter, text_feeds
+from edgebert.runtime.text_firmware import MASK_VALUE, litert_interpreter, pool_rows, text_feeds
 from firmware_export import lut
 from firmware_export.lower_encoder import encoder_structure
 from firmware_export.tflite import OP_VERSIONS, _Builder, _schema
@@ -54,6 +54,7 @@ class TextTflite:
     out_scale: float
     out_zero_point: int
     normalize: bool
+    pool: str
 
 
 class _Writer:
@@ -207,7 +208,9 @@ class _Writer:
         hd = H // heads
         ids = self.b.tensor("input_ids", (S,), "INT32")
         bias_in = self.b.tensor("attention_bias", (1, 1, S), "FLOAT32")
-        pool_in = self.b.tensor("pool_weights", (1, S), "FLOAT32")
+        mode = str(pool.attrs.get("mode", "mean")) if pool is not None else "mean"
+        P = len(pool_rows(mode))
+        pool_in = self.b.tensor("pool_weights", (P, S), "FLOAT32")
         table = self.const("emb.word_table", word) if not self.int8 else self._word_table(word)
         opts = self.s.GatherOptionsT()
         opts.axis = 0
@@ -250,19 +253,18 @@ class _Writer:
             h_name = ln2.outputs[0]
             h = self.layernorm(x, ln2, (S, H), res2.outputs[0], h_name)
         pw_q = self.b.quant(np.array([1.0 / 127]), np.array([0])) if self.int8 else None
-        pw = self.op("QUANTIZE", [pool_in], self.act("pool.weights", (1, S), quant=pw_q)) if self.int8 else pool_in
-        pooled = self.matmul(pw, h, "pool.mean", (1, H))
-        out_name, out = "pool.mean", pooled
+        pw = self.op("QUANTIZE", [pool_in], self.act("pool.weights", (P, S), quant=pw_q)) if self.int8 else pool_in
+        rows = self.matmul(pw, h, "pool.rows", (P, H))  # one row per mode: sentence-transformers' concatenation
+        pooled = self.reshape(rows, "pool.flat", (1, P * H), "pool.rows")
+        out_name, out = "pool.rows", pooled
         normalize = bool(pool.attrs.get("normalize")) if pool is not None else False
-        if pool is not None and pool.attrs.get("mode") == "cls":
-            raise ArtifactError("--target tflite: expected mean pooling for a text encoder, found CLS")
         if pool is not None and pool.attrs.get("projection"):
             proj = g.tensors[pool.attrs["projection"]]
-            out = self.fc(pooled, proj, g.tensors[pool.attrs["projection_bias"]], "pool.mean", "embedding", 1)
+            out = self.fc(pooled, proj, g.tensors[pool.attrs["projection_bias"]], "pool.rows", "embedding", 1)
             out_name = "embedding"
         data = self.b.model([ids, bias_in, pool_in], [out], "edgebert text encoder firmware export")
-        return data, {"out_name": out_name, "normalize": normalize, "out_dim": int(proj.shape[0]) if out_name ==
-                      "embedding" else H}
+        return data, {"out_name": out_name, "normalize": normalize, "pool": mode,
+                      "out_dim": int(proj.shape[0]) if out_name == "embedding" else P * H}
 
     def _word_quant(self, word: np.ndarray) -> Any:  # noqa: ANN401
         if not self.int8:
@@ -295,11 +297,12 @@ def calibrate(graph: Graph, max_len: int, sentences: list[np.ndarray]) -> Ranges
     inputs = {d["name"]: d["index"] for d in it.get_input_details()}
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    for feed in text_feeds(sentences, max_len):
+    _, _, _, pool = encoder_structure(graph)
+    for feed in text_feeds(sentences, max_len, str(pool.attrs.get("mode", "mean")) if pool is not None else "mean"):
         for name, value in feed.items():
             it.set_tensor(inputs[name], value)
         it.invoke()
-        n = int((feed["pool_weights"] > 0).sum())
+        n = int((feed["attention_bias"] == 0).sum())
         for name, i in index.items():
             try:
                 v = it.get_tensor(i)
@@ -326,7 +329,7 @@ def to_tflite_text(graph: Graph, max_len: int, sentences: list[np.ndarray]) -> T
     data, info = writer.build()
     scale, zp = affine_params(*ranges[info["out_name"]])
     return TextTflite(data, list(writer.b.opcodes), max_len, info["out_dim"], float(scale), int(zp) - 128,
-                      info["normalize"])
+                      info["normalize"], info["pool"])
 
 
 __all__ = ["MASK_VALUE", "TextTflite", "calibrate", "text_feeds", "to_tflite_text"]

@@ -15,7 +15,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     with progress_bar(not args.quiet and sys.stderr.isatty()) as progress:
         report = distill(args.teacher, args.data, args.out, args.student, steps=args.steps, minutes=args.minutes,
                          vocab_size=args.vocab_size, init=args.init, seed=args.seed, batch_size=args.batch_size,
-                         max_length=args.max_length, lr=args.lr, save_every=args.save_every, force=args.force,
+                         max_length=args.max_length, lr=args.lr, save_every=args.save_every,
+                         pooling=args.pooling, force=args.force,
                          progress=progress)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -54,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab-size", type=int, help="keep this many WordPiece rows (special tokens and single characters "
                    "always; then the most frequent in --data)")
     p.add_argument("--init", choices=("teacher", "random"), default="teacher", help="student's starting weights")
+    p.add_argument("--pooling", default="cls+mean", help="the student's sentence pooling: cls, max, mean or several "
+                   "joined by '+' (their vectors concatenated before the Dense projection to the teacher's width); "
+                   "default cls+mean: a 128-wide mean alone caps the fit to a 384-wide teacher")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32, help="tokens per sentence (default 32, a microcontroller's)")

@@ -118,7 +118,8 @@ class Distiller:
         s_ids, s_mask = self._encode(self.s_tok, texts)
         with torch.no_grad():
             t_states = self.teacher.hidden_states(t_ids, t_mask)
-            t_sent = self.teacher.sentence_embedding(t_ids, t_mask)
+            # the teacher's sentence embedding from the same forward pass (a second pass doubled the step)
+            t_sent = pool(t_states[-1], t_mask, self.teacher.pooling or Pooling(), self.teacher.projection)
         student = self.trainable.student
         s_states = student.hidden_states(s_ids, s_mask)
         s_sent = pool(s_states[-1], s_mask, student.pooling, student.projection)

@@ -8,7 +8,9 @@ heads has 4 heads), takes teacher layers evenly spaced from the top (TinyBERT's 
 student layer i <- teacher layer (i+1)*Lt/Ls - 1) and the first ``hidden`` dimensions of every
 matrix (width slicing), and the word-table rows the (pruned) vocabulary keeps. The sentence
 projection (student width -> teacher width, a sentence-transformers Dense module in the output)
-starts as the first ``hidden`` columns of the identity.
+starts as the first ``hidden`` columns of the identity on the mean block. The student pools
+``cls+mean`` by default (the CLS state and the mean, concatenated: sentence-transformers' multi-mode
+pooling), which lifts the rank cap a 128-wide mean puts on a 384-wide teacher embedding.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgebert.errors import InputError
+from edgebert.errors import ArtifactError, InputError
+from edgebert.graph.form import pooling_modes
+from edgebert.model.checkpoint import Pooling
 from edgebert.model.config import BertConfig
 from edgebert.model.encoder import BertEncoder
 from edgebert.model.zoo import SHAPES, random_weights
 
 SPEC = re.compile(r"^L(\d{1,2})H(\d{2,4})$")
 INITS = ("teacher", "random")
+# the CLS state beside the mean: a 256-wide pooled vector, so the Dense projection to the teacher's
+# 384 dimensions is not capped at rank 128 (the best rank-128 map of MiniLM's embeddings reaches
+# cosine 0.90; docs/distillation.md)
+DEFAULT_POOLING = "cls+mean"
 
 
 def student_shape(spec: str) -> tuple[int, int]:
@@ -97,19 +105,28 @@ def teacher_slice(teacher: BertEncoder, cfg: BertConfig, old_ids: tuple[int, ...
 
 
 def build_student(teacher: BertEncoder, cfg: BertConfig, old_ids: tuple[int, ...], init: str,
-                  seed: int) -> BertEncoder:
-    """A student encoder with its sentence projection (to the teacher's width) and pooling."""
+                  seed: int, pooling: str = DEFAULT_POOLING) -> BertEncoder:
+    """A student encoder with its pooling (``pooling`` modes, the teacher's normalization) and its
+    sentence projection from the pooled width to the teacher's: the identity on the mean block (or
+    the first), zero on the others, so the student starts as the sliced teacher's mean embedding."""
     if init not in INITS:
         raise InputError(f"--init: expected one of {', '.join(INITS)}, found {init!r}")
+    try:
+        modes = pooling_modes(pooling)
+    except ArtifactError as exc:
+        raise InputError(f"--pooling: {exc}") from None
     weights = teacher_slice(teacher, cfg, old_ids) if init == "teacher" else random_weights(cfg, seed)
-    student = BertEncoder(cfg, teacher.pooling)
+    normalize = teacher.pooling.normalize if teacher.pooling is not None else False
+    student = BertEncoder(cfg, Pooling(pooling, normalize))
     student.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
-    width = teacher.config.hidden_size
-    student.projection = nn.Linear(cfg.hidden_size, width)
+    width, h = teacher.config.hidden_size, cfg.hidden_size
+    student.projection = nn.Linear(h * len(modes), width)
+    first = modes.index("mean") if "mean" in modes else 0
     with torch.no_grad():
-        student.projection.weight.copy_(torch.eye(width, cfg.hidden_size))
+        student.projection.weight.zero_()
+        student.projection.weight[:, first * h:(first + 1) * h] = torch.eye(width, h)
         student.projection.bias.zero_()
     return student
 
 
-__all__ = ["INITS", "build_student", "layer_map", "student_config", "student_shape", "teacher_slice"]
+__all__ = ["DEFAULT_POOLING", "INITS", "build_student", "layer_map", "student_config", "student_shape", "teacher_slice"]

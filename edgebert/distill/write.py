@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.files import atomic_write
+from edgebert.graph.form import POOLING_MODES
 from edgebert.model.encoder import BertEncoder
 
 
@@ -45,10 +46,15 @@ def write_student(out: Path, model: BertEncoder, tokenizer: Any, max_length: int
     pooling = model.pooling
     for sub in ("1_Pooling", "2_Dense"):
         (out / sub).mkdir(exist_ok=True)
-    atomic_write(out / "1_Pooling" / "config.json", json.dumps({
-        "word_embedding_dimension": cfg.hidden_size, "pooling_mode_mean_tokens": pooling is None or pooling.mode == "mean",
-        "pooling_mode_cls_token": pooling is not None and pooling.mode == "cls",
-        "pooling_mode_max_tokens": pooling is not None and pooling.mode == "max"}))
+    modes = pooling.modes if pooling is not None else ("mean",)
+    # sentence-transformers' older flags (which concatenate CLS, max, mean in that fixed order) and,
+    # for an order those cannot say, its newer pooling_mode list
+    config: dict[str, Any] = {"word_embedding_dimension": cfg.hidden_size,
+                              **{f"pooling_mode_{k}": m in modes for m, k in (("cls", "cls_token"), ("max", "max_tokens"),
+                                                                             ("mean", "mean_tokens"))}}
+    if list(modes) != sorted(modes, key=POOLING_MODES.index):
+        config = {"embedding_dimension": cfg.hidden_size, "pooling_mode": list(modes)}
+    atomic_write(out / "1_Pooling" / "config.json", json.dumps(config))
     if model.projection is not None:
         w = model.projection.weight.detach().numpy()
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgebert.errors import ConversionError
-from edgebert.graph.form import Graph, Node
+from edgebert.graph.form import Graph, Node, pooling_modes
 
 OPSET = 17
 
@@ -124,17 +124,20 @@ def _pool(b: _Builder, n: Node, h: str, mask_f: str) -> str:
     mode, normalize = n.attrs["mode"], n.attrs["normalize"]
     m = b.op("Unsqueeze", [mask_f, b.const("axes_last", np.array([-1], np.int64))], n.name)[0]  # (b, s, 1)
     axis1 = b.const("axes1", np.array([1], np.int64))
-    if mode == "cls":
-        out = b.op("Gather", [h, b.const("zero_i64", np.array(0, np.int64))], n.name, axis=1)[0]
-    elif mode == "max":
-        neg = b.op("Mul", [b.op("Sub", [b.const("one_f", np.float32(1.0)), m], n.name)[0],
-                           b.const("mask_value", np.float32(-1e4))], n.name)[0]
-        out = b.op("ReduceMax", [b.op("Add", [h, neg], n.name)[0]], n.name, axes=[1], keepdims=0)[0]
-    else:
-        total = b.op("ReduceSum", [b.op("Mul", [h, m], n.name)[0], axis1], n.name, keepdims=0)[0]
-        count = b.op("ReduceSum", [m, axis1], n.name, keepdims=0)[0]
-        count = b.op("Max", [count, b.const("count_floor", np.float32(1e-9))], n.name)[0]
-        out = b.op("Div", [total, count], n.name)[0]
+    parts = []
+    for part in pooling_modes(mode):  # several modes concatenate, in their order
+        if part == "cls":
+            parts.append(b.op("Gather", [h, b.const("zero_i64", np.array(0, np.int64))], n.name, axis=1)[0])
+        elif part == "max":
+            neg = b.op("Mul", [b.op("Sub", [b.const("one_f", np.float32(1.0)), m], n.name)[0],
+                               b.const("mask_value", np.float32(-1e4))], n.name)[0]
+            parts.append(b.op("ReduceMax", [b.op("Add", [h, neg], n.name)[0]], n.name, axes=[1], keepdims=0)[0])
+        else:
+            total = b.op("ReduceSum", [b.op("Mul", [h, m], n.name)[0], axis1], n.name, keepdims=0)[0]
+            count = b.op("ReduceSum", [m, axis1], n.name, keepdims=0)[0]
+            count = b.op("Max", [count, b.const("count_floor", np.float32(1e-9))], n.name)[0]
+            parts.append(b.op("Div", [total, count], n.name)[0])
+    out = parts[0] if len(parts) == 1 else b.op("Concat", parts, n.name, axis=-1)[0]
     if n.attrs.get("projection"):  # a sentence-transformers Dense module after the pooling
         w = b.const(f"{n.name}.projection.weight_t", np.ascontiguousarray(b.g.tensors[n.attrs["projection"]].T))
         out = b.op("MatMul", [out, w], n.name)[0]

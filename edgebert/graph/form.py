@@ -15,7 +15,9 @@ Ops (inputs -> outputs; attributes):
   divisor) or "dynamic" (uint8 range computed per call).
 - ``attention``  (qkv, attention_mask) -> context; heads. Queries arrive pre-scaled.
 - ``add``, ``gelu`` (approximate: "none" | "tanh"), ``relu``.
-- ``pool``       (hidden, attention_mask) -> sentence embedding; mode, normalize.
+- ``pool``       (hidden, attention_mask) -> sentence embedding; mode ("cls", "max", "mean", or
+  several joined by "+": their vectors concatenated in that order), normalize, optional Dense
+  ``projection``/``projection_bias``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ from edgebert.errors import ArtifactError
 # for transformer graphs (what a firmware export quantizes its int8 values with)
 RANGE_PREFIX = "ranges."
 OPS = ("embedding", "layernorm", "linear", "attention", "add", "gelu", "relu", "pool")
+POOLING_MODES = ("cls", "max", "mean")  # sentence-transformers' concatenation order of its flags
+
+
+def pooling_modes(mode: str) -> tuple[str, ...]:
+    """The modes of a pool op's ``mode``: one of POOLING_MODES, or several joined by "+" in the order
+    their vectors are concatenated (``"cls+mean"``: the CLS state, then the mean)."""
+    parts = tuple(str(mode).split("+"))
+    if any(p not in POOLING_MODES for p in parts) or len(set(parts)) != len(parts):
+        raise ArtifactError(f"pooling: expected one of {POOLING_MODES} or several joined by '+' in their "
+                            f"concatenation order (e.g. 'cls+mean'), found {str(mode)[:80]!r}")
+    return parts
 
 
 @dataclass(frozen=True)

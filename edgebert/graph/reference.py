@@ -16,7 +16,7 @@ import numpy as np
 
 from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
-from edgebert.graph.form import Graph, Node
+from edgebert.graph.form import Graph, Node, pooling_modes
 from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
 
 Observer = Callable[[Node, np.ndarray, np.ndarray], None]
@@ -92,12 +92,15 @@ def mean_pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool,
          projection: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     m = mask.astype(np.float32)[..., None]
-    if mode == "cls":
-        out = h[:, 0]
-    elif mode == "max":
-        out = (h + (1.0 - m) * MASK_VALUE).max(1)
-    else:
-        out = mean_pool(h, mask)
+    parts = []
+    for part in pooling_modes(mode):  # several modes concatenate, in their order
+        if part == "cls":
+            parts.append(h[:, 0])
+        elif part == "max":
+            parts.append((h + (1.0 - m) * MASK_VALUE).max(1))
+        else:
+            parts.append(mean_pool(h, mask))
+    out = np.concatenate(parts, axis=-1)
     if projection is not None:
         out = out @ projection[0].T + projection[1]
     if normalize:

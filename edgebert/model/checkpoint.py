@@ -15,23 +15,30 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from edgebert.artifact import sha256_path
-from edgebert.errors import CheckpointError
+from edgebert.errors import ArtifactError, CheckpointError
+from edgebert.graph.form import POOLING_MODES, pooling_modes
 from edgebert.model.config import BertConfig
 from edgebert.model.tokenizer import load_tokenizer
-
-POOLING_MODES = ("mean", "cls", "max")
 
 
 @dataclass(frozen=True)
 class Pooling:
-    """Sentence-transformers pooling: how token states become one sentence embedding."""
+    """Sentence-transformers pooling: how token states become one sentence embedding. Several modes
+    concatenate their vectors (CLS, max, mean: sentence-transformers' order), so the embedding is
+    ``len(modes) x hidden`` wide before any Dense module."""
 
     mode: str = "mean"
     normalize: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in POOLING_MODES:
-            raise CheckpointError(f"pooling: expected one of {POOLING_MODES}, found {self.mode!r}")
+        try:
+            pooling_modes(self.mode)
+        except ArtifactError as exc:
+            raise CheckpointError(str(exc)) from None
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return pooling_modes(self.mode)
 
 
 @dataclass(frozen=True)
@@ -73,16 +80,33 @@ def _read_pooling(model_dir: Path) -> Pooling | None:
     config_path = model_dir / pooling_dirs[0] / "config.json"
     mode = "mean"
     if config_path.is_file():
-        raw = _read_json(config_path)
-        if raw.get("pooling_mode_cls_token"):
-            mode = "cls"
-        elif raw.get("pooling_mode_max_tokens"):
-            mode = "max"
-        elif not raw.get("pooling_mode_mean_tokens", True):
-            raise CheckpointError(
-                f"{config_path}: expected mean, cls or max pooling, found another pooling mode"
-            )
+        mode = _pooling_mode(_read_json(config_path), config_path)
     return Pooling(mode=mode, normalize=any(t.endswith("Normalize") for t in types))
+
+
+_LEGACY_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}
+_OTHER_KEYS = ("pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+def _pooling_mode(raw: dict | list, path: Path) -> str:
+    """The pooling mode of a sentence-transformers Pooling config: its ``pooling_mode`` (a name or a
+    list, sentence-transformers >= 5) or the older ``pooling_mode_*_tokens`` flags."""
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found a list")
+    given = raw.get("pooling_mode")
+    if given is not None:  # concatenated in the order given
+        modes = [given] if isinstance(given, str) else given
+        if not isinstance(modes, list) or not all(isinstance(m, str) for m in modes):
+            raise CheckpointError(f"{path}: expected pooling_mode to be a mode name or a list of them, found {given!r}")
+    elif any(raw.get(k) for k in _OTHER_KEYS):
+        modes = [k.removeprefix("pooling_mode_") for k in _OTHER_KEYS if raw.get(k)]
+    else:  # the flags concatenate in sentence-transformers' fixed order: CLS, max, mean
+        modes = [m for m in POOLING_MODES if raw.get(_LEGACY_KEYS[m])]
+        if not modes and _LEGACY_KEYS["mean"] not in raw:
+            modes = ["mean"]  # no flag at all: sentence-transformers' default
+    if not modes or any(m not in POOLING_MODES for m in modes) or len(set(modes)) != len(modes):
+        raise CheckpointError(f"{path}: expected cls, max and/or mean pooling, found {modes or 'none'}")
+    return "+".join(modes)
 
 
 def _read_projection(model_dir: Path, hidden: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -177,13 +201,15 @@ def load_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> Checkp
     if st_config.is_file():
         max_seq = min(max_seq, int(_read_json(st_config).get("max_seq_length", max_seq)))
     tokenizer = load_tokenizer(model_dir, max_length=max_seq)
+    pooling = _read_pooling(model_dir)
+    width = config.hidden_size * (len(pooling.modes) if pooling is not None else 1)
     return Checkpoint(
         directory=model_dir,
         config=config,
         weights=weights,
         tokenizer=tokenizer,
-        pooling=_read_pooling(model_dir),
+        pooling=pooling,
         max_seq_length=max_seq,
         sha256=sha256_path(weights_path),
-        projection=_read_projection(model_dir, config.hidden_size),
+        projection=_read_projection(model_dir, width),
     )

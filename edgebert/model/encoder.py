@@ -118,15 +118,19 @@ class LayerStack(nn.Module):
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling,
          projection: nn.Linear | None = None) -> torch.Tensor:
-    """Sentence embedding from token states (batch, seq, hidden) and mask (batch, seq): pooled,
-    projected (a sentence-transformers Dense module, when there is one), normalized."""
+    """Sentence embedding from token states (batch, seq, hidden) and mask (batch, seq): pooled (the
+    modes' vectors concatenated), projected (a sentence-transformers Dense module, when there is
+    one), normalized."""
     m = mask.to(hidden.dtype)[..., None]  # (batch, seq, 1)
-    if pooling.mode == "cls":
-        out = hidden[:, 0]
-    elif pooling.mode == "max":
-        out = (hidden + (1.0 - m) * MASK_VALUE).amax(dim=1)
-    else:
-        out = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+    parts = []
+    for mode in pooling.modes:  # several modes concatenate, in their order
+        if mode == "cls":
+            parts.append(hidden[:, 0])
+        elif mode == "max":
+            parts.append((hidden + (1.0 - m) * MASK_VALUE).amax(dim=1))
+        else:
+            parts.append((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9))
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
     if projection is not None:
         out = projection(out)
     if pooling.normalize:

@@ -180,14 +180,15 @@ class TextTfliteBackend:
         def settings(raw: dict) -> tuple:
             q, shape = raw["quantization"], raw["shape"]
             return (int(raw["figures"]["arena_bytes"]), int(shape["max_len"]), float(q["out_scale"]),
-                    int(q["out_zero_point"]), bool(q["normalize"]), int(shape["vocab"]))
+                    int(q["out_zero_point"]), bool(q["normalize"]), int(shape["vocab"]), str(q.get("pool", "mean")))
 
-        arena, max_len, scale, zp, normalize, vocab = read_description(directory, settings, "a text .tflite description")
+        arena, max_len, scale, zp, normalize, vocab, pool = read_description(directory, settings,
+                                                                            "a text .tflite description")
         try:
             model = (directory / "model.tflite").read_bytes()
         except OSError as exc:
             raise ArtifactError(f"{directory / 'model.tflite'}: expected the text encoder's .tflite, found: {exc}") from None
-        self.runner = TfliteTextRunner(model, runtime, arena, max_len, scale, zp, normalize, vocab)
+        self.runner = TfliteTextRunner(model, runtime, arena, max_len, scale, zp, normalize, vocab, pool)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         return {"sentence_embedding": self.runner.embed_ids(real_tokens(feeds))}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.errors import ArtifactError, InputError
+from edgebert.graph.form import pooling_modes
 from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY, read_description
 
 _I32P = ctypes.POINTER(ctypes.c_int32)
@@ -53,9 +54,20 @@ def fit(ids: np.ndarray, max_len: int) -> np.ndarray:
     return np.concatenate([ids[:max_len - 1], ids[-1:]]) if len(ids) > max_len else ids
 
 
-def text_feeds(sentences: list[np.ndarray], max_len: int) -> list[dict[str, np.ndarray]]:
+def pool_rows(pool: str) -> tuple[str, ...]:
+    """The pooling modes a .tflite takes as rows of its ``pool_weights`` input (linear ones only)."""
+    modes = pooling_modes(pool)
+    if "max" in modes:
+        raise ArtifactError(f"pooling {pool!r}: expected cls and/or mean for a .tflite (a weighted sum of token "
+                            "rows), found max (use --target c)")
+    return modes
+
+
+def text_feeds(sentences: list[np.ndarray], max_len: int, pool: str = "mean") -> list[dict[str, np.ndarray]]:
     """The .tflite's inputs for each sentence's token ids (cut by ``fit``, padded with id 0): ids,
-    the attention bias (0 on real tokens, MASK_VALUE on padding) and the pooling weights (1/n)."""
+    the attention bias (0 on real tokens, MASK_VALUE on padding) and the pooling weights, one row
+    per pooling mode (CLS: 1 on token 0; mean: 1/n on the n real tokens)."""
+    modes = pool_rows(pool)
     feeds = []
     for s in sentences:
         s = fit(s, max_len)
@@ -64,8 +76,12 @@ def text_feeds(sentences: list[np.ndarray], max_len: int) -> list[dict[str, np.n
         x[:n] = s
         bias = np.full((1, 1, max_len), MASK_VALUE, np.float32)
         bias[..., :n] = 0.0
-        pw = np.zeros((1, max_len), np.float32)
-        pw[0, :n] = 1.0 / n
+        pw = np.zeros((len(modes), max_len), np.float32)
+        for row, mode in enumerate(modes):
+            if mode == "cls":
+                pw[row, 0] = 1.0
+            else:
+                pw[row, :n] = 1.0 / n
         feeds.append({"input_ids": x, "attention_bias": bias, "pool_weights": pw})
     return feeds
 
@@ -86,8 +102,9 @@ class TfliteTextRunner:
     INPUTS = ("input_ids", "attention_bias", "pool_weights")
 
     def __init__(self, model: bytes, runtime: str, arena: int, max_len: int, out_scale: float, out_zero_point: int,
-                 normalize: bool, vocab: int | None = None) -> None:
-        self.runtime, self.max_len, self.vocab = runtime, max_len, vocab
+                 normalize: bool, vocab: int | None = None, pool: str = "mean") -> None:
+        self.runtime, self.max_len, self.vocab, self.pool = runtime, max_len, vocab, pool
+        pool_rows(pool)
         self.out_scale, self.out_zero_point, self.normalize = out_scale, out_zero_point, normalize
         self._lock = threading.Lock()
         if runtime == "tflite-micro":
@@ -119,7 +136,7 @@ class TfliteTextRunner:
             s = fit(s, self.max_len)
             if self.vocab is not None:  # GATHER must never see an id beyond its table
                 s = check_ids(s, self.vocab, self.max_len)
-            q = self._codes(text_feeds([s], self.max_len)[0])
+            q = self._codes(text_feeds([s], self.max_len, self.pool)[0])
             rows.append(real_embedding(q.astype(np.int64) - self.out_zero_point, self.out_scale, 1, self.normalize))
         return np.array(rows, np.float32)
 
@@ -131,7 +148,7 @@ class TextFirmwareInfo:
     max_len: int
     out_dim: int
     out_scale: np.ndarray
-    mean_pool: bool
+    pool: str
     normalize: bool
 
     @classmethod
@@ -141,16 +158,17 @@ class TextFirmwareInfo:
         def parse(raw: dict) -> TextFirmwareInfo:
             shape, q = raw["shape"], raw["quantization"]
             return cls(int(shape["vocab"]), int(shape["hidden"]), int(shape["max_len"]), int(shape["out"]),
-                       np.asarray(q["out_scale"], np.float32), q["pool"] == "mean", bool(q["normalize"]))
+                       np.asarray(q["out_scale"], np.float32), str(q["pool"]), bool(q["normalize"]))
 
         info = read_description(directory, parse, "a text firmware description")
+        pooling_modes(info.pool)
         if info.out_scale.shape != (info.out_dim,) or min(info.vocab, info.hidden, info.max_len, info.out_dim) < 1:
             raise ArtifactError(f"{path}: expected {info.out_dim} output scales and positive sizes, found others")
         return info
 
     def embedding(self, out: np.ndarray, n: int) -> np.ndarray:
         """Real embedding of one sentence's int32 output (as eb_text_embedding computes it)."""
-        return real_embedding(out, self.out_scale, n if self.mean_pool else 1, self.normalize)
+        return real_embedding(out, self.out_scale, n if "mean" in pooling_modes(self.pool) else 1, self.normalize)
 
 
 def is_text_firmware(directory: Path) -> bool:
@@ -204,4 +222,4 @@ class TextFirmware:
 
 
 __all__ = ["MASK_VALUE", "TextFirmware", "TextFirmwareInfo", "TfliteTextRunner", "check_ids", "fit", "is_text_firmware",
-           "real_embedding", "text_feeds"]
+           "pool_rows", "real_embedding", "text_feeds"]

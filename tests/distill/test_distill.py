@@ -37,7 +37,9 @@ def test_the_student_is_a_checkpoint_convert_takes_with_the_teachers_width(tiny_
     report = distill(tiny_ckpt, corpus_path(), tmp_path / "s", "L1H64", steps=30, save_every=10, vocab_size=600)
     ckpt = load_checkpoint(tmp_path / "s")
     assert ckpt.config.num_hidden_layers == 1 and ckpt.config.hidden_size == 64 and ckpt.config.vocab_size == 600
-    assert ckpt.projection is not None and ckpt.projection[0].shape == (128, 64)  # to the teacher's width
+    # pooled CLS and mean (2 x 64), projected to the teacher's width
+    assert ckpt.pooling is not None and ckpt.pooling.mode == "cls+mean" and ckpt.pooling.normalize
+    assert ckpt.projection is not None and ckpt.projection[0].shape == (128, 128)
     curve = report["training"]["curve"]
     assert curve[0]["step"] == 0 and curve[-1]["step"] == 30 and curve[-1]["held_out_cosine"] > curve[0]["held_out_cosine"]
     art = edgebert.convert(tmp_path / "s", tmp_path / "a", "int8", corpus_path())

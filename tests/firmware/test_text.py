@@ -223,3 +223,64 @@ def test_the_tflm_export_runs_in_tflm_and_litert_close_to_the_artifact(tiny_arti
                  str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "expected 8 for --target tflite" in err and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ several pooling modes (a distilled student's)
+def _pooled_artifact(tiny_ckpt: Path, calibration_file: Path, where: Path, modes: list[str]):  # noqa: ANN202
+    """The tiny BERT with sentence-transformers pooling ``modes`` and a Dense module over their
+    concatenation, converted to int8."""
+    import json
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    import edgebert
+
+    ckpt = Path(shutil.copytree(tiny_ckpt, where / "ckpt"))
+    (ckpt / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": modes}))
+    modules = json.loads((ckpt / "modules.json").read_text())
+    modules.insert(2, {"path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (ckpt / "modules.json").write_text(json.dumps([{**m, "idx": i, "name": str(i)} for i, m in enumerate(modules)]))
+    (ckpt / "2_Dense").mkdir()
+    rng = np.random.default_rng(3)
+    save_file({"linear.weight": rng.normal(0, 0.1, (48, 128 * len(modes))).astype(np.float32),
+               "linear.bias": rng.normal(0, 0.1, 48).astype(np.float32)}, str(ckpt / "2_Dense" / "model.safetensors"))
+    return edgebert.convert(ckpt, where / "int8", "int8", calibration_file)
+
+
+@pytest.mark.parametrize("modes", [["cls", "mean"], ["mean", "max"]])
+def test_several_pooling_modes_run_bit_exact_in_c_and_follow_the_artifact(tiny_ckpt, calibration_file, tmp_path: Path,
+                                                                          modes: list[str]) -> None:
+    art = _pooled_artifact(tiny_ckpt, calibration_file, tmp_path, modes)
+    g = Graph.load(art.path / "graph.safetensors")
+    model = lower_encoder(g, 32, 8)
+    assert model.modes == tuple(modes) and model.projection is not None and model.projection.shape == (48, 256)
+    for name, text in c99_text.sources(model, "test").items():
+        (tmp_path / name).write_text(text)
+    lib = ctypes.CDLL(str(toolchain.host_library(tmp_path, ["edgebert_model.c", "eb_text_api.c"], tmp_path / "l.so")))
+    out = np.zeros(model.out_dim, np.int32)
+    p32 = ctypes.POINTER(ctypes.c_int32)
+    cos = []
+    for ids in probe_sentences(model, 24, seed=5):
+        x = np.ascontiguousarray(ids, np.int32)
+        assert lib.eb_text_run(x.ctypes.data_as(p32), len(x), out.ctypes.data_as(p32)) == 0
+        assert np.array_equal(out, encoder.run(model, ids))
+        want = reference.run(g, {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)})
+        got = encoder.embedding(model, out, len(ids))
+        w = want["sentence_embedding"][0]
+        cos.append(w @ got / np.linalg.norm(w) / np.linalg.norm(got))
+    assert min(cos) >= 0.99  # issue 14's fidelity target for the firmware
+
+
+def test_cls_and_mean_pooling_exports_to_tflite_and_max_is_refused_there(tiny_ckpt, calibration_file,
+                                                                         tmp_path: Path) -> None:
+    art = _pooled_artifact(tiny_ckpt, calibration_file, tmp_path / "cm", ["cls", "mean"])
+    result = export(art.path, "tflite", tmp_path / "tfl")
+    assert result.firmware["quantization"]["pool"] == "cls+mean"
+    assert result.firmware["agreement"]["cosine_to_artifact"]["min"] >= 0.99
+    got, want = Engine.load(result.artifact.path).embed(SENTENCES), Engine.load(art.path).embed(SENTENCES)
+    assert ((got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)).min() >= 0.99
+    art = _pooled_artifact(tiny_ckpt, calibration_file, tmp_path / "mm", ["mean", "max"])
+    with pytest.raises(ArtifactError, match="found max"):
+        export(art.path, "tflite", tmp_path / "tfl-max")
+    assert not (tmp_path / "tfl-max").exists()

@@ -122,17 +122,21 @@ def test_config_and_weights_must_agree_on_the_number_of_layers(ckpt_copy: Path, 
         BertEncoder.from_checkpoint(load_checkpoint(ckpt_copy))
 
 
-def _add_dense(ckpt: Path, out: int = 24, act: str = "torch.nn.modules.linear.Identity", path: str = "2_Dense") -> None:
+def _add_dense(ckpt: Path, out: int = 24, act: str = "torch.nn.modules.linear.Identity", path: str = "2_Dense",
+               in_features: int = 128) -> None:
     from safetensors.numpy import save_file
 
     modules = json.loads((ckpt / "modules.json").read_text())
     modules.insert(2, {"idx": 2, "name": "2", "path": path, "type": "sentence_transformers.models.Dense"})
+    for i, m in enumerate(modules):  # one index and name each, as sentence-transformers writes them
+        m.update(idx=i, name=str(i))
     (ckpt / "modules.json").write_text(json.dumps(modules))
     d = ckpt / path
     d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps({"in_features": 128, "out_features": out, "activation_function": act}))
+    (d / "config.json").write_text(json.dumps({"in_features": in_features, "out_features": out,
+                                               "activation_function": act}))
     rng = np.random.default_rng(0)
-    save_file({"linear.weight": rng.normal(0, 0.1, (out, 128)).astype(np.float32),
+    save_file({"linear.weight": rng.normal(0, 0.1, (out, in_features)).astype(np.float32),
                "linear.bias": rng.normal(0, 0.1, out).astype(np.float32)}, str(d / "model.safetensors"))
 
 
@@ -155,6 +159,59 @@ def test_a_dense_module_after_the_pooling_is_part_of_the_sentence_embedding(ckpt
     assert np.allclose(ref, ours, atol=1e-5)
     art = edgebert.convert(ckpt_copy, tmp_path / "fp32", "fp32")
     assert np.allclose(Engine.load(art.path).embed(["compact models on small devices"])[0], ours[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("config, mode", [
+    ({"word_embedding_dimension": 128, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True}, "cls+mean"),
+    ({"word_embedding_dimension": 128, "pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": True}, "max+mean"),
+    ({"embedding_dimension": 128, "pooling_mode": ["mean", "cls"]}, "mean+cls"),  # sentence-transformers >= 5
+])
+def test_several_pooling_modes_concatenate_as_sentence_transformers_does(ckpt_copy: Path, tmp_path: Path,
+                                                                         config: dict, mode: str) -> None:
+    """Multi-mode pooling (the modes' vectors concatenated, then Dense, then Normalize): our torch
+    encoder, the graph reference, the ONNX artifact and sentence-transformers itself agree."""
+    import edgebert
+    from edgebert.compress.lower import lower_bert
+    from edgebert.graph import reference
+    from edgebert.runtime.engine import Engine
+
+    st = pytest.importorskip("sentence_transformers")
+    _add_dense(ckpt_copy, in_features=256)
+    (ckpt_copy / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    ckpt = load_checkpoint(ckpt_copy)
+    assert ckpt.pooling is not None and ckpt.pooling.mode == mode and ckpt.pooling.modes == tuple(mode.split("+"))
+    model = BertEncoder.from_checkpoint(ckpt)
+    texts = ["compact models on small devices", "a second, somewhat longer sentence for the padding"]
+    ids, mask = encode_batch(ckpt.tokenizer, texts)
+    with torch.no_grad():
+        ours = model.sentence_embedding(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    theirs = st.SentenceTransformer(str(ckpt_copy), device="cpu").encode(texts, convert_to_numpy=True)
+    assert ours.shape == theirs.shape == (2, 24)
+    assert np.abs(ours - theirs).max() < 1e-5
+    ref = reference.run(lower_bert(model), {"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
+    assert np.abs(ref - ours).max() < 1e-5
+    art = edgebert.convert(ckpt_copy, tmp_path / "fp32", "fp32")
+    assert np.abs(Engine.load(art.path).embed(texts) - ours).max() < 1e-5
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"pooling_mode": ["mean", "mean"]}, "expected cls, max and/or mean pooling"),
+    ({"pooling_mode": "weightedmean"}, "expected cls, max and/or mean pooling"),
+    ({"pooling_mode_mean_sqrt_len_tokens": True}, "expected cls, max and/or mean pooling"),
+    ({"pooling_mode_mean_tokens": False}, "found none"),
+    ({"pooling_mode": 3}, "expected pooling_mode to be a mode name or a list"),
+])
+def test_pooling_that_the_toolkit_cannot_run_is_refused_in_one_line(ckpt_copy: Path, config: dict, match: str) -> None:
+    (ckpt_copy / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(ckpt_copy)
+
+
+def test_a_dense_module_must_take_the_pooled_width(ckpt_copy: Path) -> None:
+    _add_dense(ckpt_copy)  # 128 inputs, but cls+mean pools 256
+    (ckpt_copy / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": ["cls", "mean"]}))
+    with pytest.raises(CheckpointError, match=r"expected a finite linear.weight \(out, 256\)"):
+        load_checkpoint(ckpt_copy)
 
 
 @pytest.mark.parametrize("kwargs, match", [
