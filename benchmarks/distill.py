@@ -21,6 +21,7 @@ lines; for scale, the int8 MiniLM's firmware weights (it does not fit a Cortex-M
 
     python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522] [--mcu]
     python benchmarks/distill.py --mcu-only --student-dir STUDENT
+    python benchmarks/distill.py --pooling-table mean,cls+mean,mean+max,cls+max+mean --table-steps 1000 --vocab-size 6900
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def main() -> int:
     ap.add_argument("--table-only", action="store_true", help="only the vocabulary table (JSON to --out)")
     ap.add_argument("--table-flash", action="store_true", help="add each K's measured Cortex-M4 flash (int8 and "
                     "4-bit word rows) to the vocabulary table")
+    ap.add_argument("--pooling-table", default="", help="comma-separated pooling modes (e.g. mean,cls+mean): each "
+                    "distilled for --table-steps steps, beside the best rank-r linear fit of the teacher's embeddings "
+                    "(r = the pooled width), then exit")
     ap.add_argument("--mcu", action="store_true", help="add the student's Cortex-M4 firmware figures")
     ap.add_argument("--mcu-only", action="store_true", help="only the firmware figures of --student-dir")
     ap.add_argument("--student-dir", help="an already distilled student checkpoint (with --mcu-only)")
@@ -104,6 +108,10 @@ def main() -> int:
         mcu = mcu_figures(Path(args.student_dir), work, data)
         print_mcu(mcu)
         return finish(mcu_targets(mcu), {"mcu": mcu}, args.out)
+    if args.pooling_table:
+        rows = pooling_table(args.pooling_table.split(","), args, teacher, data)
+        print_pooling(rows)
+        return finish({}, {"pooling_table": rows}, args.out)
     if args.table_only:
         rows = vocab_table([int(k) for k in args.vocab_table.split(",")], args, teacher, data)
         print_tables({"vocab_table": rows})
@@ -275,6 +283,70 @@ def vocab_table(ks: list[int], args: argparse.Namespace, teacher: Path, data: Pa
                          **(_flash(Path(tmp), data) if args.table_flash else {})})
             print(f"  K={k}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
+
+
+def rank_ceiling(teacher: Path, data: Path, ranks: list[int], fit_lines: int = 8000) -> dict[int, float]:
+    """The best a student whose embedding is a linear map of an r-wide pooled vector can do: the mean
+    cosine of the held-out teacher embeddings to their projection on the top-r principal subspace
+    (plus mean) of ``fit_lines`` training lines' embeddings, for each r."""
+    import torch
+
+    from edgebert.distill.corpus import read_lines, split
+    from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.model.encoder import BertEncoder
+    from edgebert.model.tokenizer import encode_batch
+
+    train, held = split(read_lines(data), 0, 500)
+    ckpt = load_checkpoint(teacher)
+    model = BertEncoder.from_checkpoint(ckpt)
+    ckpt.tokenizer.enable_truncation(max_length=32)
+
+    def embed(lines: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            e = torch.cat([model.sentence_embedding(*map(torch.from_numpy, encode_batch(ckpt.tokenizer, lines[i:i + 64])))
+                           for i in range(0, len(lines), 64)]).numpy().astype(np.float64)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    fit = embed(train[:fit_lines])
+    test = embed(held)
+    mu = fit.mean(0)
+    _, _, vt = np.linalg.svd(fit - mu, full_matrices=False)
+    out = {}
+    for r in ranks:
+        v = vt[:r]
+        proj = mu + (test - mu) @ v.T @ v
+        out[r] = float(np.mean((proj * test).sum(1) / np.linalg.norm(proj, axis=1)))
+    return out
+
+
+def pooling_table(modes: list[str], args: argparse.Namespace, teacher: Path, data: Path) -> list[dict]:
+    """Each pooling's held-out cosine after --table-steps steps (same seed, K, schedule), with the rank
+    ceiling of its pooled width."""
+    rows = []
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            r = distill(teacher, data, Path(tmp) / "s", args.student, steps=args.table_steps,
+                        vocab_size=args.vocab_size, pooling=mode)
+            width = r["config"]["hidden_size"] * len(mode.split("+"))
+            rows.append({"pooling": mode, "width": width, "cosine": r["training"]["held_out_cosine"],
+                         "steps": r["training"]["steps"], "seconds": time.perf_counter() - t0,
+                         "curve": r["training"]["curve"]})
+            print(f"  pooling {mode}: {rows[-1]['cosine']:.4f}", file=sys.stderr, flush=True)
+    ceiling = rank_ceiling(teacher, data, sorted({r["width"] for r in rows} | {32, 64, 96, 192, 384}))
+    for row in rows:
+        row["rank_ceiling"] = ceiling[row["width"]]
+    rows.append({"ceiling": {str(k): v for k, v in ceiling.items()}})
+    return rows
+
+
+def print_pooling(rows: list[dict]) -> None:
+    ceiling = rows[-1]["ceiling"]
+    print(f"\n{'pooling':>14}{'width':>7}{'rank ceiling':>14}{'cosine':>9}{'steps':>7}")
+    for r in rows[:-1]:
+        print(f"{r['pooling']:>14}{r['width']:>7}{r['rank_ceiling']:>14.4f}{r['cosine']:>9.4f}{r['steps']:>7}")
+    print("best rank-r linear fit of the teacher's held-out embeddings: "
+          + ", ".join(f"r={k}: {v:.4f}" for k, v in ceiling.items()))
 
 
 def _flash(tmp: Path, data: Path) -> dict:

@@ -1,0 +1,51 @@
+"""The straight-through estimator (host, torch): 1-bit forward passes that still train.
+
+``sign_ste`` is +1/-1 forward (``x >= 0`` is +1, as ``graph.binarize.pack_signs`` stores it) and
+passes the gradient through where |x| <= 1 (Hubara et al. 2016; the clipped identity of
+BinaryConnect/BinaryBERT). ``binarize_weight`` is the forward of a binarized weight row by row:
+its mean plus the mean absolute deviation times the sign of what is left - the same numbers
+``graph.binarize.binarize`` stores, so a model trained through it is the model exported. The scale
+and centre are differentiable functions of the weight (the gradient reaches them as in BinaryBERT's
+"elastic" scale); only the sign is straight-through.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """±1 forward, clipped identity backward."""
+    return _SignSTE.apply(x)
+
+
+def binarize_weight(w: torch.Tensor) -> torch.Tensor:
+    """``centre + scale * sign_ste(w - centre)`` per output row of an (out, in) weight. The sign sees
+    the deviation divided by its scale, so the clip of the straight-through gradient is in units of
+    the row's own spread (a fixed clip at 1 would pass every gradient of a 0.02-wide row)."""
+    centre = w.mean(dim=1, keepdim=True)
+    rest = w - centre
+    scale = rest.abs().mean(dim=1, keepdim=True)
+    return centre + scale * sign_ste(rest / scale.clamp(min=1e-12))
+
+
+def binarize_activation(x: torch.Tensor) -> torch.Tensor:
+    """1-bit activations (W1A1): each token's mean absolute value times the sign of each entry
+    (``graph.binarize.binarize_activations``); the gradient is straight-through where |x| <= scale."""
+    scale = x.abs().mean(dim=-1, keepdim=True)
+    return scale * sign_ste(x / scale.clamp(min=1e-12))
+
+
+__all__ = ["binarize_activation", "binarize_weight", "sign_ste"]
