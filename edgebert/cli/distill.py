@@ -16,7 +16,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         report = distill(args.teacher, args.data, args.out, args.student, steps=args.steps, minutes=args.minutes,
                          vocab_size=args.vocab_size, init=args.init, seed=args.seed, batch_size=args.batch_size,
                          max_length=args.max_length, lr=args.lr, save_every=args.save_every,
-                         pooling=args.pooling, force=args.force,
+                         pooling=args.pooling, binarize=args.binarize, force=args.force,
                          progress=progress)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", default="cls+mean", help="the student's sentence pooling: cls, max, mean or several "
                    "joined by '+' (their vectors concatenated before the Dense projection to the teacher's width); "
                    "default cls+mean: a 128-wide mean alone caps the fit to a 384-wide teacher")
+    p.add_argument("--binarize", choices=("w1a8", "w1a1"), help="train the student's encoder linears through 1-bit "
+                   "weights (w1a8) or 1-bit weights and inputs (w1a1, experimental): the straight-through estimator "
+                   "on latent float weights, which the checkpoint holds and a binary conversion binarizes again")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32, help="tokens per sentence (default 32, a microcontroller's)")

@@ -28,17 +28,19 @@ def _fingerprint(**parts: Any) -> str:  # noqa: ANN401
 def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, student: str = "bert-tiny", *,
             steps: int | None = None, minutes: float | None = None, vocab_size: int | None = None,
             init: str = "teacher", seed: int = 0, batch_size: int = 32, max_length: int = 32, lr: float = 2e-3,
-            save_every: int = 100, pooling: str | None = None, force: bool = False,
-            progress: Progress = silent) -> dict[str, Any]:
+            save_every: int = 100, pooling: str | None = None, binarize: str | None = None,
+            force: bool = False, progress: Progress = silent) -> dict[str, Any]:
     """Distil ``teacher_dir`` into a ``student`` on the lines of ``data``; write a checkpoint to
     ``out_dir``. An earlier run's state in ``out_dir`` with the same settings is resumed. ``pooling``:
-    the student's pooling modes (default ``cls+mean``, ``student.DEFAULT_POOLING``)."""
+    the student's pooling modes (default ``cls+mean``, ``student.DEFAULT_POOLING``). ``binarize``
+    ("w1a8" or "w1a1"): the student's encoder linears train through 1-bit weights (and inputs)
+    (``student.binarize_student``), for ``edgebert convert --precision binary``."""
     import torch
     from tokenizers import Tokenizer
 
     from edgebert.distill.corpus import read_lines, split
     from edgebert.distill.engine import STATE_DIR, Distiller, Trainable, TrainConfig
-    from edgebert.distill.student import DEFAULT_POOLING, build_student, student_config, student_shape
+    from edgebert.distill.student import DEFAULT_POOLING, binarize_student, build_student, student_config, student_shape
     from edgebert.distill.vocab import coverage, prune
     from edgebert.distill.write import write_student
     from edgebert.model.checkpoint import load_checkpoint
@@ -60,7 +62,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
     train, held = split(lines, seed, HELD_OUT)
     fingerprint = _fingerprint(teacher=ckpt.sha256, student=student, vocab=vocab_size, init=init, seed=seed,
                                data=hashlib.sha256("\n".join(lines).encode()).hexdigest(), batch=batch_size,
-                               max_length=max_length, lr=lr, schedule="cosine", pooling=pooling)
+                               max_length=max_length, lr=lr, schedule="cosine", pooling=pooling, binarize=binarize)
     _check_resume(state_dir, fingerprint)
     progress("prepare", 0, 1)
     torch.manual_seed(seed)
@@ -78,13 +80,15 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
                     "held_out_coverage": coverage(held_ids, set(pruned.old_ids), specials)}
     scfg = student_config(student, ckpt.config, len(pruned.old_ids), init, 512)
     model = build_student(teacher, scfg, pruned.old_ids, init, seed, pooling)
+    if binarize is not None:
+        binarize_student(model, binarize)
     trainable = Trainable(model, ckpt.config.hidden_size)
     engine = Distiller(teacher, trainable, t_tok, s_tok, train, held, cfg, state_dir)
     resumed_at = engine.step if engine.load() else None
     progress("prepare", 1, 1)
     result = engine.run(progress)
     report = {"teacher": str(Path(teacher_dir).resolve()), "student": student, "config": scfg.to_dict(),
-              "init": init, "pooling": pooling, "resumed_from_step": resumed_at,
+              "init": init, "pooling": pooling, "binarize": binarize, "resumed_from_step": resumed_at,
               "vocabulary": vocab_report, "training": result, "settings": asdict(cfg)}
     write_student(out, model, s_tok, max_length, report)
     return report

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgebert.compress.ste import binarize_activation, binarize_weight
 from edgebert.errors import ArtifactError, InputError
 from edgebert.graph.form import pooling_modes
 from edgebert.model.checkpoint import Pooling
@@ -129,4 +130,45 @@ def build_student(teacher: BertEncoder, cfg: BertConfig, old_ids: tuple[int, ...
     return student
 
 
-__all__ = ["DEFAULT_POOLING", "INITS", "build_student", "layer_map", "student_config", "student_shape", "teacher_slice"]
+class _Binarized(nn.Module):
+    """A parametrization: the module's weight is seen through ``compress.ste.binarize_weight``."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return binarize_weight(w)
+
+
+def _binary_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (binarize_activation(args[0]),)
+
+
+BINARIZE = ("w1a8", "w1a1")
+
+
+def binarize_student(student: BertEncoder, mode: str) -> BertEncoder:
+    """Make every encoder linear (Q, K, V, attention output, FFN up and down) binarization-aware:
+    its forward sees 1-bit weights (``binarize_weight``; mode "w1a8") and, for "w1a1", 1-bit inputs
+    too; gradients reach the latent float weights straight through. Embeddings, LayerNorms and the
+    sentence projection stay as they are (the export keeps them int8 / float)."""
+    from torch.nn.utils import parametrize
+
+    if mode not in BINARIZE:
+        raise InputError(f"--binarize: expected one of {', '.join(BINARIZE)}, found {mode!r}")
+    for module in student.encoder.modules():
+        if isinstance(module, nn.Linear):
+            parametrize.register_parametrization(module, "weight", _Binarized())
+            if mode == "w1a1":
+                module.register_forward_pre_hook(_binary_input)
+    return student
+
+
+def plain_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's tensors under their plain names, a parametrized weight as its latent float value
+    (what the export binarizes again, to the same signs, scales and centres)."""
+    out = {}
+    for key, value in model.state_dict().items():
+        out[key.replace(".parametrizations.weight.original", ".weight")] = value.detach().numpy()
+    return out
+
+
+__all__ = ["BINARIZE", "DEFAULT_POOLING", "INITS", "binarize_student", "build_student", "layer_map", "plain_state",
+           "student_config", "student_shape", "teacher_slice"]

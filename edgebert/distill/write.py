@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.distill.student import plain_state
 from edgebert.files import atomic_write
 from edgebert.graph.form import POOLING_MODES
 from edgebert.model.encoder import BertEncoder
@@ -31,7 +32,7 @@ def _save(path: Path, tensors: dict[str, np.ndarray]) -> None:
 def write_student(out: Path, model: BertEncoder, tokenizer: Any, max_length: int, report: dict) -> Path:  # noqa: ANN401
     cfg = model.config
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().numpy() for k, v in model.state_dict().items() if not k.startswith("projection.")}
+    state = {k: v for k, v in plain_state(model).items() if not k.startswith("projection.")}
     atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "model_type": "bert", "architectures": ["BertModel"],
                                                   "position_embedding_type": "absolute",
                                                   "name": report.get("student", "student")}, indent=2))

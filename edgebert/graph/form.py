@@ -12,7 +12,10 @@ Ops (inputs -> outputs; attributes):
 - ``linear``     (x) -> y = x @ W.T + b; weight (out, in) fp32 or int8 with per-output-channel
   ``weight_scale``; ``act``: "none" (fp32 input), "static" (uint8 input quantized with the
   calibrated ``act_scale``/``act_zero_point`` and optional per-input-channel ``smooth``
-  divisor) or "dynamic" (uint8 range computed per call).
+  divisor) or "dynamic" (uint8 range computed per call). With ``weight_bits`` 1 the weight is
+  packed signs (out, ceil(in/8)) uint8 with ``weight_scale`` and ``weight_centre`` per row and
+  ``in_features`` (``graph.binarize``); ``act`` "static" (W1A8) or "binary" (W1A1: each token's
+  signs times its mean absolute value).
 - ``attention``  (qkv, attention_mask) -> context; heads. Queries arrive pre-scaled.
 - ``add``, ``gelu`` (approximate: "none" | "tanh"), ``relu``.
 - ``pool``       (hidden, attention_mask) -> sentence embedding; mode ("cls", "max", "mean", or
@@ -87,6 +90,11 @@ class Graph:
         """A linear node's weight as float32 (out, in) acting on its original input: int8 codes
         times their per-channel scale, SmoothQuant's input divisor folded back."""
         a = node.attrs
+        if a.get("weight_bits") == 1:  # packed signs: centre + scale * sign
+            from edgebert.graph.binarize import BinaryWeight, dequantize
+
+            return dequantize(BinaryWeight(self.tensors[a["weight"]], self.tensors[a["weight_scale"]].astype(np.float32),
+                                           self.tensors[a["weight_centre"]].astype(np.float32), int(a["in_features"])))
         w = self.tensors[a["weight"]].astype(np.float32)
         if a.get("weight_scale"):
             w = w * self.tensors[a["weight_scale"]].astype(np.float32)[:, None]

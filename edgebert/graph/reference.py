@@ -16,6 +16,7 @@ import numpy as np
 
 from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
+from edgebert.graph.binarize import BinaryWeight, binarize_activations, row_bytes, w1a1_core, w1a8_linear
 from edgebert.graph.form import Graph, Node, pooling_modes
 from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
 
@@ -46,8 +47,47 @@ def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) ->
     return ((x - mean) / np.sqrt(var + np.float32(eps)) * gamma + beta).astype(np.float32)
 
 
+def binary_weight(g: Graph, node: Node) -> BinaryWeight:
+    """A 1-bit linear's packed weight, or one ArtifactError line saying which part does not fit."""
+    a = node.attrs
+    bits, scale, centre = g.tensors[a["weight"]], g.tensors[a["weight_scale"]], g.tensors[a["weight_centre"]]
+    n = int(a.get("in_features", 0))
+    if bits.dtype != np.uint8 or bits.ndim != 2 or n < 1 or bits.shape[1] != row_bytes(n) or \
+            scale.shape != (bits.shape[0],) or centre.shape != (bits.shape[0],):
+        raise ArtifactError(f"{node.name}: expected packed signs ({bits.shape[0] if bits.ndim else '?'}, "
+                            f"{row_bytes(max(n, 1))}) uint8 with one scale and centre per row, found "
+                            f"{bits.dtype} {bits.shape}, {scale.shape}, {centre.shape}")
+    return BinaryWeight(bits, scale.astype(np.float32), centre.astype(np.float32), n)
+
+
+def binary_linear(g: Graph, node: Node, x: np.ndarray) -> np.ndarray:
+    """A linear with 1-bit weights: W1A8 on uint8 codes of the calibrated range (act "static") or
+    W1A1 on each token's signs and mean absolute value (act "binary"), through the exact integer
+    cores of ``graph.binarize``."""
+    a = node.attrs
+    b = binary_weight(g, node)
+    bias = g.tensors[a["bias"]].astype(np.float32) if a.get("bias") else None
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.shape[1] != b.in_features:
+        raise ArtifactError(f"{node.name}: expected inputs of width {b.in_features}, found {flat.shape[1]}")
+    if a.get("act") == "static":
+        scale, zp = np.float32(a["act_scale"]), np.uint8(a["act_zero_point"])
+        y = w1a8_linear(quantize_affine(flat, scale, zp), float(scale), int(zp), b, bias)
+    elif a.get("act") == "binary":
+        bits, beta = binarize_activations(flat)
+        signed = w1a1_core(bits, b.bits, b.in_features).astype(np.float32)
+        total = (2 * np.bitwise_count(bits).sum(1, dtype=np.int64) - b.in_features).astype(np.float32)
+        y = beta[:, None] * (b.scale[None, :] * signed + b.centre[None, :] * total[:, None])
+        y = y + (bias[None, :] if bias is not None else np.float32(0))
+    else:
+        raise ArtifactError(f"{node.name}: expected act static or binary for 1-bit weights, found {a.get('act')!r}")
+    return y.reshape(*x.shape[:-1], -1).astype(np.float32)
+
+
 def linear(g: Graph, node: Node, x: np.ndarray, kernel: str = "exact") -> np.ndarray:
     a = node.attrs
+    if a.get("weight_bits") == 1:
+        return binary_linear(g, node, x)
     w = g.tensors[a["weight"]]  # (out, in)
     bias = g.tensors[a["bias"]] if a.get("bias") else np.float32(0.0)
     act = a.get("act", "none")

@@ -131,3 +131,36 @@ def test_the_straight_through_estimator_exports_what_it_trains() -> None:
     bits, scale = bz.binarize_activations(a.numpy())
     assert torch.allclose(out, torch.from_numpy(scale[:, None] * bz.unpack_signs(bits, 16).astype(np.float32)),
                           atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["binary", "binary-full"])
+def test_a_binarized_graph_holds_packed_bits_and_its_linears_are_the_dequantized_products(tiny_graph, tmp_path: Path,
+                                                                                         precision: str) -> None:
+    from edgebert.compress.binary import binarize_graph
+    from edgebert.graph import reference
+    from edgebert.graph.form import Graph
+    from edgebert.graph.quantize import dequantize_affine, quantize_affine
+
+    _, g, stats = tiny_graph
+    gb = binarize_graph(g, stats, precision)
+    gb.save(tmp_path / "g.safetensors")
+    gb = Graph.load(tmp_path / "g.safetensors")
+    rng = np.random.default_rng(1)
+    for node in gb.linears():
+        a = node.attrs
+        out, n = g.tensors[g.node(node.name).attrs["weight"]].shape
+        bits = gb.tensors[a["weight"]]
+        assert bits.dtype == np.uint8 and bits.shape == (out, (n + 7) // 8)  # 1/32 of the float32 bytes
+        x = rng.normal(size=(2, 5, n)).astype(np.float32)
+        wb, bias = gb.linear_weight(node), gb.tensors[a["bias"]]
+        if precision == "binary":
+            s, z = np.float32(a["act_scale"]), np.uint8(a["act_zero_point"])
+            want = dequantize_affine(quantize_affine(x, s, z), s, z) @ wb.T + bias
+        else:
+            beta = np.abs(x).mean(-1, keepdims=True)
+            want = beta * np.where(x >= 0, 1.0, -1.0).astype(np.float32) @ wb.T + bias
+        got = reference.linear(gb, node, x)
+        assert np.abs(got - want).max() <= 8 * n * np.finfo(np.float32).eps * (np.abs(want).max() + 1)
+    ids = rng.integers(0, 100, (2, 9))
+    out = reference.run(gb, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    assert all(np.isfinite(v).all() for v in out.values())

@@ -171,3 +171,49 @@ def test_a_giant_line_is_cut_to_what_the_tokenizer_can_use(tmp_path: Path) -> No
     text.write_text("only\ntwo\n")
     with pytest.raises(InputError, match="at least 20 distinct"):
         read_lines(text)
+
+
+def test_a_binarization_aware_student_exports_what_it_trained_and_resumes_exactly(tiny_ckpt: Path, tmp_path: Path) -> None:
+    import torch
+
+    from edgebert.graph.binarize import binarize, dequantize
+    from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.model.encoder import BertEncoder
+    from edgebert.model.tokenizer import encode_batch
+
+    report = distill(tiny_ckpt, corpus_path(), tmp_path / "b", "L2H128", steps=12, save_every=6, binarize="w1a8",
+                     pooling="mean")
+    assert report["binarize"] == "w1a8"
+    curve = report["training"]["curve"]
+    assert curve[-1]["held_out_cosine"] > curve[0]["held_out_cosine"]
+    ckpt = load_checkpoint(tmp_path / "b")
+    weights = _weights(tmp_path / "b")
+    linears = [k for k in weights if k.startswith("encoder.") and k.endswith(".weight") and weights[k].ndim == 2]
+    assert len(linears) == 12 and not any("parametrizations" in k for k in weights)  # latent weights, plain names
+    # the latent weights, binarized the way the export binarizes them, give the trained model's embedding
+    model = BertEncoder.from_checkpoint(ckpt)
+    with torch.no_grad():
+        for k in linears:
+            module = model.get_submodule(k.removesuffix(".weight"))
+            module.weight.copy_(torch.from_numpy(dequantize(binarize(weights[k]))))
+    from edgebert.distill.student import binarize_student
+
+    trained = binarize_student(BertEncoder.from_checkpoint(ckpt), "w1a8")
+    ids, mask = map(torch.from_numpy, encode_batch(ckpt.tokenizer, ["one sentence", "and another one here"]))
+    with torch.no_grad():
+        assert torch.allclose(model.sentence_embedding(ids, mask), trained.sentence_embedding(ids, mask), atol=1e-5)
+    # interrupted after its step-6 save, then run again: the weights of twelve straight steps (the
+    # parametrized state is saved and loaded)
+
+    def interrupt(step: str, done: int, total: int) -> None:
+        if step.startswith("distill") and done == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_ckpt, corpus_path(), tmp_path / "r", "L2H128", steps=12, save_every=6, binarize="w1a8",
+                pooling="mean", progress=interrupt)
+    resumed = distill(tiny_ckpt, corpus_path(), tmp_path / "r", "L2H128", steps=12, save_every=6, binarize="w1a8",
+                      pooling="mean")
+    assert resumed["resumed_from_step"] == 6
+    again = _weights(tmp_path / "r")
+    assert all(np.array_equal(weights[k], again[k]) for k in weights)
