@@ -19,9 +19,10 @@ from edgebert.errors import ArtifactError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = ("fp32", "int8", "binary")
+PRECISIONS = ("fp32", "int8", "binary", "binary-full")
 HOST_ONLY = "graph.safetensors"
 FIRMWARE_RUNTIMES = ("tflite-micro", "c99")
+BINARY_RUNTIME = "edgebert-binary"  # graph.safetensors with packed 1-bit linears + the host library; no model.onnx
 
 
 def sha256_path(path: Path) -> str:
@@ -62,8 +63,9 @@ class Manifest:
             raise ArtifactError(f"manifest: expected format_version {FORMAT_VERSION}, found {self.format_version!r}")
         if self.precision not in PRECISIONS:
             raise ArtifactError(f"manifest: expected precision one of {PRECISIONS}, found {self.precision!r}")
-        if "model.onnx" not in self.files:
-            raise ArtifactError("manifest: expected a files entry for model.onnx, found none")
+        needed = HOST_ONLY if self.runtime == BINARY_RUNTIME else "model.onnx"
+        if needed not in self.files:
+            raise ArtifactError(f"manifest: expected a files entry for {needed}, found none")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -71,7 +73,7 @@ class Manifest:
     def device_files(self) -> list[str]:
         """The files a device needs (and provisioning sends); the others are optional on a device.
         A firmware export's device runs the firmware, not model.onnx."""
-        host_only = set() if self.architecture.get("type") == "mlp" else {HOST_ONLY}
+        host_only = set() if self.architecture.get("type") == "mlp" or self.runtime == BINARY_RUNTIME else {HOST_ONLY}
         if self.runtime in FIRMWARE_RUNTIMES:
             host_only.add("model.onnx")
         return [n for n in self.files if n not in host_only]

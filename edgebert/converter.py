@@ -27,7 +27,7 @@ from edgebert.progress import Progress, silent
 from edgebert.source import Source, load_source
 from edgebert.version import __version__
 
-CONVERT_PRECISIONS = ("fp32", "int8")
+CONVERT_PRECISIONS = ("fp32", "int8", "binary", "binary-full")
 
 
 def _onnx_summary(model: onnx.ModelProto) -> dict:
@@ -70,13 +70,16 @@ def _quantization_summary(g: Graph, precision: str, scheme: Int8Scheme | None) -
 def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             calibration: str | Path | list[str] | None = None, *, force: bool = False,
             allow_pickle: bool = False, scheme: Int8Scheme | None = None, measure: bool = True,
-            name: str | None = None, progress: Progress = silent) -> Artifact:
+            name: str | None = None, steps: int | None = None, minutes: float | None = None,
+            progress: Progress = silent) -> Artifact:
     """Convert a model directory into an artifact directory and return the Artifact.
 
     BERT checkpoints take ``calibration`` as a UTF-8 text file (one sentence per line) or a list
     of sentences; TinyML MLP directories (``edgebert tinyml train``) take a ``.npy`` array of
-    inputs. It is required for int8. 20% of it (when there are at least 10 lines or rows) is held
-    out of calibration and used to measure fidelity.
+    inputs. It is required for int8 and binary. 20% of it (when there are at least 10 lines or rows)
+    is held out of calibration and used to measure fidelity. ``binary`` / ``binary-full`` (1-bit
+    weights; W1A8 / W1A1) go through ``convert_binary``: with a ``steps``/``minutes`` budget a BERT
+    is first distilled binarization-aware from itself on the calibration text.
     """
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     if precision not in CONVERT_PRECISIONS:
@@ -85,8 +88,17 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
         raise InputError(f"{out_dir}: expected a new output directory, found an existing one (use --force to replace it)")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: expected a directory path, found a file")
-    if calibration is None and precision == "int8":
-        raise InputError("--calibration: expected a text file (BERT) or .npy array (MLP) for int8 conversion, found none")
+    if calibration is None and precision != "fp32":
+        raise InputError(f"--calibration: expected a text file (BERT) or .npy array (MLP) for {precision} conversion, "
+                         "found none")
+    if (steps is not None or minutes is not None) and not precision.startswith("binary"):
+        raise InputError(f"--steps/--minutes: expected only with --precision binary or binary-full, found {precision}")
+    if precision.startswith("binary"):
+        from edgebert.convert_binary import convert_binary
+
+        assert calibration is not None
+        return convert_binary(model_dir, out_dir, precision, calibration, steps=steps, minutes=minutes,
+                              allow_pickle=allow_pickle, measure=measure, name=name, progress=progress)
     progress("load", 0, 1)
     src = load_source(model_dir, calibration, allow_pickle, need=precision == "int8")
     progress("load", 1, 1)

@@ -35,15 +35,24 @@ def report_table(artifact) -> str:  # noqa: ANN001
     lines = [f"artifact    {artifact.path}", f"id          {m.artifact_id}",
              f"model       {m.source['name']}: {shape}, "
              + (f"{params / 1e6:.1f} M parameters" if params >= 1e5 else f"{params} parameters"),
-             f"precision   {m.precision}",
-             f"model.onnx  {_size(m.files['model.onnx'].bytes)} (fp32 weights: {_size(m.architecture['parameters'] * 4)})"]
+             f"precision   {m.precision}"]
+    if "model.onnx" in m.files:
+        lines.append(f"model.onnx  {_size(m.files['model.onnx'].bytes)} (fp32 weights: "
+                     f"{_size(m.architecture['parameters'] * 4)})")
+    sizes = m.quantization.get("sizes")
+    if sizes:
+        lines.append(f"1-bit       linear weights {_size(sizes['linear_bits'] + sizes['linear_scales_centres'])} "
+                     f"(1/{1 / sizes['linear_ratio_to_fp32']:.1f} of their fp32 {_size(sizes['linear_weights_fp32'])}); "
+                     f"embeddings {_size(sizes['embeddings'])}; artifact {_size(m.memory['flash_bytes'])}")
     fid, lat = m.metrics.get("fidelity"), m.metrics.get("latency")
     if fid:
         count = f"{fid['texts']} sentences" if "texts" in fid else f"{fid['samples']} samples"
         lines.append(f"fidelity    {fid['metric']}: mean {fid['mean']:.4f}, worst {fid['worst']:.4f} "
                      f"on {count} ({'held out' if fid['held_out'] else 'calibration'})"
                      + (f"; argmax agreement {fid['argmax_agreement']:.3f}" if "argmax_agreement" in fid else ""))
-        if "reference_mean" in fid:
+        if "reference_mean" in fid and "integer_kernel" not in fid:
+            lines.append(f"            through the artifact's C kernels; numpy reference: mean {fid['reference_mean']:.4f}")
+        elif "reference_mean" in fid:
             kernel = fid.get("integer_kernel", {})
             lines.append(f"            through ONNX Runtime on this CPU ({kernel.get('description', 'unknown kernel')}); "
                          f"saturation-free reference: mean {fid['reference_mean']:.4f}, worst {fid['reference_worst']:.4f}")
@@ -71,7 +80,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     with progress_bar(not args.quiet and not args.json) as progress:
         artifact = convert(args.model_dir, args.out, args.precision, args.calibration, force=args.force,
                            allow_pickle=args.allow_pickle, scheme=scheme, measure=not args.no_measure,
-                           name=args.name, progress=progress)
+                           name=args.name, steps=args.steps, minutes=args.minutes, progress=progress)
     if args.json:
         print(artifact.manifest.to_json())
     else:
@@ -86,9 +95,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "directory: model.onnx, tokenizer.json, graph.safetensors, manifest.json.")
     p.add_argument("model_dir", help="checkpoint directory")
     p.add_argument("--out", required=True, help="artifact directory to create")
-    p.add_argument("--precision", choices=("int8", "fp32"), default="int8", help="target precision (default int8)")
+    p.add_argument("--precision", choices=("int8", "fp32", "binary", "binary-full"), default="int8",
+                   help="target precision (default int8). binary: 1-bit weights, 8-bit activations (W1A8), packed "
+                        "8 weights to a byte and run by the artifact's C kernels; binary-full: 1-bit activations too "
+                        "(W1A1, experimental). Binarizing without --steps/--minutes loses most of a model's fidelity")
     p.add_argument("--calibration", help="UTF-8 text, one sentence per line; 20%% is held out to measure fidelity "
-                                         "(required for int8)")
+                                         "(required for int8 and binary; the unlabeled text of binary's distillation)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="binary: distil binarization-aware for this many steps first "
+                        "(the fp32 checkpoint is the teacher; resumable after Ctrl-C)")
+    budget.add_argument("--minutes", type=float, help="binary: distil binarization-aware for this long first")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--name", help="model name used in the artifact id (default: the checkpoint directory's name)")
     p.add_argument("--allow-pickle", action="store_true",

@@ -149,9 +149,10 @@ def pool(h: np.ndarray, mask: np.ndarray, mode: str, normalize: bool,
 
 
 def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None,
-        kernel: str = "exact") -> dict[str, np.ndarray]:
+        kernel: str = "exact", binary: Callable[[Node, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Execute the graph; ``observer(node, x, mask)`` sees each linear's input before it runs;
-    ``kernel`` says how integer linears accumulate (one of ``KERNELS``)."""
+    ``kernel`` says how integer linears accumulate (one of ``KERNELS``); ``binary(node, x)``, when
+    given, runs the 1-bit linears instead of the numpy oracle (a device's C kernels)."""
     if kernel not in KERNELS:
         raise ArtifactError(f"kernel: expected one of {KERNELS}, found {kernel!r}")
     env: dict[str, np.ndarray] = dict(feeds)
@@ -169,7 +170,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
         elif node.op == "linear":
             if observer is not None:
                 observer(node, x[0], mask if mask is not None else np.ones(x[0].shape[:-1]))
-            out = linear(g, node, x[0], kernel)
+            out = binary(node, x[0]) if binary is not None and a.get("weight_bits") == 1 else linear(g, node, x[0], kernel)
         elif node.op == "attention":
             out = attention(x[0], x[1], a["heads"])
         elif node.op == "add":

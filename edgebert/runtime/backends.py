@@ -207,6 +207,10 @@ def _tflm_interpreter(path: Path, arena: int) -> Any:  # noqa: ANN401 - tflite_m
 
 
 def open_backend(path: Path, threads: int = 1, runtime: str = "") -> Backend:
+    if runtime == "edgebert-binary":
+        from edgebert.runtime.binary import BinaryBackend
+
+        return BinaryBackend(path.parent)
     if runtime in ("c99", "tflite-micro", "litert"):
         from edgebert.runtime.text_firmware import is_text_firmware
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgebert.artifact import Artifact
+from edgebert.artifact import BINARY_RUNTIME, Artifact
 from edgebert.errors import ArtifactError, InputError
 from edgebert.graph.reference import mean_pool
 from edgebert.model.tokenizer import encode_batch  # tokenizers + numpy only
@@ -48,7 +48,8 @@ class Engine:
         artifact = Artifact.load(artifact_dir, verify=True)
         runtime = artifact.manifest.runtime
         model = artifact.path / ("model.tflite" if runtime in ("litert", "tflite-micro") else
-                                 "firmware.json" if runtime == "c99" else "model.onnx")
+                                 "firmware.json" if runtime == "c99" else
+                                 "graph.safetensors" if runtime == BINARY_RUNTIME else "model.onnx")
         tokenizer = None
         if "tokenizer.json" in artifact.manifest.files:
             from tokenizers import Tokenizer

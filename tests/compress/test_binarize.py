@@ -70,7 +70,7 @@ def test_the_integer_cores_are_the_plain_products(out: int, n: int) -> None:
 def _kernels(tmp: Path) -> ctypes.CDLL:
     src = tmp / "src"
     src.mkdir()
-    header = resources.files("firmware_export").joinpath("c/eb_binary.h").read_text(encoding="utf-8")
+    header = resources.files("edgebert.runtime").joinpath("c/eb_binary.h").read_text(encoding="utf-8")
     (src / "eb_binary.h").write_text(header)
     (src / "k.c").write_text("""#include "eb_binary.h"
 int32_t w1a8(const uint8_t *x, int n, int32_t zp, const uint8_t *bits, int n_out, int16_t *table, int32_t *acc) {

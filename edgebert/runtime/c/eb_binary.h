@@ -21,7 +21,7 @@
 #define EB_ROW_BYTES(n) (((n) + 7) / 8)
 
 /* Signs of uint8 codes: +1 (bit 1) where the real value (x - zp) is >= 0. */
-static void eb_pack_signs_u8(const uint8_t *x, int n, int32_t zp, uint8_t *bits) {
+static inline void eb_pack_signs_u8(const uint8_t *x, int n, int32_t zp, uint8_t *bits) {
     int i;
     memset(bits, 0, (size_t)EB_ROW_BYTES(n));
     for (i = 0; i < n; ++i) {
@@ -30,7 +30,7 @@ static void eb_pack_signs_u8(const uint8_t *x, int n, int32_t zp, uint8_t *bits)
 }
 
 /* Signs of float activations: +1 where x >= 0; returns their mean absolute value (the scale). */
-static float eb_pack_signs_f32(const float *x, int n, uint8_t *bits) {
+static inline float eb_pack_signs_f32(const float *x, int n, uint8_t *bits) {
     int i;
     float total = 0.0f;
     memset(bits, 0, (size_t)EB_ROW_BYTES(n));
@@ -42,7 +42,7 @@ static float eb_pack_signs_f32(const float *x, int n, uint8_t *bits) {
 
 /* W1A8 for one token: x (n codes), bits (n_out rows of EB_ROW_BYTES(n)), table scratch of
  * 16 * ((n + 3) / 4) int16; writes acc[o] = sum_i sign_oi (x_i - zp) and returns T. */
-static int32_t eb_w1a8_token(const uint8_t *x, int n, int32_t zp, const uint8_t *bits, int n_out,
+static inline int32_t eb_w1a8_token(const uint8_t *x, int n, int32_t zp, const uint8_t *bits, int n_out,
                              int16_t *table, int32_t *acc) {
     const int groups = (n + 3) / 4, rb = EB_ROW_BYTES(n);
     int g, o;
@@ -74,7 +74,7 @@ static int32_t eb_w1a8_token(const uint8_t *x, int n, int32_t zp, const uint8_t 
     return total;
 }
 
-static int eb_popcount64(uint64_t v) {
+static inline int eb_popcount64(uint64_t v) {
 #if defined(__GNUC__) || defined(__clang__)
     return __builtin_popcountll(v);
 #else
@@ -86,7 +86,7 @@ static int eb_popcount64(uint64_t v) {
 
 /* W1A1 for one token: a (EB_ROW_BYTES(n) packed signs) against n_out packed weight rows:
  * acc[o] = n - 2 popcount(a XOR w_o). */
-static void eb_w1a1_token(const uint8_t *a, int n, const uint8_t *bits, int n_out, int32_t *acc) {
+static inline void eb_w1a1_token(const uint8_t *a, int n, const uint8_t *bits, int n_out, int32_t *acc) {
     const int rb = EB_ROW_BYTES(n), words = rb / 8;
     int o;
     for (o = 0; o < n_out; ++o) {

@@ -1,0 +1,157 @@
+"""The converter's 1-bit path: model directory -> binarized artifact (``--precision binary`` / ``binary-full``).
+
+(binarization-aware distillation, teacher = the fp32 checkpoint, when a --steps/--minutes budget is
+given: ``edgebert.distill`` with ``binarize``) -> calibrate -> binarize the graph
+(``compress.binary``) -> the host library (``runtime/c``, built with the system C compiler) ->
+measure against the fp32 model -> write atomically. The artifact holds no ONNX model: its linears
+exist only as packed bits (``graph.safetensors``), which the device runs through the library
+(``runtime.binary``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from edgebert.artifact import BINARY_RUNTIME, Artifact, Manifest, file_entries
+from edgebert.compress.binary import MODES, binarize_graph
+from edgebert.compress.calibrate import calibrate
+from edgebert.errors import InputError
+from edgebert.files import atomic_dir
+from edgebert.graph.form import Graph
+from edgebert.progress import Progress, silent
+from edgebert.source import Source, load_source, read_text_lines
+from edgebert.version import __version__
+
+DISTILL = {"binary": "w1a8", "binary-full": "w1a1"}
+
+
+def state_dir(out_dir: Path) -> Path:
+    """Where an interrupted binarization-aware distillation for ``out_dir`` keeps its state."""
+    return out_dir.parent / f".{out_dir.name}.binarize"
+
+
+def _distilled(model_dir: Path, calibration: str | Path | list[str], out_dir: Path, precision: str,
+               steps: int | None, minutes: float | None, progress: Progress) -> Path:
+    """A binarization-aware student of ``model_dir`` (same shape, the teacher's pooling) trained on
+    the calibration text; resumable in ``state_dir(out_dir)``."""
+    from edgebert.distill import distill
+    from edgebert.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model_dir)
+    work = state_dir(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "text.txt"
+    lines = read_text_lines(calibration) if isinstance(calibration, (str, Path)) else [s.strip() for s in calibration]
+    data.write_text("\n".join(s for s in lines if s) + "\n", encoding="utf-8")
+    cfg = ckpt.config
+    distill(model_dir, data, work / "student", f"L{cfg.num_hidden_layers}H{cfg.hidden_size}", steps=steps,
+            minutes=minutes, binarize=DISTILL[precision],
+            pooling=ckpt.pooling.mode if ckpt.pooling is not None else "mean", progress=progress)
+    return work / "student"
+
+
+def _library(tmp: Path) -> list[str]:
+    from edgebert.runtime.binary import LIBRARY, SOURCES
+    from firmware_export import toolchain
+
+    for name in SOURCES:
+        (tmp / name).write_text(resources.files("edgebert.runtime").joinpath(f"c/{name}").read_text(encoding="utf-8"),
+                                encoding="utf-8")
+    toolchain.host_library(tmp, ["eb_binary_api.c"], tmp / LIBRARY)
+    return [*SOURCES, LIBRARY]
+
+
+def _sizes(fp32: Graph, graph: Graph) -> dict:
+    """Bytes by tensor group: 1-bit linears (bits, scales and centres) against their float32 bytes."""
+    linear_fp32 = sum(fp32.tensors[n.attrs["weight"]].nbytes for n in fp32.linears())
+    bits = scales = 0
+    for n in graph.linears():
+        if n.attrs.get("weight_bits") == 1:
+            bits += graph.tensors[n.attrs["weight"]].nbytes
+            scales += graph.tensors[n.attrs["weight_scale"]].nbytes + graph.tensors[n.attrs["weight_centre"]].nbytes
+    linear_names = {n.attrs[k] for n in graph.linears() for k in ("weight", "weight_scale", "weight_centre")
+                    if n.attrs.get(k)}
+    emb = graph.nodes[0] if graph.nodes and graph.nodes[0].op == "embedding" else None
+    emb_names = {emb.attrs[k] for k in ("word", "position", "word_scale", "position_scale") if emb and emb.attrs.get(k)}
+    total = sum(t.nbytes for t in graph.tensors.values())
+    return {"linear_weights_fp32": int(linear_fp32), "linear_bits": int(bits), "linear_scales_centres": int(scales),
+            "linear_ratio_to_fp32": (bits + scales) / max(linear_fp32, 1),
+            "embeddings": int(sum(graph.tensors[k].nbytes for k in emb_names)),
+            "other": int(total - sum(graph.tensors[k].nbytes for k in linear_names | emb_names)),
+            "graph_total": int(total)}
+
+
+def _fidelity(src: Source, graph: Graph, tmp: Path) -> dict:
+    """The artifact's outputs (through its host library) against the fp32 graph's, on the held-out text."""
+    from edgebert.graph import reference
+    from edgebert.measure import compare_outputs, evaluation_outputs
+    from edgebert.runtime.binary import BinaryBackend
+
+    backend = BinaryBackend(tmp)
+    got = evaluation_outputs(src, lambda f: backend.run(f))
+    ref = evaluation_outputs(src, lambda f: reference.run(src.fp32, f))
+    oracle = evaluation_outputs(src, lambda f: reference.run(graph, f))
+    cos, cos_oracle = compare_outputs(got, ref), compare_outputs(oracle, ref)
+    return {"metric": "cosine of sentence embeddings to the fp32 model" if src.tokenizer is not None else
+            "cosine of outputs to the fp32 model", "mean": float(cos.mean()), "worst": float(cos.min()),
+            "reference_mean": float(cos_oracle.mean()), "kernel_vs_reference_max_abs": float(np.abs(got - oracle).max()),
+            "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out}
+
+
+def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: str | Path | list[str], *,
+                   steps: int | None = None, minutes: float | None = None, allow_pickle: bool = False,
+                   measure: bool = True, name: str | None = None, progress: Progress = silent) -> Artifact:
+    if precision not in MODES:
+        raise InputError(f"--precision: expected one of {', '.join(MODES)}, found {precision!r}")
+    teacher_dir = model_dir
+    distilled = steps is not None or minutes is not None
+    if distilled:
+        model_dir = _distilled(model_dir, calibration, out_dir, precision, steps, minutes, progress)
+    progress("load", 0, 1)
+    src = load_source(model_dir, calibration, allow_pickle, need=True)
+    progress("load", 1, 1)
+    stats = calibrate(src.fp32, src.calibration)
+    progress("binarize", 0, 1)
+    graph = binarize_graph(src.fp32, stats, precision)
+    progress("binarize", 1, 1)
+    with atomic_dir(out_dir, "the artifact") as tmp:
+        files = ["graph.safetensors"]
+        graph.save(tmp / "graph.safetensors")
+        if src.tokenizer is not None:
+            src.tokenizer.save(str(tmp / "tokenizer.json"))
+            files.append("tokenizer.json")
+        files += _library(tmp)
+        metrics = {"fidelity": _fidelity(src, graph, tmp)} if measure and src.evaluation else {}
+        sizes = _sizes(src.fp32, graph)
+        act = MODES[precision]
+        manifest = Manifest(
+            artifact_id=f"{name or src.name}-{precision}-{src.weights_sha256[:8]}", toolkit_version=__version__,
+            source={"directory": str(Path(teacher_dir).resolve()), "name": name or src.name,
+                    "weights_sha256": src.weights_sha256, **({"distilled": str(model_dir)} if distilled else {})},
+            architecture={"type": src.fp32.meta["architecture"], "config": src.config,
+                          "max_seq_length": src.max_seq_length, "pooling": graph.meta.get("pooling"),
+                          "parameters": int(sum(t.size for t in src.fp32.tensors.values()))},
+            precision=precision,
+            quantization={"scheme": "1-bit weights: mean-centred sign, per-output-row scale and centre" +
+                          (", uint8 static activations (W1A8)" if act == "static" else ", 1-bit activations (W1A1)"),
+                          "groups": {"linear": "1-bit packed weights", "embeddings": "int8 per-row",
+                                     "layernorm": "fp32", "softmax": "fp32", "gelu": "fp32",
+                                     "attention_matmul": "fp32", "pool_projection": "fp32"},
+                          "bits": {"linear": 1, "embeddings": 8, "activations": 8 if act == "static" else 1},
+                          "sizes": sizes, "binarization_aware_training": distilled},
+            files=file_entries(tmp, files), onnx={}, metrics=metrics, runtime=BINARY_RUNTIME,
+            memory={"flash_bytes": sum((tmp / f).stat().st_size for f in files)},
+            created=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+        manifest = Manifest.from_json(manifest.to_json())
+        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    if distilled:
+        shutil.rmtree(state_dir(out_dir), ignore_errors=True)
+    return Artifact(out_dir, manifest)
+
+
+__all__ = ["convert_binary", "state_dir"]

@@ -1,0 +1,81 @@
+"""``edgebert convert --precision binary``: a binarized artifact holds packed bits and no ONNX
+model, its host library runs the 1-bit linears as the numpy oracle does, the runtime embeds with
+it and refuses hostile ids and tampered files; a --steps budget distils it binarization-aware."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebert.artifact import BINARY_RUNTIME
+from edgebert.cli import main
+from edgebert.errors import ArtifactError, InputError
+from edgebert.graph import reference
+from edgebert.graph.form import Graph
+from edgebert.runtime.engine import Engine
+
+SENTENCES = ["A binarized BERT keeps one bit per weight.", "Packed signs, eight to a byte.", "ok"]
+
+
+@pytest.fixture(scope="module")
+def binary_artifact(tiny_ckpt: Path, calibration_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    import edgebert
+
+    return edgebert.convert(tiny_ckpt, tmp_path_factory.mktemp("bin") / "tiny-binary", "binary", calibration_file)
+
+
+def test_the_artifact_holds_packed_bits_and_its_kernels_agree_with_the_oracle(binary_artifact) -> None:
+    m = binary_artifact.manifest
+    assert m.runtime == BINARY_RUNTIME and m.precision == "binary" and "model.onnx" not in m.files
+    assert "graph.safetensors" in m.device_files() and "libedgebert_binary.so" in m.device_files()
+    sizes = m.quantization["sizes"]
+    assert sizes["linear_bits"] * 32 == sizes["linear_weights_fp32"]  # one bit per fp32 weight (widths divide by 8)
+    g = Graph.load(binary_artifact.path / "graph.safetensors")
+    rows = sum(g.tensors[n.attrs["weight"]].shape[0] for n in g.linears())
+    assert sizes["linear_scales_centres"] == 8 * rows  # a float32 scale and centre per output row, nothing else
+    fid = m.metrics["fidelity"]
+    # the C kernels compute the oracle's integers; the float edges differ by rounding order at most
+    assert fid["kernel_vs_reference_max_abs"] <= 1e-4 and abs(fid["mean"] - fid["reference_mean"]) <= 1e-4
+    engine = Engine.load(binary_artifact.path)
+    emb = engine.embed(SENTENCES)
+    assert emb.shape == (3, 128) and np.isfinite(emb).all()
+    ids, mask = engine.tokenizer.encode_batch(SENTENCES[:1])[0].ids, None
+    feeds = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), np.int64)}
+    want = reference.run(g, feeds)["sentence_embedding"]
+    assert np.abs(engine.backend.run(feeds)["sentence_embedding"] - want).max() <= 1e-5 and mask is None
+
+
+def test_hostile_ids_and_a_tampered_artifact_are_refused(binary_artifact, tmp_path: Path) -> None:
+    import shutil
+
+    backend = Engine.load(binary_artifact.path).backend
+    for bad in (np.array([[0, 10**6]]), np.array([[-1, 2]]), np.array([[0.5, 1.0]]), np.zeros((1, 10_000), int)):
+        with pytest.raises(InputError):
+            backend.run({"input_ids": bad, "attention_mask": np.ones(bad.shape, np.int64)})
+    copy = Path(shutil.copytree(binary_artifact.path, tmp_path / "t"))
+    data = bytearray((copy / "graph.safetensors").read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit among the packed signs
+    (copy / "graph.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        Engine.load(copy)
+
+
+def test_binary_full_and_a_distillation_budget_from_the_cli(tiny_ckpt: Path, calibration_file: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["convert", str(tiny_ckpt), "--precision", "binary-full", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "full"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "1-bit" in out and "through the artifact's C kernels" in out
+    assert Engine.load(tmp_path / "full").manifest.quantization["bits"]["activations"] == 1
+    code = main(["convert", str(tiny_ckpt), "--precision", "binary", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "d"), "--steps", "8", "--json", "--quiet"])
+    m = json.loads(capsys.readouterr().out)
+    assert code == 0 and m["quantization"]["binarization_aware_training"] and "distilled" in m["source"]
+    assert not (tmp_path / ".d.binarize").exists()  # the distillation's state is gone once the artifact is written
+    code = main(["convert", str(tiny_ckpt), "--precision", "int8", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "x"), "--steps", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "only with --precision binary" in err and not (tmp_path / "x").exists()
