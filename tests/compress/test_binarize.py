@@ -164,3 +164,12 @@ def test_a_binarized_graph_holds_packed_bits_and_its_linears_are_the_dequantized
     ids = rng.integers(0, 100, (2, 9))
     out = reference.run(gb, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
     assert all(np.isfinite(v).all() for v in out.values())
+
+
+def test_the_devices_erf_is_within_its_published_bound() -> None:
+    from scipy.special import erf
+
+    from edgebert.graph.reference import erf_numpy
+
+    x = np.linspace(-6, 6, 100_001)
+    assert np.abs(erf_numpy(x).astype(np.float64) - erf(x)).max() <= 1.5e-7 + np.finfo(np.float32).eps  # A&S + rounding
