@@ -47,7 +47,7 @@ def _static_range(w: np.ndarray, stats: InputStats) -> tuple[float, str]:
 def binarize_linear(g: Graph, node: Node, stats: InputStats, act: str) -> Node:
     a = dict(node.attrs)
     w32 = g.tensors[a["weight"]].astype(np.float32)  # (out, in)
-    b = binarize(w32)
+    b = binarize(w32)  # a scale per row, or per matrix for short rows (graph.binarize.scale_per_row)
     name = node.name
     g.tensors[a["weight"]] = b.bits
     g.tensors[f"{name}.weight_scale"], g.tensors[f"{name}.weight_centre"] = b.scale, b.centre

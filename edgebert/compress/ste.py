@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from edgebert.graph.binarize import scale_per_row
+
 
 class _SignSTE(torch.autograd.Function):
     @staticmethod
@@ -32,12 +34,14 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def binarize_weight(w: torch.Tensor) -> torch.Tensor:
-    """``centre + scale * sign_ste(w - centre)`` per output row of an (out, in) weight. The sign sees
-    the deviation divided by its scale, so the clip of the straight-through gradient is in units of
-    the row's own spread (a fixed clip at 1 would pass every gradient of a 0.02-wide row)."""
-    centre = w.mean(dim=1, keepdim=True)
+    """``centre + scale * sign_ste(w - centre)`` per output row of an (out, in) weight (per matrix
+    for short rows: ``graph.binarize.scale_per_row``, the export's rule). The sign sees the deviation
+    divided by its scale, so the clip of the straight-through gradient is in units of the row's own
+    spread (a fixed clip at 1 would pass every gradient of a 0.02-wide row)."""
+    dims: tuple[int, ...] = (1,) if scale_per_row(w.shape[1]) else (0, 1)
+    centre = w.mean(dim=dims, keepdim=True)
     rest = w - centre
-    scale = rest.abs().mean(dim=1, keepdim=True)
+    scale = rest.abs().mean(dim=dims, keepdim=True)
     return centre + scale * sign_ste(rest / scale.clamp(min=1e-12))
 
 

@@ -30,13 +30,23 @@ class BinaryWeight:
     """A (out, in) weight as packed signs, per-row scale and centre."""
 
     bits: np.ndarray     # uint8 (out, ceil(in / 8))
-    scale: np.ndarray    # float32 (out,)
-    centre: np.ndarray   # float32 (out,)
+    scale: np.ndarray    # float32 (out,), or (1,): one for every row
+    centre: np.ndarray   # float32 (out,), or (1,)
     in_features: int
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.bits.shape[0]), self.in_features
+
+
+# rows shorter than this share one scale and centre per matrix (a TinyML net's 32- and 64-input rows:
+# 8 bytes a row would outweigh their 4 and 8 bytes of bits); BERT's rows (128 inputs and up) get their own
+PER_ROW_MIN_INPUTS = 128
+
+
+def scale_per_row(in_features: int) -> bool:
+    """Whether a weight with rows of ``in_features`` inputs gets a scale and centre per row."""
+    return int(in_features) >= PER_ROW_MIN_INPUTS
 
 
 def row_bytes(in_features: int) -> int:
@@ -60,19 +70,32 @@ def unpack_signs(bits: np.ndarray, n: int) -> np.ndarray:
     return (on.astype(np.int8) * 2 - 1).astype(np.int8)
 
 
-def binarize(w: np.ndarray) -> BinaryWeight:
-    """Mean-centred sign of each row of a float (out, in) weight with its least-squares scale."""
+def binarize(w: np.ndarray, per_row: bool | None = None) -> BinaryWeight:
+    """Mean-centred sign of each row of a float (out, in) weight with its least-squares scale; with
+    ``per_row`` False one centre and scale for the whole matrix (short rows, e.g. a TinyML net's,
+    where 8 bytes a row would outweigh the bits), stored once and applied to every row. By default
+    the choice of ``scale_per_row``."""
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or not w.size or not np.isfinite(w).all():
         raise InputError(f"weight: expected a finite (out, in) matrix, found shape {w.shape}")
-    centre = w.mean(axis=1)
-    rest = w - centre[:, None]
-    scale = np.abs(rest).mean(axis=1)
+    per_row = scale_per_row(w.shape[1]) if per_row is None else per_row
+    axis = 1 if per_row else None
+    centre = np.atleast_1d(w.mean(axis=axis))
+    rest = w - centre[:, None] if per_row else w - centre[0]
+    scale = np.atleast_1d(np.abs(rest).mean(axis=axis))
     return BinaryWeight(pack_signs(rest >= 0), scale.astype(np.float32), centre.astype(np.float32), int(w.shape[1]))
+
+
+def per_row(b: BinaryWeight) -> BinaryWeight:
+    """The same weight with a scale and centre on every row (a per-matrix one repeated)."""
+    rows = b.bits.shape[0]
+    return BinaryWeight(b.bits, np.broadcast_to(b.scale, (rows,)).astype(np.float32),
+                        np.broadcast_to(b.centre, (rows,)).astype(np.float32), b.in_features)
 
 
 def dequantize(b: BinaryWeight) -> np.ndarray:
     """The float32 (out, in) weight a BinaryWeight stands for."""
+    b = per_row(b)
     signs = unpack_signs(b.bits, b.in_features).astype(np.float32)
     return b.centre[:, None] + b.scale[:, None] * signs
 
@@ -93,6 +116,7 @@ def w1a8_core(x: np.ndarray, zero_point: int, bits: np.ndarray, n: int) -> tuple
 def w1a8_linear(x: np.ndarray, x_scale: float, zero_point: int, b: BinaryWeight,
                 bias: np.ndarray | None = None) -> np.ndarray:
     """The real output (tokens, out) of a W1A8 linear on uint8 codes."""
+    b = per_row(b)
     signed, total = w1a8_core(x, zero_point, b.bits, b.in_features)
     y = np.float32(x_scale) * (b.scale[None, :] * signed.astype(np.float32)
                                + b.centre[None, :] * total[:, None].astype(np.float32))
@@ -119,5 +143,5 @@ def binarize_activations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pack_signs(x >= 0), np.abs(x).mean(axis=1).astype(np.float32)
 
 
-__all__ = ["BinaryWeight", "binarize", "binarize_activations", "dequantize", "pack_signs", "row_bytes",
-           "unpack_signs", "w1a1_core", "w1a8_core", "w1a8_linear"]
+__all__ = ["PER_ROW_MIN_INPUTS", "BinaryWeight", "binarize", "binarize_activations", "dequantize", "pack_signs",
+           "per_row", "row_bytes", "scale_per_row", "unpack_signs", "w1a1_core", "w1a8_core", "w1a8_linear"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
-from edgebert.graph.binarize import BinaryWeight, binarize_activations, row_bytes, w1a1_core, w1a8_linear
+from edgebert.graph.binarize import BinaryWeight, binarize_activations, per_row, row_bytes, w1a1_core, w1a8_linear
 from edgebert.graph.form import Graph, Node, pooling_modes
 from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
 
@@ -59,16 +59,17 @@ def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) ->
 
 
 def binary_weight(g: Graph, node: Node) -> BinaryWeight:
-    """A 1-bit linear's packed weight, or one ArtifactError line saying which part does not fit."""
+    """A 1-bit linear's packed weight (a per-matrix scale and centre repeated on every row), or one
+    ArtifactError line saying which part does not fit."""
     a = node.attrs
     bits, scale, centre = g.tensors[a["weight"]], g.tensors[a["weight_scale"]], g.tensors[a["weight_centre"]]
     n = int(a.get("in_features", 0))
     if bits.dtype != np.uint8 or bits.ndim != 2 or n < 1 or bits.shape[1] != row_bytes(n) or \
-            scale.shape != (bits.shape[0],) or centre.shape != (bits.shape[0],):
+            scale.shape not in ((bits.shape[0],), (1,)) or centre.shape != scale.shape:
         raise ArtifactError(f"{node.name}: expected packed signs ({bits.shape[0] if bits.ndim else '?'}, "
                             f"{row_bytes(max(n, 1))}) uint8 with one scale and centre per row, found "
                             f"{bits.dtype} {bits.shape}, {scale.shape}, {centre.shape}")
-    return BinaryWeight(bits, scale.astype(np.float32), centre.astype(np.float32), n)
+    return per_row(BinaryWeight(bits, scale.astype(np.float32), centre.astype(np.float32), n))
 
 
 def binary_linear(g: Graph, node: Node, x: np.ndarray) -> np.ndarray:

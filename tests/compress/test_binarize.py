@@ -35,11 +35,15 @@ def test_binarize_recovers_a_centred_scaled_sign_with_the_least_squares_scale() 
     signs = np.where(rng.random((6, 40)) < 0.5, 1.0, -1.0)
     signs[:, :20], signs[:, 20:] = 1.0, -1.0  # balanced rows: their mean is the centre exactly
     centre, scale = rng.normal(size=6), rng.random(6) + 0.1
-    b = bz.binarize(centre[:, None] + scale[:, None] * signs)
+    b = bz.binarize(centre[:, None] + scale[:, None] * signs, per_row=True)
     assert np.allclose(b.centre, centre, atol=1e-6) and np.allclose(b.scale, scale, atol=1e-6)
     assert np.array_equal(bz.unpack_signs(b.bits, 40), signs.astype(np.int8))
+    whole = bz.binarize(0.3 + 0.7 * signs)  # 40-input rows: one scale and centre for the matrix
+    assert whole.scale.shape == whole.centre.shape == (1,) and np.allclose([whole.centre[0], whole.scale[0]], [0.3, 0.7])
+    assert np.allclose(bz.dequantize(whole), 0.3 + 0.7 * signs, atol=1e-6)
+    assert not bz.scale_per_row(bz.PER_ROW_MIN_INPUTS - 1) and bz.scale_per_row(bz.PER_ROW_MIN_INPUTS)
     w = rng.normal(size=(5, 33))
-    b = bz.binarize(w)
+    b = bz.binarize(w, per_row=True)
     rest = w - b.centre[:, None]
     err = ((rest - b.scale[:, None] * bz.unpack_signs(b.bits, 33)) ** 2).sum()
     for factor in (0.99, 1.01):  # the mean absolute deviation minimizes the squared error of a scaled sign
