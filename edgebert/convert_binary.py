@@ -23,6 +23,7 @@ from edgebert.compress.calibrate import calibrate
 from edgebert.errors import InputError
 from edgebert.files import atomic_dir
 from edgebert.graph.form import Graph
+from edgebert.model.tinyml import is_mlp_dir
 from edgebert.progress import Progress, silent
 from edgebert.source import Source, load_source, read_text_lines
 from edgebert.version import __version__
@@ -52,6 +53,22 @@ def _distilled(model_dir: Path, calibration: str | Path | list[str], out_dir: Pa
     distill(model_dir, data, work / "student", f"L{cfg.num_hidden_layers}H{cfg.hidden_size}", steps=steps,
             minutes=minutes, binarize=DISTILL[precision],
             pooling=ckpt.pooling.mode if ckpt.pooling is not None else "mean", progress=progress)
+    return work / "student"
+
+
+def _distilled_mlp(model_dir: Path, calibration: str | Path | list[str], out_dir: Path, precision: str,
+                   steps: int | None, minutes: float | None, progress: Progress) -> Path:
+    """A binarization-aware copy of a TinyML net, trained to the fp32 net's outputs on the
+    calibration inputs (``distill.mlp``); its calibration array goes with it."""
+    from edgebert.distill.mlp import distill_mlp
+    from edgebert.model.tinyml import load_mlp
+    from edgebert.source import read_array
+
+    cfg, _ = load_mlp(model_dir)
+    x = read_array(calibration, cfg.input_dim) if isinstance(calibration, (str, Path)) else \
+        np.asarray(calibration, np.float32)
+    work = state_dir(out_dir)
+    distill_mlp(model_dir, x, work / "student", DISTILL[precision], steps=steps, minutes=minutes, progress=progress)
     return work / "student"
 
 
@@ -110,7 +127,9 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
         raise InputError(f"--precision: expected one of {', '.join(MODES)}, found {precision!r}")
     teacher_dir = model_dir
     distilled = steps is not None or minutes is not None
-    if distilled:
+    if distilled and is_mlp_dir(Path(model_dir)):
+        model_dir = _distilled_mlp(Path(model_dir), calibration, out_dir, precision, steps, minutes, progress)
+    elif distilled:
         model_dir = _distilled(model_dir, calibration, out_dir, precision, steps, minutes, progress)
     progress("load", 0, 1)
     src = load_source(model_dir, calibration, allow_pickle, need=True)

@@ -149,16 +149,22 @@ def binarize_student(student: BertEncoder, mode: str) -> BertEncoder:
     its forward sees 1-bit weights (``binarize_weight``; mode "w1a8") and, for "w1a1", 1-bit inputs
     too; gradients reach the latent float weights straight through. Embeddings, LayerNorms and the
     sentence projection stay as they are (the export keeps them int8 / float)."""
+    binarize_linears(student.encoder, mode)
+    return student
+
+
+def binarize_linears(net: nn.Module, mode: str) -> nn.Module:
+    """Every nn.Linear inside ``net`` sees 1-bit weights (and, for "w1a1", 1-bit inputs)."""
     from torch.nn.utils import parametrize
 
     if mode not in BINARIZE:
         raise InputError(f"--binarize: expected one of {', '.join(BINARIZE)}, found {mode!r}")
-    for module in student.encoder.modules():
+    for module in net.modules():
         if isinstance(module, nn.Linear):
             parametrize.register_parametrization(module, "weight", _Binarized())
             if mode == "w1a1":
                 module.register_forward_pre_hook(_binary_input)
-    return student
+    return net
 
 
 def plain_state(model: nn.Module) -> dict[str, np.ndarray]:
@@ -170,5 +176,5 @@ def plain_state(model: nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["BINARIZE", "DEFAULT_POOLING", "INITS", "binarize_student", "build_student", "layer_map", "plain_state",
-           "student_config", "student_shape", "teacher_slice"]
+__all__ = ["BINARIZE", "DEFAULT_POOLING", "INITS", "binarize_linears", "binarize_student", "build_student",
+           "layer_map", "plain_state", "student_config", "student_shape", "teacher_slice"]

@@ -79,3 +79,21 @@ def test_binary_full_and_a_distillation_budget_from_the_cli(tiny_ckpt: Path, cal
                  "--out", str(tmp_path / "x"), "--steps", "8"])
     err = capsys.readouterr().err
     assert code == 2 and "only with --precision binary" in err and not (tmp_path / "x").exists()
+
+
+def test_a_tinyml_net_distilled_binarization_aware_beats_plain_binarization(digits_model: Path, tmp_path: Path) -> None:
+    import edgebert
+    from edgebert.model.tinyml import digits_data
+
+    x, y = digits_data()
+    test = np.random.default_rng(0).permutation(len(x))[1400:]  # the rows the net's training left out
+
+    def accuracy(artifact) -> float:  # noqa: ANN001
+        out = Engine.load(artifact.path).backend.run({"x": x[test]})
+        return float((out[list(out)[-1]].argmax(1) == y[test]).mean())  # the logits, after the features
+
+    plain = edgebert.convert(digits_model, tmp_path / "plain", "binary", digits_model / "calibration.npy")
+    trained = edgebert.convert(digits_model, tmp_path / "aware", "binary", digits_model / "calibration.npy", steps=400)
+    sizes = trained.manifest.quantization["sizes"]
+    assert sizes["linear_bits"] == (64 * 32 + 32 * 32 + 32 * 10) // 8 and sizes["linear_scales_centres"] == 3 * 8
+    assert accuracy(trained) > accuracy(plain) + 0.1
