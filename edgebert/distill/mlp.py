@@ -4,7 +4,9 @@ The teacher is the fp32 net; the student is the same net whose linears see 1-bit
 "w1a1", 1-bit inputs) through the straight-through estimator (``distill.student.binarize_student``'s
 parametrization). On unlabeled inputs (a converter's calibration array) the student learns the
 teacher's outputs: softened class probabilities (KL divergence at temperature 2, Hinton et al.) for a
-classifier, the outputs themselves (MSE) for a regressor. Adam with a cosine decay over the
+classifier, the outputs themselves (MSE) for a regressor. Half of every batch is mixup of two
+calibration rows (Zhang et al. 2018), which the teacher labels: a few hundred rows become an
+unbounded supply of inputs near the data. Adam with a cosine decay over the
 budget; batch ``b`` is drawn from (seed, b) alone, so a run is deterministic. A TinyML net trains in
 seconds: no resume state is kept. The written model directory holds the latent float weights,
 which the binary conversion binarizes to exactly what was trained.
@@ -81,8 +83,15 @@ def distill_mlp(teacher_dir: str | Path, inputs: np.ndarray, out_dir: str | Path
         frac = step / steps if steps is not None else elapsed / (minutes * 60)  # type: ignore[operator]
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
-        idx = torch.from_numpy(np.random.default_rng([seed, step]).integers(0, len(x_all), batch_size))
-        loss = loss_of(student(x[idx]), target[idx])
+        rng = np.random.default_rng([seed, step])
+        idx = torch.from_numpy(rng.integers(0, len(x_all), batch_size))
+        other = torch.from_numpy(rng.integers(0, len(x_all), batch_size))
+        lam = torch.from_numpy(rng.uniform(0.0, 1.0, (batch_size, 1)).astype(np.float32))
+        mixed = lam * x[idx] + (1 - lam) * x[other]  # mixup: new unlabeled inputs the teacher labels
+        batch = torch.cat([x[idx], mixed])
+        with torch.no_grad():
+            want = teacher(batch)
+        loss = loss_of(student(batch), want)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
