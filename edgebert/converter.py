@@ -91,6 +91,8 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
     if calibration is None and precision != "fp32":
         raise InputError(f"--calibration: expected a text file (BERT) or .npy array (MLP) for {precision} conversion, "
                          "found none")
+    if (steps is not None and steps < 1) or (minutes is not None and not minutes > 0):
+        raise InputError(f"--steps/--minutes: expected a positive --steps/--minutes, found {steps}/{minutes}")
     if (steps is not None or minutes is not None) and not precision.startswith("binary"):
         raise InputError(f"--steps/--minutes: expected only with --precision binary or binary-full, found {precision}")
     if precision.startswith("binary"):

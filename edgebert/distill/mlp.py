@@ -38,6 +38,8 @@ def distill_mlp(teacher_dir: str | Path, inputs: np.ndarray, out_dir: str | Path
 
     if steps is None and minutes is None:
         raise InputError("distill: expected --steps N or --minutes N, found neither")
+    if (steps is not None and steps < 1) or (minutes is not None and not minutes > 0):
+        raise InputError(f"distill: expected a positive --steps/--minutes, found {steps}/{minutes}")
     x_all = np.asarray(inputs, np.float32)
     cfg, weights = load_mlp(Path(teacher_dir))
     if x_all.ndim != 2 or x_all.shape[1] != cfg.input_dim or not len(x_all) or not np.isfinite(x_all).all():

@@ -79,6 +79,11 @@ def test_binary_full_and_a_distillation_budget_from_the_cli(tiny_ckpt: Path, cal
                  "--out", str(tmp_path / "x"), "--steps", "8"])
     err = capsys.readouterr().err
     assert code == 2 and "only with --precision binary" in err and not (tmp_path / "x").exists()
+    code = main(["convert", str(tiny_ckpt), "--precision", "binary", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "y"), "--steps", "-3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "expected a positive --steps" in err and err.count("\n") == 1
+    assert not (tmp_path / "y").exists() and not (tmp_path / ".y.binarize").exists()  # nothing left behind
 
 
 def test_a_tinyml_net_distilled_binarization_aware_beats_plain_binarization(digits_model: Path, tmp_path: Path) -> None:
