@@ -21,6 +21,7 @@ lines; for scale, the int8 MiniLM's firmware weights (it does not fit a Cortex-M
 
     python benchmarks/distill.py --minutes 60 [--vocab-size 8000] [--vocab-table 2000,4000,8000,16000,30522] [--mcu]
     python benchmarks/distill.py --mcu-only --student-dir STUDENT
+    python benchmarks/distill.py --from-student benchmarks/results/distill-work/student --mcu --vocab-size 6900
     python benchmarks/distill.py --plot-from benchmarks/results/distill.json --plot docs/img/distill-curve.png
     python benchmarks/distill.py --pooling-table mean,cls+mean,mean+max,cls+max+mean --table-steps 1000 --vocab-size 6900
 """
@@ -87,6 +88,8 @@ def main() -> int:
     ap.add_argument("--plot", help="also draw the held-out cosine over wall-clock minutes into this PNG (with "
                     "--plot-from: from an earlier run's JSON, without running anything)")
     ap.add_argument("--plot-from", help="the JSON of an earlier run (benchmarks/results/distill.json)")
+    ap.add_argument("--from-student", help="measure an earlier run's student directory (its distill.json holds the "
+                    "curve) instead of distilling: the int8 conversions, the teacher for scale, --mcu")
     ap.add_argument("--mcu", action="store_true", help="add the student's Cortex-M4 firmware figures")
     ap.add_argument("--mcu-only", action="store_true", help="only the firmware figures of --student-dir")
     ap.add_argument("--student-dir", help="an already distilled student checkpoint (with --mcu-only)")
@@ -127,13 +130,20 @@ def main() -> int:
         chosen = [r for r in rows if r["k"] == args.vocab_size]
         return finish({"the chosen K keeps >= 90% of held-out word pieces": bool(chosen and chosen[0]["coverage"] >= 0.9)},
                       {"vocab_table": rows}, args.out)
-    report = distill(teacher, data, work / "student", args.student, minutes=args.minutes, vocab_size=args.vocab_size,
-                     progress=show)
-    result = {"main": summarize(report, work, data)}
+    if args.from_student:  # an earlier run's student: its distill.json holds the curve, the rest is measured now
+        import json
+
+        student_dir = Path(args.from_student)
+        report = json.loads((student_dir / "distill.json").read_text(encoding="utf-8"))
+    else:
+        student_dir = work / "student"
+        report = distill(teacher, data, student_dir, args.student, minutes=args.minutes, vocab_size=args.vocab_size,
+                         progress=show)
+    result = {"main": summarize(report, work, data, student_dir)}
     if args.vocab_table:
         result["vocab_table"] = vocab_table([int(k) for k in args.vocab_table.split(",")], args, teacher, data)
     if args.mcu:
-        result["mcu"] = mcu_figures(work / "student", work, data)
+        result["mcu"] = mcu_figures(student_dir, work, data)
     print_tables(result)
     if args.plot:
         plot_curve(result["main"], Path(args.plot))
@@ -242,11 +252,10 @@ def calibration_file(work: Path, data: Path) -> Path:
     return path
 
 
-def summarize(report: dict, work: Path, data: Path) -> dict:
+def summarize(report: dict, work: Path, data: Path, student_dir: Path) -> dict:
     from edgebert.converter import convert
     from edgebert.distill.corpus import read_lines, split
 
-    student_dir = work / "student"
     calib = calibration_file(work, data)
     art = convert(student_dir, work / "student-int8", "int8", calib, force=True)
 
