@@ -15,6 +15,7 @@ import numpy as np
 from edgebert.errors import ArtifactError
 from firmware_export.c99 import c_array, c_float, folded_bias, kernel_text
 from firmware_export.encoder import IntEncoder, IntLayerNorm, IntLinear
+from firmware_export.intops import FINE
 
 TEXT_KERNEL_FILES = ("eb_kernels.h", "eb_text.h")
 
@@ -50,8 +51,9 @@ def _residual_call(name: str, lay: IntLinear, src: str, h_zp: int, hmul: str) ->
 
 
 def _pool_lines(model: IntEncoder, zp: int) -> list[str]:
-    """eb_pooled from eb_h, as ``encoder.pool``: one block of ``hidden`` per mode (sum over the
-    tokens; token 0 or the max, times n when a mean is pooled beside them)."""
+    """eb_pooled from eb_h and eb_cls, as ``encoder.pool``: one block of ``hidden`` per mode, in units
+    of s_h / FINE (the sum over the tokens or the max times FINE; token 0's fine codes), CLS and max
+    times n when a mean is pooled beside them."""
     h, d = model.hidden, "n" if "mean" in model.modes else "1"
     lines = []
     for i, mode in enumerate(model.modes):
@@ -60,14 +62,15 @@ def _pool_lines(model: IntEncoder, zp: int) -> list[str]:
             lines += [f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] = 0; }}",
                       "    for (t = 0; t < n; ++t) {",
                       f"        for (c = 0; c < {h}; ++c) {{ ({at})[c] += (int32_t)eb_h[t * {h} + c] - {zp}; }}",
-                      "    }"]
+                      "    }",
+                      f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] *= {FINE}; }}"]
         elif mode == "cls":
-            lines.append(f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] = ((int32_t)eb_h[c] - {zp}) * {d}; }}")
+            lines.append(f"    for (c = 0; c < {h}; ++c) {{ ({at})[c] = eb_cls[c] * {d}; }}")
         else:
             lines += [f"    for (c = 0; c < {h}; ++c) {{",
                       "        int8_t top = eb_h[c];",
                       f"        for (t = 1; t < n; ++t) {{ top = eb_h[t * {h} + c] > top ? eb_h[t * {h} + c] : top; }}",
-                      f"        ({at})[c] = ((int32_t)top - {zp}) * {d};",
+                      f"        ({at})[c] = ((int32_t)top - {zp}) * ({FINE} * {d});",
                       "    }"]
     return lines
 
@@ -76,7 +79,8 @@ def buffers(model: IntEncoder) -> dict[str, int]:
     """Bytes of each static activation buffer."""
     s, h = model.max_len, model.hidden
     return {"eb_x32": 4 * s * h, "eb_h": s * h, "eb_u": max(4 * s * h, s * model.intermediate),
-            "eb_scores": 4 * s, "eb_probs": s, "eb_pooled": 4 * h * len(model.modes)}
+            "eb_scores": 4 * s, "eb_probs": s, "eb_pooled": 4 * h * len(model.modes),
+            **({"eb_cls": 4 * h} if "cls" in model.modes else {})}
 
 
 def model_header(model: IntEncoder) -> str:
@@ -114,6 +118,11 @@ def model_source(model: IntEncoder, origin: str) -> str:
     word = model.word.reshape(len(model.word), -1)
     parts.append(c_array("int8_t" if model.word_bits == 8 else "uint8_t", "eb_word", word))
     parts.append(c_array("uint16_t", "eb_word_mul", model.word_mul))
+    wide = len(model.wide_ids)
+    if wide:
+        parts.append(c_array("int32_t", "eb_wide_id", model.wide_ids))
+        parts.append(c_array("int8_t", "eb_wide", model.wide))
+        parts.append(c_array("uint16_t", "eb_wide_mul", model.wide_mul))
     parts.append(c_array("int8_t", "eb_pos", model.position))
     parts.append(c_array("uint16_t", "eb_pos_mul", model.position_mul))
     _ln(parts, "eb_ln0", model.ln0)
@@ -130,7 +139,7 @@ def model_source(model: IntEncoder, origin: str) -> str:
         parts.append(c_array("int32_t", "eb_proj_b", model.projection.bias))
     parts.append(c_array("float", "eb_text_out_scale", model.out_scale, static=False))
     for name, size in buffers(model).items():
-        ctype = "int32_t" if name in ("eb_x32", "eb_scores", "eb_pooled") else "int8_t"
+        ctype = "int32_t" if name in ("eb_x32", "eb_scores", "eb_pooled", "eb_cls") else "int8_t"
         parts.append(f"static {ctype} {name}[{size // (4 if ctype == 'int32_t' else 1)}];")
     if model.word_bits == 8:
         code = f"(int32_t)eb_word[(long)id * {h} + c]"
@@ -144,9 +153,13 @@ def model_source(model: IntEncoder, origin: str) -> str:
         f"    for (t = 0; t < n; ++t) {{ if (ids[t] < 0 || ids[t] >= {model.vocab}) {{ return -2; }} }}",
         "    for (t = 0; t < n; ++t) {",
         "        const long id = ids[t];",
+        *(["        int r, wide = -1;",
+           f"        for (r = 0; r < {wide}; ++r) {{ if (eb_wide_id[r] == id) {{ wide = r; }} }}"] if wide else []),
         f"        for (c = 0; c < {h}; ++c) {{",
-        f"            eb_x32[t * {h} + c] = {code} * (int32_t)eb_word_mul[id]",
-        f"                                + (int32_t)eb_pos[t * {h} + c] * (int32_t)eb_pos_mul[t];",
+        *([f"            const int32_t w = wide >= 0 ? (int32_t)eb_wide[wide * {h} + c] * (int32_t)eb_wide_mul[wide]",
+           f"                                        : {code} * (int32_t)eb_word_mul[id];"] if wide else
+          [f"            const int32_t w = {code} * (int32_t)eb_word_mul[id];"]),
+        f"            eb_x32[t * {h} + c] = w + (int32_t)eb_pos[t * {h} + c] * (int32_t)eb_pos_mul[t];",
         "        }",
         "    }",
         _ln_call("eb_ln0", model.ln0, h, "eb_h"),
@@ -168,6 +181,10 @@ def model_source(model: IntEncoder, origin: str) -> str:
                  _residual_call(f"{p}_ffn2", b.ffn2, "eb_u", b.ln1.out_zero_point, f"{p}_res2"),
                  _ln_call(f"{p}_ln2", b.ln2, h, "eb_h")]
         zp = b.ln2.out_zero_point
+    if "cls" in model.modes:  # token 0 of the last LayerNorm again, 256 times finer (encoder.run)
+        last = f"eb_l{len(model.blocks) - 1}_ln2" if model.blocks else "eb_ln0"
+        ln = model.blocks[-1].ln2 if model.blocks else model.ln0
+        body.append(f"    eb_layernorm_fine_row(eb_x32, {h}, {last}_g, {last}_b, {ln.eps}, eb_cls);")
     body += _pool_lines(model, zp)
     width = h * len(model.modes)
     rows = "n" if "mean" in model.modes else "1"
@@ -175,10 +192,10 @@ def model_source(model: IntEncoder, origin: str) -> str:
         n_out = model.out_dim
         body += [f"    for (c = 0; c < {n_out}; ++c) {{",
                  f"        const int8_t *row = eb_proj_w + (long)c * {width};",
-                 f"        int32_t acc = {rows} * eb_proj_b[c];",
+                 f"        int64_t acc = (int64_t)({FINE} * {rows}) * eb_proj_b[c];",
                  "        int k;",
-                 f"        for (k = 0; k < {width}; ++k) {{ acc += eb_pooled[k] * row[k]; }}",
-                 "        out[c] = acc;",
+                 f"        for (k = 0; k < {width}; ++k) {{ acc += (int64_t)eb_pooled[k] * row[k]; }}",
+                 f"        out[c] = (int32_t)eb_rdiv64(acc, {FINE});",
                  "    }"]
     else:
         body += [f"    for (c = 0; c < {width}; ++c) {{ out[c] = eb_pooled[c]; }}"]

@@ -15,17 +15,18 @@ One sentence of ``n <= max_len`` token ids runs through (no padding, so no mask)
   scale (``intops.scale_round``) and the residual is added there, never clamped to int8 before
   LayerNorm; GELU is a 256-entry table between two int8 quantizations (``lut.py``);
 - **pooling**: per mode, int32 sums of the last hidden codes over the n tokens (mean pooling's
-  numerator), token 0 (CLS) or the per-channel max, concatenated (``pool``), then the
-  sentence-transformers Dense projection as int8 weights; the output is int32 with a per-channel
-  real scale: ``embedding = out * out_scale / n`` (CLS and max blocks are multiplied by n when a
-  mean is pooled beside them; without a mean the divisor is 1).
+  numerator), token 0 (CLS, from the last LayerNorm at 1/256 of the int8 step: one token's codes
+  are not averaged) or the per-channel max, concatenated (``pool``), then the sentence-transformers
+  Dense projection as int8 weights in int64 sums; the output is int32 with a per-channel real
+  scale: ``embedding = out * out_scale / n`` (CLS and max blocks are multiplied by n when a mean is
+  pooled beside them; without a mean the divisor is 1).
 
 ``run`` is the fixed-point reference the C build (``c99_text.py``) matches bit for bit. Pure numpy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from edgebert.graph.quantize import unpack_rows_4bit
 from edgebert.runtime.text_firmware import check_ids as runtime_check_ids
 from edgebert.runtime.text_firmware import real_embedding
 from firmware_export.fixedpoint import requantize
-from firmware_export.intops import RESIDUAL_LIMIT, layernorm, scale_round, softmax_row
+from firmware_export.intops import FINE, RESIDUAL_LIMIT, layernorm, layernorm_fine, rdiv, scale_round, softmax_row
 from firmware_export.lut import apply
 
 
@@ -97,6 +98,10 @@ class IntEncoder:
     projection: IntLinear | None  # int32 out (multipliers unused)
     out_scale: np.ndarray       # float32 (out,): embedding = out * out_scale / divisor(n)
     normalize: bool
+    # int8 rows used instead of 4-bit ones for a few ids (the special tokens every input carries)
+    wide_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # sorted (R,)
+    wide: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))   # int8 (R, hidden)
+    wide_mul: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # int64 (R,)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -166,40 +171,58 @@ def check_ids(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
 
 def hidden(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
     """int8 codes (n, hidden) of the last LayerNorm's output."""
+    return forward(model, ids)[0]
+
+
+def last_layernorm(model: IntEncoder) -> IntLayerNorm:
+    return model.blocks[-1].ln2 if model.blocks else model.ln0
+
+
+def forward(model: IntEncoder, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 codes (n, hidden) of the last LayerNorm's output, its int32 input (n, hidden))."""
     ids = check_ids(model, ids)
     n = len(ids)
-    x = (model.word_codes()[ids].astype(np.int64) * model.word_mul[ids, None]
-         + model.position[:n].astype(np.int64) * model.position_mul[:n, None])
+    rows = model.word_codes()[ids].astype(np.int64) * model.word_mul[ids, None]
+    for r, wid in enumerate(model.wide_ids):  # a special token's int8 row in place of its 4-bit one
+        rows[ids == wid] = model.wide[r].astype(np.int64) * model.wide_mul[r]
+    x = rows + model.position[:n].astype(np.int64) * model.position_mul[:n, None]
     h, zp = _ln(model.ln0, x), model.ln0.out_zero_point
     for b in model.blocks:
         h1 = _ln(b.ln1, residual(linear(b.out, attention(b, h, model.heads)), h, zp, b.residual1))
-        h = _ln(b.ln2, residual(linear(b.ffn2, apply(linear(b.ffn1, h1), b.gelu)), h1, b.ln1.out_zero_point,
-                                b.residual2))
+        x = residual(linear(b.ffn2, apply(linear(b.ffn1, h1), b.gelu)), h1, b.ln1.out_zero_point, b.residual2)
+        h = _ln(b.ln2, x)
         zp = b.ln2.out_zero_point
-    return h
+    return h, x
 
 
 def pool_divisor(modes: tuple[str, ...], n: int) -> int:
     return n if "mean" in modes else 1
 
 
-def pool(h: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
-    """Integer pooling of (n, hidden) codes less their zero point: each mode's block concatenated -
-    the sum over tokens for a mean, token 0 for CLS, the per-channel max for max - with CLS and max
-    blocks multiplied by n when a mean is pooled, so that one divisor (``pool_divisor``) serves all."""
+def pool(h: np.ndarray, modes: tuple[str, ...], cls_fine: np.ndarray) -> np.ndarray:
+    """Integer pooling in units of ``s_h / FINE / divisor``: each mode's block concatenated - the sum
+    over tokens of (n, hidden) codes less their zero point for a mean, the per-channel max for max
+    (both times FINE), and token 0's FINE-times-finer LayerNorm codes ``cls_fine`` for CLS (one token's
+    int8 codes are coarse: nothing averages them) - with CLS and max blocks multiplied by n when a
+    mean is pooled, so that one divisor (``pool_divisor``) serves all."""
     d = pool_divisor(modes, len(h))
-    blocks = {"mean": lambda: h.sum(0), "cls": lambda: h[0] * d, "max": lambda: h.max(0) * d}
+    blocks = {"mean": lambda: h.sum(0) * FINE, "cls": lambda: np.asarray(cls_fine, np.int64) * d,
+              "max": lambda: h.max(0) * (FINE * d)}
     return np.concatenate([blocks[m]() for m in modes])
 
 
 def run(model: IntEncoder, ids: np.ndarray) -> np.ndarray:
-    """The int32 output (out_dim,) of one sentence: real embedding = out * out_scale / divisor(n)."""
-    h = hidden(model, ids) - model.hidden_zero_point
-    pooled = pool(h, model.modes)
+    """The int32 output (out_dim,) of one sentence: real embedding = out * out_scale / divisor(n). With
+    a projection, its int64 sums are divided by FINE (rounded) back to the int8 step's units."""
+    h, x = forward(model, ids)
+    ln = last_layernorm(model)
+    cls_fine = layernorm_fine(x[0], ln.gamma, ln.beta, ln.eps) if "cls" in model.modes else np.zeros(0, np.int64)
+    pooled = pool(h - model.hidden_zero_point, model.modes, cls_fine)
     if model.projection is None:
         return pooled
     p = model.projection
-    return pooled @ p.weight.astype(np.int64).T + model.divisor(len(h)) * p.bias.astype(np.int64)
+    acc = pooled @ p.weight.astype(np.int64).T + (FINE * model.divisor(len(h))) * p.bias.astype(np.int64)
+    return rdiv(acc, FINE)
 
 
 def embedding(model: IntEncoder, out: np.ndarray, n: int) -> np.ndarray:
@@ -208,4 +231,4 @@ def embedding(model: IntEncoder, out: np.ndarray, n: int) -> np.ndarray:
 
 
 __all__ = ["IntBlock", "IntEncoder", "IntLayerNorm", "IntLinear", "attention", "check_ids", "embedding",
-           "hidden", "linear", "pool", "pool_divisor", "residual", "run"]
+           "forward", "hidden", "last_layernorm", "linear", "pool", "pool_divisor", "residual", "run"]

@@ -97,5 +97,20 @@ def layernorm(x: np.ndarray, gamma_fx: np.ndarray, beta_fx: np.ndarray, eps: int
     return np.clip(y + out_zp, -128, 127)
 
 
-__all__ = ["EXP_FRAC", "EXP_HI", "EXP_LO", "LN_FRAC", "PROB_SCALE", "PROB_ZERO_POINT", "RESIDUAL_LIMIT",
+FINE = 256  # a CLS state's finer LayerNorm codes: 1/256 of the int8 step
+
+
+def layernorm_fine(x: np.ndarray, gamma_fx: np.ndarray, beta_fx: np.ndarray, eps: int) -> np.ndarray:
+    """``layernorm``'s output at FINE times its resolution, unclipped and without the zero point:
+    int64 codes of ``s_out / FINE`` (for one token whose int8 codes are not averaged away)."""
+    x = np.asarray(x, np.int64)
+    n = x.shape[-1]
+    mean = rdiv(x.sum(-1, keepdims=True), n)
+    d = x - mean
+    var = (d * d).sum(-1, keepdims=True) // n + np.int64(eps)
+    std = np.maximum(isqrt(var), 1)
+    return rdiv((d * np.asarray(gamma_fx, np.int64) + np.asarray(beta_fx, np.int64) * std) * FINE, std << LN_FRAC)
+
+
+__all__ = ["EXP_FRAC", "FINE", "layernorm_fine", "EXP_HI", "EXP_LO", "LN_FRAC", "PROB_SCALE", "PROB_ZERO_POINT", "RESIDUAL_LIMIT",
            "exp_q15", "isqrt", "layernorm", "rdiv", "scale_round", "softmax_row"]

@@ -27,7 +27,7 @@ from edgebert.graph.quantize import affine_params, quantize_rows_4bit, quantize_
 from firmware_export import lut
 from firmware_export.encoder import IntBlock, IntEncoder, IntLayerNorm, IntLinear
 from firmware_export.fixedpoint import INT32_MAX, quantize_multiplier
-from firmware_export.intops import EXP_FRAC, LN_FRAC, PROB_SCALE, RESIDUAL_LIMIT
+from firmware_export.intops import EXP_FRAC, FINE, LN_FRAC, PROB_SCALE, RESIDUAL_LIMIT
 
 BLOCK_OPS = ("linear", "attention", "linear", "add", "layernorm", "linear", "act", "linear", "add", "layernorm")
 EMBED_FRAC = 14  # the largest embedding row scale is 2**14 residual units
@@ -155,7 +155,7 @@ def _table(graph: Graph, node: Node, key: str, rows: int | None) -> np.ndarray:
     return t.astype(np.float32) * (graph.tensors[scale][:rows, None] if scale else np.float32(1.0))
 
 
-def _embedding(graph: Graph, node: Node, max_len: int, word_bits: int) -> tuple:
+def _embedding(graph: Graph, node: Node, max_len: int, word_bits: int, wide_ids: tuple[int, ...] = ()) -> tuple:
     a = node.attrs
     if word_bits == 8 and graph.tensors[a["word"]].dtype == np.int8 and a.get("word_scale"):
         word, w_scale = graph.tensors[a["word"]], graph.tensors[a["word_scale"]].astype(np.float64)
@@ -166,12 +166,20 @@ def _embedding(graph: Graph, node: Node, max_len: int, word_bits: int) -> tuple:
     pos, p_scale = quantize_symmetric(_table(graph, node, "position", max_len), axis=0)
     w_scale, p_scale = np.asarray(w_scale, np.float64), np.asarray(p_scale, np.float64)
     s_e = max(float(w_scale.max()), float(p_scale.max()), 1e-12) / (1 << EMBED_FRAC)
+    ids = np.asarray(sorted(set(wide_ids)) if word_bits == 4 else [], np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(word)):
+        raise ArtifactError(f"wide rows: expected token ids in [0, {len(word)}), found {ids.min()}..{ids.max()}")
+    wide, wide_scale = quantize_symmetric(_table(graph, node, "word", None)[ids], axis=0) if ids.size else \
+        (np.zeros((0, pos.shape[1]), np.int8), np.zeros(0))
     return (word, np.rint(w_scale / s_e).astype(np.int64), pos.astype(np.int8),
-            np.rint(p_scale / s_e).astype(np.int64), s_e)
+            np.rint(p_scale / s_e).astype(np.int64), s_e,
+            (ids, wide.astype(np.int8), np.rint(np.asarray(wide_scale, np.float64) / s_e).astype(np.int64)))
 
 
-def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEncoder:
-    """The integer program of an int8 BERT graph for sentences of at most ``max_len`` tokens."""
+def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8, wide_ids: tuple[int, ...] = ()) -> IntEncoder:
+    """The integer program of an int8 BERT graph for sentences of at most ``max_len`` tokens. With
+    4-bit word rows, the rows of ``wide_ids`` (the special tokens every input carries: [CLS],
+    [SEP]) are kept as int8 rows too, and used in place of their 4-bit ones."""
     if word_bits not in WORD_BITS:
         raise InputError(f"--embedding-bits: expected one of {WORD_BITS}, found {word_bits}")
     emb, ln0, blocks, pool = encoder_structure(graph)
@@ -180,7 +188,7 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
     if not 1 <= max_len <= positions:
         raise InputError(f"--max-length: expected 1..{positions} (the model's positions), found {max_len}")
     heads = int(cfg.get("num_attention_heads", 0))
-    word, word_mul, pos, pos_mul, s_e = _embedding(graph, emb, max_len, word_bits)
+    word, word_mul, pos, pos_mul, s_e, wide = _embedding(graph, emb, max_len, word_bits, wide_ids)
     hidden = pos.shape[1]
     if heads < 1 or hidden % heads:
         raise ArtifactError(f"config: expected attention heads dividing {hidden}, found {heads}")
@@ -234,7 +242,7 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
     mode = pool.attrs.get("mode", "mean") if pool is not None else "mean"
     projection = None
     pooled = hidden * len(pooling_modes(mode))
-    out_scale = np.full(pooled, s_h)
+    out_scale = np.full(pooled, s_h / FINE)  # encoder.pool's units
     if pool is not None and pool.attrs.get("projection"):
         wp, sp = quantize_symmetric(graph.tensors[pool.attrs["projection"]].astype(np.float32), axis=0)
         if wp.shape[1] != pooled:
@@ -251,7 +259,7 @@ def lower_encoder(graph: Graph, max_len: int = 32, word_bits: int = 8) -> IntEnc
     if not math.isfinite(float(out_scale.max())):
         raise ArtifactError("pool: expected finite output scales, found others")
     return IntEncoder(word, word_bits, word_mul, pos, pos_mul, int_ln0, tuple(int_blocks), heads, h_q[1], mode,
-                      projection, out_scale.astype(np.float32), normalize)
+                      projection, out_scale.astype(np.float32), normalize, *wide)
 
 
 __all__ = ["WORD_BITS", "encoder_structure", "lower_encoder"]

@@ -42,10 +42,24 @@ ARITHMETIC = ("integer-only: int8 weights and activations, int32 residual stream
 
 
 def probe_sentences(model: encoder.IntEncoder, n: int = PROBES, seed: int = 0) -> list[np.ndarray]:
-    """``n`` random id sequences whose lengths spread over 1..max_len (the first is full length)."""
+    """``n`` random id sequences whose lengths spread over 1..max_len (the first is full length);
+    with int8 rows for special tokens, each begins and ends with them, as tokenized text does."""
     rng = np.random.default_rng(seed)
     lengths = [model.max_len] + list(np.linspace(1, model.max_len, n - 1).round().astype(int))
-    return [rng.integers(0, model.vocab, int(k)) for k in lengths]
+    out = [rng.integers(0, model.vocab, int(k)) for k in lengths]
+    for ids in out if len(model.wide_ids) else []:
+        ids[0], ids[-1] = model.wide_ids[0], model.wide_ids[-1]
+    return out
+
+
+def special_ids(tokenizer_path: Path) -> tuple[int, ...]:
+    """The ids the tokenizer adds to every input ([CLS], [SEP]: what it makes of an empty string);
+    with 4-bit word rows their rows stay int8 (every sentence's first and last token)."""
+    from tokenizers import Tokenizer
+
+    if not tokenizer_path.is_file():
+        return ()
+    return tuple(sorted(set(Tokenizer.from_file(str(tokenizer_path)).encode("").ids)))
 
 
 def bundled_sentences(tokenizer_path: Path, max_len: int, start: int, count: int) -> list[np.ndarray]:
@@ -81,7 +95,7 @@ def _description(model: encoder.IntEncoder, origin: str) -> dict[str, Any]:
         "shape": {"vocab": model.vocab, "hidden": model.hidden, "max_len": model.max_len, "out": model.out_dim,
                   "layers": len(model.blocks), "heads": model.heads, "intermediate": model.intermediate},
         "quantization": {"out_scale": model.out_scale.tolist(), "pool": model.pool, "normalize": model.normalize,
-                         "word_bits": model.word_bits, "arithmetic": ARITHMETIC},
+                         "word_bits": model.word_bits, "int8_rows": model.wide_ids.tolist(), "arithmetic": ARITHMETIC},
     }
 
 
@@ -125,6 +139,7 @@ def _build(tmp: Path, graph: Graph, model: encoder.IntEncoder, source: Artifact,
 def weight_bytes(model: encoder.IntEncoder) -> int:
     """Bytes of the constants: word and position rows with multipliers, weights, biases, tables."""
     total = model.word.nbytes + 2 * model.vocab + model.position.nbytes + 2 * model.max_len + 8 * model.hidden
+    total += model.wide.nbytes + 6 * len(model.wide_ids)
     for b in model.blocks:
         for lay in (b.q, b.k, b.v, b.out, b.ffn1, b.ffn2):
             total += lay.weight.size + 9 * lay.shape[0]
@@ -147,7 +162,7 @@ def export_text(source: Artifact, graph: Graph, target: str, out_dir: Path, *, b
     origin = source.manifest.artifact_id
     for k, bits in enumerate(choices):
         progress("lower", 0, 1)
-        model = lower_encoder(graph, max_length, bits)
+        model = lower_encoder(graph, max_length, bits, special_ids(source.path / "tokenizer.json"))
         c99_text.check(model)
         progress("lower", 1, 1)
         try:

@@ -143,6 +143,28 @@ static inline void eb_layernorm_row(const int32_t *x, int n, const int32_t *g, c
     }
 }
 
+/* eb_layernorm_row's output at 256 times its resolution, unclipped, without the zero point: int32
+ * codes of s_out / 256 (a CLS state: one token's int8 codes are not averaged away) */
+static inline void eb_layernorm_fine_row(const int32_t *x, int n, const int32_t *g, const int32_t *b, int32_t eps,
+                                         int32_t *out) {
+    int64_t sum = 0, sq = 0, mean, den, std;
+    int i;
+    for (i = 0; i < n; ++i) {
+        sum += x[i];
+    }
+    mean = eb_rdiv64(sum, n);
+    for (i = 0; i < n; ++i) {
+        const int64_t d = x[i] - mean;
+        sq += d * d;
+    }
+    std = eb_isqrt64((uint64_t)(sq / n + eps));
+    std = std < 1 ? 1 : std;
+    den = std << EB_LN_FRAC;
+    for (i = 0; i < n; ++i) {
+        out[i] = (int32_t)eb_rdiv64(((x[i] - mean) * g[i] + (int64_t)b[i] * std) * 256, den);
+    }
+}
+
 /* out[c] = clamp(scale_round(bias[c] + sum_k x[k] w[c][k]) + (h[c] - h_zp) * hmul[c]): an output
  * projection written into the int32 residual stream, its residual added (bias has the input
  * zero point folded in, as in eb_fully_connected) */

@@ -284,3 +284,31 @@ def test_cls_and_mean_pooling_exports_to_tflite_and_max_is_refused_there(tiny_ck
     with pytest.raises(ArtifactError, match="found max"):
         export(art.path, "tflite", tmp_path / "tfl-max")
     assert not (tmp_path / "tfl-max").exists()
+
+
+def test_4_bit_tables_keep_the_special_tokens_rows_in_int8_bit_exact_in_c(tiny_artifact, tmp_path: Path) -> None:
+    from firmware_export.text import special_ids
+
+    g = Graph.load(tiny_artifact.path / "graph.safetensors")
+    specials = special_ids(tiny_artifact.path / "tokenizer.json")
+    assert len(specials) == 2  # [CLS] and [SEP]
+    model = lower_encoder(g, 32, 4, specials)
+    plain = lower_encoder(g, 32, 4)
+    assert model.wide.shape == (2, model.hidden) and list(model.wide_ids) == sorted(specials)
+    for name, text in c99_text.sources(model, "test").items():
+        (tmp_path / name).write_text(text)
+    lib = ctypes.CDLL(str(toolchain.host_library(tmp_path, ["edgebert_model.c", "eb_text_api.c"], tmp_path / "l.so")))
+    out = np.zeros(model.out_dim, np.int32)
+    p32 = ctypes.POINTER(ctypes.c_int32)
+    closer = 0
+    for ids in probe_sentences(model, 24, seed=9):
+        assert ids[0] in specials and ids[-1] in specials
+        x = np.ascontiguousarray(ids, np.int32)
+        assert lib.eb_text_run(x.ctypes.data_as(p32), len(x), out.ctypes.data_as(p32)) == 0
+        assert np.array_equal(out, encoder.run(model, ids))
+        ref = reference.run(g, {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64)})
+        want = ref["sentence_embedding"][0]
+        cos = [float(e @ want / np.linalg.norm(e) / np.linalg.norm(want)) for e in
+               (encoder.embedding(model, out, len(ids)), encoder.embedding(plain, encoder.run(plain, ids), len(ids)))]
+        closer += cos[0] >= cos[1]
+    assert closer >= 12  # int8 special rows are at least as faithful on most sentences
