@@ -87,14 +87,17 @@ def layernorm(x: np.ndarray, gamma_fx: np.ndarray, beta_fx: np.ndarray, eps: int
     """int8 codes of LayerNorm over the last axis of int32 values ``x`` (|x| <= RESIDUAL_LIMIT):
     ``out_zp + rdiv(d * G + B * std, std << LN_FRAC)`` with d = x - mean, std = isqrt(var + eps),
     G = gamma / s_out and B = beta / s_out with LN_FRAC fraction bits."""
-    x = np.asarray(x, np.int64)
-    n = x.shape[-1]
-    mean = rdiv(x.sum(-1, keepdims=True), n)
-    d = x - mean
-    var = (d * d).sum(-1, keepdims=True) // n + np.int64(eps)
-    std = np.maximum(isqrt(var), 1)
+    d, std = _deviation(x, eps)
     y = rdiv(d * np.asarray(gamma_fx, np.int64) + np.asarray(beta_fx, np.int64) * std, std << LN_FRAC)
     return np.clip(y + out_zp, -128, 127)
+
+
+def _deviation(x: np.ndarray, eps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x - integer mean, integer std) over the last axis, as both LayerNorms compute them."""
+    x = np.asarray(x, np.int64)
+    n = x.shape[-1]
+    d = x - rdiv(x.sum(-1, keepdims=True), n)
+    return d, np.maximum(isqrt((d * d).sum(-1, keepdims=True) // n + np.int64(eps)), 1)
 
 
 FINE = 256  # a CLS state's finer LayerNorm codes: 1/256 of the int8 step
@@ -103,12 +106,7 @@ FINE = 256  # a CLS state's finer LayerNorm codes: 1/256 of the int8 step
 def layernorm_fine(x: np.ndarray, gamma_fx: np.ndarray, beta_fx: np.ndarray, eps: int) -> np.ndarray:
     """``layernorm``'s output at FINE times its resolution, unclipped and without the zero point:
     int64 codes of ``s_out / FINE`` (for one token whose int8 codes are not averaged away)."""
-    x = np.asarray(x, np.int64)
-    n = x.shape[-1]
-    mean = rdiv(x.sum(-1, keepdims=True), n)
-    d = x - mean
-    var = (d * d).sum(-1, keepdims=True) // n + np.int64(eps)
-    std = np.maximum(isqrt(var), 1)
+    d, std = _deviation(x, eps)
     return rdiv((d * np.asarray(gamma_fx, np.int64) + np.asarray(beta_fx, np.int64) * std) * FINE, std << LN_FRAC)
 
 

@@ -121,21 +121,28 @@ static inline void eb_softmax_row(const int32_t *s, int n, int32_t m, int shift,
     }
 }
 
-/* LayerNorm of one int32 row to int8: zp + rdiv(d * g + b * std, std << EB_LN_FRAC) */
-static inline void eb_layernorm_row(const int32_t *x, int n, const int32_t *g, const int32_t *b, int32_t eps,
-                                    int32_t zp, int8_t *out) {
-    int64_t sum = 0, sq = 0, mean, den, std;
+/* The integer mean and std (at least 1) of one int32 row, as both LayerNorms compute them */
+static inline void eb_ln_stats(const int32_t *x, int n, int32_t eps, int64_t *mean, int64_t *std) {
+    int64_t sum = 0, sq = 0;
     int i;
     for (i = 0; i < n; ++i) {
         sum += x[i];
     }
-    mean = eb_rdiv64(sum, n);
+    *mean = eb_rdiv64(sum, n);
     for (i = 0; i < n; ++i) {
-        const int64_t d = x[i] - mean;
+        const int64_t d = x[i] - *mean;
         sq += d * d;
     }
-    std = eb_isqrt64((uint64_t)(sq / n + eps));
-    std = std < 1 ? 1 : std;
+    *std = eb_isqrt64((uint64_t)(sq / n + eps));
+    *std = *std < 1 ? 1 : *std;
+}
+
+/* LayerNorm of one int32 row to int8: zp + rdiv(d * g + b * std, std << EB_LN_FRAC) */
+static inline void eb_layernorm_row(const int32_t *x, int n, const int32_t *g, const int32_t *b, int32_t eps,
+                                    int32_t zp, int8_t *out) {
+    int64_t mean, std, den;
+    int i;
+    eb_ln_stats(x, n, eps, &mean, &std);
     den = std << EB_LN_FRAC;
     for (i = 0; i < n; ++i) {
         const int64_t y = eb_rdiv64((x[i] - mean) * g[i] + (int64_t)b[i] * std, den) + zp;
@@ -147,18 +154,9 @@ static inline void eb_layernorm_row(const int32_t *x, int n, const int32_t *g, c
  * codes of s_out / 256 (a CLS state: one token's int8 codes are not averaged away) */
 static inline void eb_layernorm_fine_row(const int32_t *x, int n, const int32_t *g, const int32_t *b, int32_t eps,
                                          int32_t *out) {
-    int64_t sum = 0, sq = 0, mean, den, std;
+    int64_t mean, std, den;
     int i;
-    for (i = 0; i < n; ++i) {
-        sum += x[i];
-    }
-    mean = eb_rdiv64(sum, n);
-    for (i = 0; i < n; ++i) {
-        const int64_t d = x[i] - mean;
-        sq += d * d;
-    }
-    std = eb_isqrt64((uint64_t)(sq / n + eps));
-    std = std < 1 ? 1 : std;
+    eb_ln_stats(x, n, eps, &mean, &std);
     den = std << EB_LN_FRAC;
     for (i = 0; i < n; ++i) {
         out[i] = (int32_t)eb_rdiv64(((x[i] - mean) * g[i] + (int64_t)b[i] * std) * 256, den);
