@@ -122,7 +122,8 @@ def _fidelity(src: Source, graph: Graph, tmp: Path) -> dict:
 
 def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: str | Path | list[str], *,
                    steps: int | None = None, minutes: float | None = None, allow_pickle: bool = False,
-                   measure: bool = True, name: str | None = None, progress: Progress = silent) -> Artifact:
+                   measure: bool = True, name: str | None = None, embedding_bits: int = 8,
+                   progress: Progress = silent) -> Artifact:
     if precision not in MODES:
         raise InputError(f"--precision: expected one of {', '.join(MODES)}, found {precision!r}")
     teacher_dir = model_dir
@@ -136,7 +137,7 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
     progress("load", 1, 1)
     stats = calibrate(src.fp32, src.calibration)
     progress("binarize", 0, 1)
-    graph = binarize_graph(src.fp32, stats, precision)
+    graph = binarize_graph(src.fp32, stats, precision, embedding_bits=embedding_bits)
     progress("binarize", 1, 1)
     with atomic_dir(out_dir, "the artifact") as tmp:
         files = ["graph.safetensors"]
@@ -158,10 +159,12 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
             precision=precision,
             quantization={"scheme": "1-bit weights: mean-centred sign, per-output-row scale and centre" +
                           (", uint8 static activations (W1A8)" if act == "static" else ", 1-bit activations (W1A1)"),
-                          "groups": {"linear": "1-bit packed weights", "embeddings": "int8 per-row",
+                          "groups": {"linear": "1-bit packed weights",
+                                     "embeddings": f"int{embedding_bits} per-row word rows, int8 position rows",
                                      "layernorm": "fp32", "softmax": "fp32", "gelu": "fp32",
                                      "attention_matmul": "fp32", "pool_projection": "fp32"},
-                          "bits": {"linear": 1, "embeddings": 8, "activations": 8 if act == "static" else 1},
+                          "bits": {"linear": 1, "embeddings": embedding_bits, "position": 8,
+                                   "activations": 8 if act == "static" else 1},
                           "sizes": sizes, "binarization_aware_training": distilled},
             files=file_entries(tmp, files), onnx={}, metrics=metrics, runtime=BINARY_RUNTIME,
             memory={"flash_bytes": sum((tmp / f).stat().st_size for f in files)},

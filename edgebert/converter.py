@@ -71,7 +71,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             calibration: str | Path | list[str] | None = None, *, force: bool = False,
             allow_pickle: bool = False, scheme: Int8Scheme | None = None, measure: bool = True,
             name: str | None = None, steps: int | None = None, minutes: float | None = None,
-            progress: Progress = silent) -> Artifact:
+            embedding_bits: int = 8, progress: Progress = silent) -> Artifact:
     """Convert a model directory into an artifact directory and return the Artifact.
 
     BERT checkpoints take ``calibration`` as a UTF-8 text file (one sentence per line) or a list
@@ -93,6 +93,9 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
                          "found none")
     if (steps is not None and steps < 1) or (minutes is not None and not minutes > 0):
         raise InputError(f"--steps/--minutes: expected a positive --steps/--minutes, found {steps}/{minutes}")
+    if embedding_bits not in (4, 8) or (embedding_bits == 4 and not precision.startswith("binary")):
+        raise InputError(f"--embedding-bits: expected 8, or 4 with --precision binary, found {embedding_bits} with "
+                         f"{precision}")
     if (steps is not None or minutes is not None) and not precision.startswith("binary"):
         raise InputError(f"--steps/--minutes: expected only with --precision binary or binary-full, found {precision}")
     if precision.startswith("binary"):
@@ -100,7 +103,8 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
 
         assert calibration is not None
         return convert_binary(model_dir, out_dir, precision, calibration, steps=steps, minutes=minutes,
-                              allow_pickle=allow_pickle, measure=measure, name=name, progress=progress)
+                              allow_pickle=allow_pickle, measure=measure, name=name, embedding_bits=embedding_bits,
+                              progress=progress)
     progress("load", 0, 1)
     src = load_source(model_dir, calibration, allow_pickle, need=precision == "int8")
     progress("load", 1, 1)

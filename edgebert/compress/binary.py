@@ -23,7 +23,7 @@ from edgebert.compress.int8 import RANGE_METHODS, activation_range, quantize_emb
 from edgebert.errors import ConversionError, InputError
 from edgebert.graph.binarize import binarize, dequantize
 from edgebert.graph.form import Graph, Node
-from edgebert.graph.quantize import affine_params, dequantize_affine, quantize_affine
+from edgebert.graph.quantize import affine_params, dequantize_affine, quantize_affine, quantize_rows_4bit
 
 MODES = {"binary": "static", "binary-full": "binary"}
 _SEARCH_ROWS = 1024
@@ -68,18 +68,34 @@ def binarize_linear(g: Graph, node: Node, stats: InputStats, act: str) -> Node:
     return Node(node.op, node.name, node.inputs, node.outputs, a)
 
 
+def word_rows_4bit(g: Graph, node: Node) -> Node:
+    """The word table as 4-bit rows (two codes a byte, a scale per row: ``quantize_rows_4bit``)."""
+    a = dict(node.attrs)
+    packed, scales = quantize_rows_4bit(g.tensors[a["word"]].astype(np.float32))
+    cols = int(g.tensors[a["word"]].shape[1])
+    g.tensors[a["word"]], g.tensors[f"{a['word']}.scale"] = packed, scales
+    a.update(word_scale=f"{a['word']}.scale", word_bits=4, word_cols=cols)
+    return Node(node.op, node.name, node.inputs, node.outputs, a)
+
+
 def binarize_graph(fp32: Graph, stats: dict[str, InputStats], precision: str = "binary",
-                   keep_fp32: tuple[str, ...] = (), quantize_embeddings: bool = True) -> Graph:
+                   keep_fp32: tuple[str, ...] = (), quantize_embeddings: bool = True,
+                   embedding_bits: int = 8) -> Graph:
     """A copy of an fp32 graph with 1-bit linears (``precision`` "binary": W1A8, "binary-full":
-    W1A1) and int8 embedding rows; ``keep_fp32`` names linears left in float32."""
+    W1A1) and int8 embedding rows (4-bit word rows with ``embedding_bits`` 4); ``keep_fp32`` names
+    linears left in float32."""
     if precision not in MODES:
         raise InputError(f"--precision: expected one of {tuple(MODES)}, found {precision!r}")
+    if embedding_bits not in (4, 8):
+        raise InputError(f"--embedding-bits: expected 4 or 8, found {embedding_bits}")
     g = fp32.copy()
     for node in fp32.nodes:
         if node.op == "linear" and node.name not in keep_fp32:
             if node.name not in stats:
                 raise ConversionError(f"{node.name}: expected calibration statistics, found none")
             g.replace(binarize_linear(g, node, stats[node.name], MODES[precision]))
+        elif node.op == "embedding" and embedding_bits == 4:
+            g.replace(quantize_embedding(g, word_rows_4bit(g, node), keys=("position",)))
         elif node.op == "embedding" and quantize_embeddings:
             g.replace(quantize_embedding(g, node))
     g.meta = {**fp32.meta, "precision": precision}

@@ -209,9 +209,9 @@ def correct_bias(g: Graph, node: Node, w32: np.ndarray, stats: InputStats) -> No
     return Node(node.op, node.name, node.inputs, node.outputs, a)
 
 
-def quantize_embedding(g: Graph, node: Node) -> Node:
+def quantize_embedding(g: Graph, node: Node, keys: tuple[str, ...] = ("word", "position")) -> Node:
     a = dict(node.attrs)
-    for key in ("word", "position"):
+    for key in keys:
         codes, scales = quantize_symmetric(g.tensors[a[key]], axis=0)  # one scale per row
         g.tensors[a[key]], g.tensors[f"{a[key]}.scale"] = codes, scales
         a[f"{key}_scale"] = f"{a[key]}.scale"

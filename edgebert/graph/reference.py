@@ -18,7 +18,7 @@ from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
 from edgebert.graph.binarize import BinaryWeight, binarize_activations, per_row, row_bytes, w1a1_core, w1a8_linear
 from edgebert.graph.form import Graph, Node, pooling_modes
-from edgebert.graph.quantize import dynamic_affine_params, quantize_affine
+from edgebert.graph.quantize import dynamic_affine_params, quantize_affine, unpack_rows_4bit
 
 Observer = Callable[[Node, np.ndarray, np.ndarray], None]
 MASK_VALUE = np.float32(-1e4)
@@ -47,7 +47,12 @@ def _table(g: Graph, node: Node, key: str) -> tuple[np.ndarray, np.ndarray | Non
     return g.tensors[node.attrs[key]], (g.tensors[scale] if scale else None)
 
 
-def _gather(table: np.ndarray, scale: np.ndarray | None, index: np.ndarray) -> np.ndarray:
+def _gather(table: np.ndarray, scale: np.ndarray | None, index: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """Rows of an embedding table times their scale; ``cols`` set: the table holds 4-bit packed rows."""
+    if cols is not None:
+        index = np.asarray(index)
+        rows = unpack_rows_4bit(table[index.ravel()], cols).astype(np.float32).reshape(*index.shape, cols)
+        return rows * scale[index][..., None] if scale is not None else rows
     rows = table[index].astype(np.float32)
     return rows * scale[index][..., None] if scale is not None else rows
 
@@ -174,7 +179,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
         a = node.attrs
         if node.op == "embedding":
             ids = x[0]
-            out = _gather(*_table(g, node, "word"), ids)
+            out = _gather(*_table(g, node, "word"), ids, int(a["word_cols"]) if a.get("word_bits") == 4 else None)
             positions = np.arange(ids.shape[1])
             out = out + _gather(*_table(g, node, "position"), positions)[None]
         elif node.op == "layernorm":

@@ -102,3 +102,25 @@ def test_a_tinyml_net_distilled_binarization_aware_beats_plain_binarization(digi
     sizes = trained.manifest.quantization["sizes"]
     assert sizes["linear_bits"] == (64 * 32 + 32 * 32 + 32 * 10) // 8 and sizes["linear_scales_centres"] == 3 * 8
     assert accuracy(trained) > accuracy(plain) + 0.1
+
+
+def test_four_bit_word_rows_halve_the_table_and_follow_their_codes(tiny_ckpt: Path, calibration_file: Path,
+                                                                   binary_artifact, tmp_path: Path) -> None:
+    import edgebert
+    from edgebert.graph.quantize import dequantize_rows_4bit
+
+    art = edgebert.convert(tiny_ckpt, tmp_path / "b4", "binary", calibration_file, embedding_bits=4)
+    g4, g8 = (Graph.load(a / "graph.safetensors") for a in (art.path, binary_artifact.path))
+    emb = g4.nodes[0].attrs
+    word4, word8 = g4.tensors[emb["word"]], g8.tensors[g8.nodes[0].attrs["word"]]
+    assert emb["word_bits"] == 4 and word4.dtype == np.uint8 and word4.shape == (word8.shape[0], word8.shape[1] // 2)
+    assert art.manifest.quantization["bits"]["embeddings"] == 4
+    ids = np.array([[0, 5, 17, 99]])
+    out = reference.run(g4, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    rows = dequantize_rows_4bit(word4, g4.tensors[emb["word_scale"]], emb["word_cols"])
+    assert np.isfinite(out["sentence_embedding"]).all() and rows.shape == word8.shape
+    engine = Engine.load(art.path)  # the device runs the 4-bit rows through the same executor
+    assert np.abs(engine.backend.run({"input_ids": ids, "attention_mask": np.ones_like(ids)})["sentence_embedding"]
+                  - out["sentence_embedding"]).max() <= 1e-5
+    with pytest.raises(InputError, match="--embedding-bits"):
+        edgebert.convert(tiny_ckpt, tmp_path / "x", "int8", calibration_file, embedding_bits=4)
