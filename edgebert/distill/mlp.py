@@ -33,7 +33,7 @@ def distill_mlp(teacher_dir: str | Path, inputs: np.ndarray, out_dir: str | Path
     import torch
     from torch import nn
 
-    from edgebert.distill.student import binarize_linears
+    from edgebert.distill.student import binarize_linears, plain_state
     from edgebert.model.tinyml import load_mlp, save_mlp
 
     if steps is None and minutes is None:
@@ -101,8 +101,7 @@ def distill_mlp(teacher_dir: str | Path, inputs: np.ndarray, out_dir: str | Path
         if step % 100 == 0 or step == total:
             curve.append({"step": step, "seconds": round(time.monotonic() - started, 2), "agreement": agreement()})
         progress("distill (binarization-aware)", step, int(total) if total != math.inf else step)
-    state = {k.replace(".parametrizations.weight.original", ".weight"): v.detach().numpy()
-             for k, v in student.state_dict().items()}
+    state = plain_state(student)
     linears = [i for i, m in enumerate(student) if isinstance(m, nn.Linear)]
     latent = {}
     for j, i in enumerate(linears):

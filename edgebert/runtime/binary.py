@@ -43,16 +43,24 @@ class BinaryKernels:
                                ctypes.c_int, _P]
         self._w1a1.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P, _P, ctypes.c_int, _P]
         self._w1a8.restype = self._w1a1.restype = ctypes.c_int
+        self._operands: dict[str, tuple] = {}
+
+    def _prepared(self, g: Graph, node: Node) -> tuple:
+        """A linear's contiguous operands (bits, per-row scale and centre, bias), checked and
+        converted once per node, not on every call."""
+        if node.name not in self._operands:
+            b = binary_weight(g, node)
+            bias = _f32(g.tensors[node.attrs["bias"]]) if node.attrs.get("bias") else None
+            self._operands[node.name] = (b, np.ascontiguousarray(b.bits), _f32(b.scale), _f32(b.centre), bias)
+        return self._operands[node.name]
 
     def linear(self, g: Graph, node: Node, x: np.ndarray) -> np.ndarray:
         a = node.attrs
-        b = binary_weight(g, node)
+        b, bits, scale, centre, bias = self._prepared(g, node)
         flat = _f32(x.reshape(-1, x.shape[-1]))
         if flat.shape[1] != b.in_features or not np.isfinite(flat).all():
             raise InputError(f"{node.name}: expected finite inputs of width {b.in_features}, found {flat.shape[1]} "
                              "wide or non-finite ones")
-        bits, scale, centre = np.ascontiguousarray(b.bits), _f32(b.scale), _f32(b.centre)
-        bias = _f32(g.tensors[a["bias"]]) if a.get("bias") else None
         y = np.empty((flat.shape[0], b.shape[0]), np.float32)
         if a.get("act") == "static":
             code = self._w1a8(_ptr(flat), flat.shape[0], b.in_features, float(a["act_scale"]), int(a["act_zero_point"]),
