@@ -102,6 +102,10 @@ def test_a_tinyml_net_distilled_binarization_aware_beats_plain_binarization(digi
     sizes = trained.manifest.quantization["sizes"]
     assert sizes["linear_bits"] == (64 * 32 + 32 * 32 + 32 * 10) // 8 and sizes["linear_scales_centres"] == 3 * 8
     assert accuracy(trained) > accuracy(plain) + 0.1
+    backend = Engine.load(trained.path).backend  # non-finite or non-float inputs never reach the C kernels
+    for bad in (np.full((1, 64), np.nan, np.float32), np.full((1, 64), np.inf, np.float32), np.ones((1, 64), int)):
+        with pytest.raises(InputError, match="expected finite float inputs"):
+            backend.run({"x": bad})
 
 
 def test_four_bit_word_rows_halve_the_table_and_follow_their_codes(tiny_ckpt: Path, calibration_file: Path,
