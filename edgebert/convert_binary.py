@@ -72,6 +72,25 @@ def _distilled_mlp(model_dir: Path, calibration: str | Path | list[str], out_dir
     return work / "student"
 
 
+def binarization_aware(model_dir: Path) -> str | None:
+    """The mode ("w1a8"/"w1a1") a model directory was distilled through 1-bit weights with, if it was:
+    a BERT student's ``distill.json`` or a TinyML net's ``config.json`` ("distill") says so."""
+    import json
+
+    for name, key in (("distill.json", None), ("config.json", "distill")):
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        raw = raw.get(key) if key and isinstance(raw, dict) else raw
+        if isinstance(raw, dict) and raw.get("binarize") in DISTILL.values():
+            return str(raw["binarize"])
+    return None
+
+
 def _library(tmp: Path) -> list[str]:
     from edgebert.runtime.binary import LIBRARY, SOURCES
     from firmware_export import toolchain
@@ -137,13 +156,15 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
     progress("load", 1, 1)
     stats = calibrate(src.fp32, src.calibration)
     progress("binarize", 0, 1)
-    graph = binarize_graph(src.fp32, stats, precision, embedding_bits=embedding_bits)
+    trained = binarization_aware(Path(model_dir))
+    graph = binarize_graph(src.fp32, stats, precision, embedding_bits=embedding_bits,
+                           bias_correction=trained is None)
     progress("binarize", 1, 1)
     with atomic_dir(out_dir, "the artifact") as tmp:
         files = ["graph.safetensors"]
         graph.save(tmp / "graph.safetensors")
         if src.tokenizer is not None:
-            src.tokenizer.save(str(tmp / "tokenizer.json"))
+            src.tokenizer.save(str(tmp / "tokenizer.json"), pretty=False)  # compact: ~40% of the pretty file
             files.append("tokenizer.json")
         files += _library(tmp)
         metrics = {"fidelity": _fidelity(src, graph, tmp)} if measure and src.evaluation else {}
@@ -165,7 +186,7 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
                                      "attention_matmul": "fp32", "pool_projection": "fp32"},
                           "bits": {"linear": 1, "embeddings": embedding_bits, "position": 8,
                                    "activations": 8 if act == "static" else 1},
-                          "sizes": sizes, "binarization_aware_training": distilled},
+                          "sizes": sizes, "binarization_aware_training": trained is not None},
             files=file_entries(tmp, files), onnx={}, metrics=metrics, runtime=BINARY_RUNTIME,
             memory={"flash_bytes": sum((tmp / f).stat().st_size for f in files)},
             created=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
@@ -176,4 +197,4 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
     return Artifact(out_dir, manifest)
 
 
-__all__ = ["convert_binary", "state_dir"]
+__all__ = ["binarization_aware", "convert_binary", "state_dir"]
