@@ -63,7 +63,8 @@ class Manifest:
             raise ArtifactError(f"manifest: expected format_version {FORMAT_VERSION}, found {self.format_version!r}")
         if self.precision not in PRECISIONS:
             raise ArtifactError(f"manifest: expected precision one of {PRECISIONS}, found {self.precision!r}")
-        needed = HOST_ONLY if self.runtime == BINARY_RUNTIME else "model.onnx"
+        # a binarized artifact (and its firmware export) holds no ONNX model: its linears are packed bits
+        needed = HOST_ONLY if self.runtime == BINARY_RUNTIME or self.precision.startswith("binary") else "model.onnx"
         if needed not in self.files:
             raise ArtifactError(f"manifest: expected a files entry for {needed}, found none")
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgebert.artifact import BINARY_RUNTIME, Artifact, Manifest, file_entries
 from edgebert.compress.binary import MODES, binarize_graph
 from edgebert.compress.calibrate import calibrate
-from edgebert.errors import InputError
+from edgebert.errors import EdgeBertError, InputError
 from edgebert.files import atomic_dir
 from edgebert.graph.form import Graph
 from edgebert.model.tinyml import is_mlp_dir
@@ -37,7 +37,7 @@ def state_dir(out_dir: Path) -> Path:
 
 
 def _distilled(model_dir: Path, calibration: str | Path | list[str], out_dir: Path, precision: str,
-               steps: int | None, minutes: float | None, progress: Progress) -> Path:
+               steps: int | None, minutes: float | None, vocab_size: int | None, progress: Progress) -> Path:
     """A binarization-aware student of ``model_dir`` (same shape, the teacher's pooling) trained on
     the calibration text; resumable in ``state_dir(out_dir)``."""
     from edgebert.distill import distill
@@ -51,7 +51,7 @@ def _distilled(model_dir: Path, calibration: str | Path | list[str], out_dir: Pa
     data.write_text("\n".join(s for s in lines if s) + "\n", encoding="utf-8")
     cfg = ckpt.config
     distill(model_dir, data, work / "student", f"L{cfg.num_hidden_layers}H{cfg.hidden_size}", steps=steps,
-            minutes=minutes, binarize=DISTILL[precision],
+            minutes=minutes, binarize=DISTILL[precision], vocab_size=vocab_size,
             pooling=ckpt.pooling.mode if ckpt.pooling is not None else "mean", progress=progress)
     return work / "student"
 
@@ -72,9 +72,9 @@ def _distilled_mlp(model_dir: Path, calibration: str | Path | list[str], out_dir
     return work / "student"
 
 
-def binarization_aware(model_dir: Path) -> str | None:
-    """The mode ("w1a8"/"w1a1") a model directory was distilled through 1-bit weights with, if it was:
-    a BERT student's ``distill.json`` or a TinyML net's ``config.json`` ("distill") says so."""
+def _distill_report(model_dir: Path) -> dict:
+    """A distilled model directory's report (a BERT student's ``distill.json``, a TinyML net's
+    ``config.json`` "distill"), or {}."""
     import json
 
     for name, key in (("distill.json", None), ("config.json", "distill")):
@@ -86,9 +86,31 @@ def binarization_aware(model_dir: Path) -> str | None:
         except (OSError, ValueError):
             continue
         raw = raw.get(key) if key and isinstance(raw, dict) else raw
-        if isinstance(raw, dict) and raw.get("binarize") in DISTILL.values():
-            return str(raw["binarize"])
-    return None
+        if isinstance(raw, dict):
+            return raw
+    return {}
+
+
+def binarization_aware(model_dir: Path) -> str | None:
+    """The mode ("w1a8"/"w1a1") a model directory was distilled through 1-bit weights with, if it was."""
+    mode = _distill_report(model_dir).get("binarize")
+    return str(mode) if mode in DISTILL.values() else None
+
+
+def _teacher_graph(model_dir: Path, src: Source) -> tuple[Graph, str] | None:
+    """The fp32 graph a binarization-aware model was distilled from, when it is still where the
+    report says and reads the same inputs (the same vocabulary): the fidelity's reference then.
+    (The student's own float weights are only latent: it never ran with them.)"""
+    teacher = _distill_report(model_dir).get("teacher")
+    if not teacher or not Path(teacher).is_dir():
+        return None
+    try:
+        t = load_source(Path(teacher), None, False, need=False)
+    except EdgeBertError:
+        return None
+    same = (t.tokenizer is None) == (src.tokenizer is None) and (
+        t.tokenizer is None or t.tokenizer.get_vocab() == src.tokenizer.get_vocab())
+    return (t.fp32, t.name) if same else None
 
 
 def _library(tmp: Path) -> list[str]:
@@ -122,19 +144,24 @@ def _sizes(fp32: Graph, graph: Graph) -> dict:
             "graph_total": int(total)}
 
 
-def _fidelity(src: Source, graph: Graph, tmp: Path) -> dict:
-    """The artifact's outputs (through its host library) against the fp32 graph's, on the held-out text."""
+def _fidelity(src: Source, graph: Graph, tmp: Path, teacher: tuple[Graph, str] | None) -> dict:
+    """The artifact's outputs (through its host library) against the fp32 graph's - the teacher's,
+    for a binarization-aware student - on the held-out rows."""
     from edgebert.graph import reference
     from edgebert.measure import compare_outputs, evaluation_outputs
     from edgebert.runtime.binary import BinaryBackend
 
     backend = BinaryBackend(tmp)
     got = evaluation_outputs(src, lambda f: backend.run(f))
-    ref = evaluation_outputs(src, lambda f: reference.run(src.fp32, f))
+    ref = evaluation_outputs(src, lambda f: reference.run(teacher[0] if teacher else src.fp32, f))
     oracle = evaluation_outputs(src, lambda f: reference.run(graph, f))
     cos, cos_oracle = compare_outputs(got, ref), compare_outputs(oracle, ref)
-    return {"metric": "cosine of sentence embeddings to the fp32 model" if src.tokenizer is not None else
-            "cosine of outputs to the fp32 model", "mean": float(cos.mean()), "worst": float(cos.min()),
+    what = "sentence embeddings" if src.tokenizer is not None else "outputs"
+    extra = {}
+    if teacher is not None and src.tokenizer is None and got.shape[1] > 1:  # a classifier: the decisions too
+        extra["argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
+    return {"metric": f"cosine of {what} to the fp32 " + (f"teacher ({teacher[1]})" if teacher else "model"),
+            **extra, "mean": float(cos.mean()), "worst": float(cos.min()),
             "reference_mean": float(cos_oracle.mean()), "kernel_vs_reference_max_abs": float(np.abs(got - oracle).max()),
             "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out}
 
@@ -142,15 +169,18 @@ def _fidelity(src: Source, graph: Graph, tmp: Path) -> dict:
 def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: str | Path | list[str], *,
                    steps: int | None = None, minutes: float | None = None, allow_pickle: bool = False,
                    measure: bool = True, name: str | None = None, embedding_bits: int = 8,
-                   progress: Progress = silent) -> Artifact:
+                   vocab_size: int | None = None, progress: Progress = silent) -> Artifact:
     if precision not in MODES:
         raise InputError(f"--precision: expected one of {', '.join(MODES)}, found {precision!r}")
     teacher_dir = model_dir
     distilled = steps is not None or minutes is not None
+    if vocab_size is not None and is_mlp_dir(Path(model_dir)):
+        raise InputError(f"--vocab-size: expected a BERT checkpoint (a word table to prune), found a TinyML net "
+                         f"({model_dir})")
     if distilled and is_mlp_dir(Path(model_dir)):
         model_dir = _distilled_mlp(Path(model_dir), calibration, out_dir, precision, steps, minutes, progress)
     elif distilled:
-        model_dir = _distilled(model_dir, calibration, out_dir, precision, steps, minutes, progress)
+        model_dir = _distilled(model_dir, calibration, out_dir, precision, steps, minutes, vocab_size, progress)
     progress("load", 0, 1)
     src = load_source(model_dir, calibration, allow_pickle, need=True)
     progress("load", 1, 1)
@@ -159,6 +189,10 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
     trained = binarization_aware(Path(model_dir))
     graph = binarize_graph(src.fp32, stats, precision, embedding_bits=embedding_bits,
                            bias_correction=trained is None)
+    if graph.meta.get("architecture") == "mlp":  # what a firmware export needs to quantize the outputs
+        from edgebert.converter import output_ranges
+
+        graph.meta["output_ranges"] = output_ranges(graph, src.calibration)
     progress("binarize", 1, 1)
     with atomic_dir(out_dir, "the artifact") as tmp:
         files = ["graph.safetensors"]
@@ -167,7 +201,8 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
             src.tokenizer.save(str(tmp / "tokenizer.json"), pretty=False)  # compact: ~40% of the pretty file
             files.append("tokenizer.json")
         files += _library(tmp)
-        metrics = {"fidelity": _fidelity(src, graph, tmp)} if measure and src.evaluation else {}
+        teacher = _teacher_graph(Path(model_dir), src) if trained is not None else None
+        metrics = {"fidelity": _fidelity(src, graph, tmp, teacher)} if measure and src.evaluation else {}
         sizes = _sizes(src.fp32, graph)
         act = MODES[precision]
         manifest = Manifest(

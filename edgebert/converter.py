@@ -71,7 +71,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
             calibration: str | Path | list[str] | None = None, *, force: bool = False,
             allow_pickle: bool = False, scheme: Int8Scheme | None = None, measure: bool = True,
             name: str | None = None, steps: int | None = None, minutes: float | None = None,
-            embedding_bits: int = 8, progress: Progress = silent) -> Artifact:
+            embedding_bits: int = 8, vocab_size: int | None = None, progress: Progress = silent) -> Artifact:
     """Convert a model directory into an artifact directory and return the Artifact.
 
     BERT checkpoints take ``calibration`` as a UTF-8 text file (one sentence per line) or a list
@@ -98,13 +98,16 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
                          f"{precision}")
     if (steps is not None or minutes is not None) and not precision.startswith("binary"):
         raise InputError(f"--steps/--minutes: expected only with --precision binary or binary-full, found {precision}")
+    if vocab_size is not None and (steps is None and minutes is None or vocab_size < 8):
+        raise InputError(f"--vocab-size: expected at least 8 word rows, with a binary --steps/--minutes distillation "
+                         f"(it prunes the student's table), found {vocab_size} with steps={steps}, minutes={minutes}")
     if precision.startswith("binary"):
         from edgebert.convert_binary import convert_binary
 
         assert calibration is not None
         return convert_binary(model_dir, out_dir, precision, calibration, steps=steps, minutes=minutes,
                               allow_pickle=allow_pickle, measure=measure, name=name, embedding_bits=embedding_bits,
-                              progress=progress)
+                              vocab_size=vocab_size, progress=progress)
     progress("load", 0, 1)
     src = load_source(model_dir, calibration, allow_pickle, need=precision == "int8")
     progress("load", 1, 1)

@@ -1,5 +1,6 @@
 """``export``: an int8 TinyML artifact -> a firmware artifact (.tflite, TFLM bundle or C99), built,
-checked and measured, written atomically.
+checked and measured, written atomically; a binarized (W1A8) TinyML artifact -> C99 only
+(``lower_binary``, ``c99_binary``: the same firmware API over packed 1-bit weights).
 
 The output directory is itself an artifact (manifest, sha256 of every file) that the registry
 records and provisioning delivers: the source artifact's files plus the firmware files and
@@ -25,9 +26,11 @@ from edgebert.files import atomic_dir
 from edgebert.graph.form import Graph
 from edgebert.progress import Progress, silent
 from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY, Firmware
-from firmware_export import c99, program, tflite, tflm, toolchain
+from firmware_export import c99, c99_binary, program, program_binary, tflite, tflm, toolchain
 from firmware_export.budget import Budget, budget_for
-from firmware_export.lower import lower_mlp
+from firmware_export.lower import is_binary, lower_mlp
+from firmware_export.lower_binary import lower_binary_mlp
+from firmware_export.program_binary import BinMlp
 
 TARGETS = ("tflite", "tflm", "c")
 RUNTIMES = {"tflite": "litert", "tflm": "tflite-micro", "c": "c99"}
@@ -56,7 +59,10 @@ def probe_inputs(model: program.IntMlp, n: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(lo * 1.1, hi * 1.1, (n, model.input_dim)).astype(np.float32)
 
 
-def _description(model: program.IntMlp, source_id: str, target: str) -> dict[str, Any]:
+def _description(model: program.IntMlp | BinMlp, source_id: str, target: str) -> dict[str, Any]:
+    arithmetic = ("W1A8: packed 1-bit weights (centre + scale * sign) on int8 activations, int32 accumulators, "
+                  "TFLite Micro's double-rounding requantization" if isinstance(model, BinMlp) else
+                  "TFLite Micro int8 (per-channel FULLY_CONNECTED, double-rounding requantization)")
     return {
         "format": FORMAT, "target": target, "runtime": RUNTIMES[target],
         "source_artifact": source_id, "task": model.task, "loss": model.loss,
@@ -65,7 +71,7 @@ def _description(model: program.IntMlp, source_id: str, target: str) -> dict[str
                          "input_mul": model.input_mul.tolist(), "feature_zero_point": model.feature_zero_point,
                          "feature_scale": model.feature_scale.tolist(), "output_scale": model.output_scale,
                          "output_zero_point": model.output_zero_point,
-                         "arithmetic": "TFLite Micro int8 (per-channel FULLY_CONNECTED, double-rounding requantization)"},
+                         "arithmetic": arithmetic},
     }
 
 
@@ -90,11 +96,11 @@ def _tflite_files(tmp: Path, model: program.IntMlp, x: np.ndarray, ref: tuple, t
             "agreement": {"inputs": len(x), "tflm_vs_reference": "bit-exact"}}
 
 
-def _c_files(tmp: Path, model: program.IntMlp, x: np.ndarray, ref: tuple, origin: str, lr: float,
+def _c_files(tmp: Path, model: program.IntMlp | BinMlp, x: np.ndarray, ref: tuple, origin: str, lr: float,
              measure: bool, progress: Progress) -> dict:
     from firmware_export import m4
 
-    sources = c99.sources(model, origin)
+    sources = c99_binary.sources(model, origin) if isinstance(model, BinMlp) else c99.sources(model, origin)
     for name, text in sources.items():
         (tmp / name).write_text(text, encoding="utf-8")
     toolchain.host_library(tmp, ["edgebert_model.c", "eb_api.c"], tmp / LIBRARY)
@@ -117,7 +123,8 @@ def _c_files(tmp: Path, model: program.IntMlp, x: np.ndarray, ref: tuple, origin
         figures = {**fig.to_dict(), "flash_bytes": fig.learn_flash_bytes, "ram_bytes": fig.learn_ram_bytes,
                    "measured": "cortex-m4 (arm-none-eabi-gcc -O2, QEMU mps2-an386 -icount shift=0)"}
         progress("measure on Cortex-M4 (QEMU)", 1, 1)
-    return {"files": files, "ops": ["linear", "relu"], "figures": figures, "agreement": agreement}
+    ops = ["linear_w1a8", "relu"] if isinstance(model, BinMlp) else ["linear", "relu"]
+    return {"files": files, "ops": ops, "figures": figures, "agreement": agreement}
 
 
 def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device: str | None = None,
@@ -150,11 +157,15 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
 
         return export_text(source, graph, target, out_dir, budget=budget, measure=measure, max_length=max_length,
                            embedding_bits=embedding_bits, progress=progress)
+    binary = any(is_binary(n) for n in graph.linears())
+    if binary and target != "c":
+        raise InputError(f"--target {target}: expected --target c for a binarized net (TFLite has no 1-bit "
+                         "FULLY_CONNECTED op; the C export runs the packed bits), found a binarized artifact")
     progress("lower", 0, 1)
-    model = lower_mlp(graph)
+    model = lower_binary_mlp(graph) if binary else lower_mlp(graph)
     progress("lower", 1, 1)
-    x = probe_inputs(model, CHECK_INPUTS)
-    ref = program.run(model, x)
+    x = probe_inputs(model, CHECK_INPUTS)  # type: ignore[arg-type]  # the same input fields
+    ref = program_binary.run(model, x) if isinstance(model, BinMlp) else program.run(model, x)
     origin = source.manifest.artifact_id
     with atomic_dir(out_dir, "the firmware artifact") as tmp:
         copy_source(source, tmp)

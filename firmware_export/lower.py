@@ -20,9 +20,14 @@ from firmware_export.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 from firmware_export.program import IntLayer, IntMlp
 
 
-def _chain(graph: Graph) -> list[tuple[Node, bool, str]]:
+def is_binary(node: Node) -> bool:
+    """A W1A8 linear of a binarized graph (1-bit weights, static 8-bit inputs)."""
+    return node.op == "linear" and node.attrs.get("weight_bits") == 1 and node.attrs.get("act") == "static"
+
+
+def linear_chain(graph: Graph, binary: bool = False) -> list[tuple[Node, bool, str]]:
     """The graph as (linear, followed by a ReLU, the name of the value it ends in) triples, or
-    ArtifactError naming what cannot be expressed."""
+    ArtifactError naming what cannot be expressed; ``binary``: every linear W1A8 instead of int8."""
     if graph.meta.get("architecture") != "mlp":
         raise ArtifactError(f"firmware export: expected a TinyML MLP graph (architecture mlp), found "
                             f"{graph.meta.get('architecture')!r} (transformer ops come with a later release)")
@@ -30,7 +35,11 @@ def _chain(graph: Graph) -> list[tuple[Node, bool, str]]:
     for node in graph.nodes:
         if node.op == "linear":
             a = node.attrs
-            if a.get("act") != "static" or graph.tensors[a["weight"]].dtype != np.int8:
+            if binary and not is_binary(node):
+                raise ArtifactError(f"{node.name}: expected a W1A8 linear (1-bit weights, static 8-bit inputs), "
+                                    f"found act={a.get('act')!r}, weight_bits={a.get('weight_bits', 8)} (convert "
+                                    "with --precision binary)")
+            if not binary and (a.get("act") != "static" or graph.tensors[a["weight"]].dtype != np.int8):
                 raise ArtifactError(f"{node.name}: expected an int8 linear with static activations, found act="
                                     f"{a.get('act')!r}, weights {graph.tensors[a['weight']].dtype} (convert with "
                                     f"--precision int8 and no --dynamic/--keep-fp32)")
@@ -58,7 +67,7 @@ def _input_mul(graph: Graph, node: Node) -> np.ndarray:
     return mul
 
 
-def _output_quantization(graph: Graph, name: str) -> tuple[float, int]:
+def output_quantization(graph: Graph, name: str) -> tuple[float, int]:
     ranges = graph.meta.get("output_ranges", {}).get(name)
     if ranges is None:
         raise ArtifactError(f"graph: expected the calibrated range of output {name!r} (recorded by edgebert 0.1 "
@@ -87,7 +96,7 @@ def _layer(graph: Graph, node: Node, relu: bool, out_q: tuple[float, int], next_
 
 def lower_mlp(graph: Graph) -> IntMlp:
     """The integer program of an int8 MLP graph whose outputs are ``features`` and ``output``."""
-    chain = _chain(graph)
+    chain = linear_chain(graph)
     ends = [end for _, _, end in chain]
     if ends[-1] != "output" or "features" not in ends:
         raise ArtifactError(f"firmware export: expected a chain ending in 'output' with a 'features' value, found "
@@ -101,7 +110,7 @@ def lower_mlp(graph: Graph) -> IntMlp:
             out_q = (float(np.float32(nxt.attrs["act_scale"])), int(nxt.attrs["act_zero_point"]) - 128)
         else:
             next_mul = np.ones(graph.tensors[node.attrs["weight"]].shape[0], np.float32)
-            out_q = _output_quantization(graph, "output")
+            out_q = output_quantization(graph, "output")
         layers.append(_layer(graph, node, relu, out_q, next_mul))
     first = chain[0][0]
     feature_mul = (_input_mul(graph, chain[feature_layer + 1][0]) if feature_layer + 1 < len(chain)
@@ -113,4 +122,4 @@ def lower_mlp(graph: Graph) -> IntMlp:
                   str(cfg.get("task", "")), str(cfg.get("loss", "xent")))
 
 
-__all__ = ["lower_mlp"]
+__all__ = ["is_binary", "linear_chain", "lower_mlp", "output_quantization"]

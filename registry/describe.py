@@ -172,14 +172,15 @@ def manifest_ntriples(art: Artifact) -> str:
     ram = int(memory.get("peak_ram_bytes") or flash)
     fid = m.metrics.get("fidelity", {})
     lat = m.metrics.get("latency", {})
+    model_file = m.files.get("model.onnx") or m.files["graph.safetensors"]  # a binarized artifact has no ONNX
     facts = [
         (a, iri(RDF + "type"), iri(EB + "Artifact")), (a, iri(RDF + "type"), iri(PROV + "Entity")),
         (a, iri(SCHEMA + "identifier"), lit(m.artifact_id)), (a, iri(SCHEMA + "name"), lit(m.artifact_id)),
         (a, iri(PROV + "wasDerivedFrom"), mdl), (a, iri(EB + "family"), lit(m.source["name"])),
         (a, iri(EB + "precision"), iri(EB + m.precision)), (a, iri(EB + "runtime"), iri(EB + m.runtime)),
-        (a, iri(EB + "sizeBytes"), lit(int(memory["flash_bytes"]) if m.firmware else int(m.files["model.onnx"].bytes))),
+        (a, iri(EB + "sizeBytes"), lit(int(memory["flash_bytes"]) if m.firmware else int(model_file.bytes))),
         (a, iri(EB + "requiresFlashBytes"), lit(flash)), (a, iri(EB + "requiresRamBytes"), lit(ram)),
-        (a, iri(EB + "sha256"), lit(m.files["model.onnx"].sha256)),
+        (a, iri(EB + "sha256"), lit(model_file.sha256)),
         (a, iri(SCHEMA + "dateCreated"), datetime_lit(m.created or "1970-01-01T00:00:00+00:00")),
         (a, iri(SCHEMA + "softwareVersion"), lit(m.toolkit_version)),
         (mdl, iri(RDF + "type"), iri(EB + "Model")), (mdl, iri(RDF + "type"), iri(PROV + "Entity")),

@@ -50,6 +50,13 @@ class Match:
         return asdict(self)
 
 
+def _ontology_sha256() -> str:
+    """Which ontology and runtime op lists a store holds (reloaded when the package's differ)."""
+    import hashlib
+
+    return hashlib.sha256(data_path("edgebert.ttl").read_bytes() + data_path("runtime_ops.json").read_bytes()).hexdigest()
+
+
 def _short(value: str | None) -> str | None:
     return value.removeprefix(EB) if value else value
 
@@ -57,8 +64,9 @@ def _short(value: str | None) -> str | None:
 class Registry(Deployments):
     def __init__(self, store: Store) -> None:
         self.store = store
-        if not self.store.query(PREFIXES + "ASK { eb:onnxruntime eb:supportsOp ?op }")[0]["ask"]:
-            self._load_ontology()
+        if not self.store.query(PREFIXES + f'ASK {{ GRAPH <{ONTOLOGY_GRAPH}> {{ eb:ontology eb:sha256 '
+                                           f'"{_ontology_sha256()}" }} }}')[0]["ask"]:
+            self._load_ontology()  # a new store, or one written with an older ontology or op list
 
     @classmethod
     def open(cls, spec: str) -> Registry:
@@ -72,6 +80,8 @@ class Registry(Deployments):
         for runtime, ops in runtime_ops().items():
             quads += [ox.Quad(ox.NamedNode(EB + runtime), ox.NamedNode(EB + "supportsOp"), ox.Literal(op), g)
                       for op in ops]
+        quads.append(ox.Quad(ox.NamedNode(EB + "ontology"), ox.NamedNode(EB + "sha256"), ox.Literal(_ontology_sha256()),
+                             g))
         self.store.update(f"DROP SILENT GRAPH <{ONTOLOGY_GRAPH}> ;\n" + insert_data(quads))
 
     def _write(self, quads: list[ox.Quad], check_devices: bool = True, shacl: bool = False,

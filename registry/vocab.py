@@ -32,8 +32,8 @@ PREFIXES = "\n".join(f"PREFIX {p}: <{iri}>" for p, iri in {
     "ssn-system": SSN_SYSTEM, "s3n": S3N, "s3nx": S3NX, "sosax": SOSAX, "nnet": NNET, "prov": PROV,
     "schema": SCHEMA, "dcat": DCAT, "om": OM}.items()) + "\n"
 
-RUNTIMES = ("onnxruntime", "litert", "tflite-micro", "c99")
-PRECISIONS = ("fp32", "int8", "binary")
+RUNTIMES = ("onnxruntime", "litert", "tflite-micro", "c99", "edgebert-binary")
+PRECISIONS = ("fp32", "int8", "binary", "binary-full")
 TD_CONTEXT_URLS = ("https://www.w3.org/2022/wot/td/v1.1", "https://www.w3.org/2019/wot/td/v1")
 ONTOLOGY_GRAPH = "urn:edgebert:graph:ontology"
 

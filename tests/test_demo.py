@@ -1,5 +1,6 @@
 """`edgebert demo` end to end on the tiny built-in model: embedded broker, embedded registry, a
-six-device fleet, three federated rounds; the report must show what the issue asks for."""
+seven-device fleet (one low-flash camera node for the binarized net), three federated rounds; the
+report must show what the issue asks for."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from registry.registry import open_registry
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "report"
-    assert main(["demo", "--model", "tiny", "--devices", "6", "--rounds", "3", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "--model", "tiny", "--devices", "7", "--rounds", "3", "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -27,7 +28,7 @@ def test_the_report_has_every_part(demo: Path) -> None:
     report = json.loads((demo / "report.json").read_text())
     md = (demo / "report.md").read_text()
     assert len(report["federated"]["rounds"]) == 3 and "## Fleet" in md and "## Registry questions" in md
-    assert len(report["fleet"]) == 6 and len(set(r["kind"] for r in report["fleet"])) == 4
+    assert len(report["fleet"]) == 7 and len(set(r["kind"] for r in report["fleet"])) == 5
     assert not list(demo.parent.glob(".report.tmp-*"))  # built aside, then renamed
 
 
@@ -64,6 +65,28 @@ def test_every_cortex_m4_device_runs_measured_firmware_within_its_budget(demo: P
     assert "## Fleet" in (demo / "report.md").read_text() and "measured flash / RAM" in (demo / "report.md").read_text()
     digits = report["adaptation"]["digits"]
     assert "C head" in digits["learner"]
+
+
+def test_the_low_flash_camera_node_gets_the_binarized_firmware_by_its_measured_size(demo: Path) -> None:
+    from edgebert.artifact import Artifact
+
+    report = json.loads((demo / "report.json").read_text())
+    arts = report["artifacts"]
+    small = [r for r in report["fleet"] if "11 KB" in r["kind"]]
+    assert len(small) == 1 and small[0]["artifact"] == arts["digits_bin_fw"]["id"]
+    art = Artifact.load(demo / "devices" / small[0]["device"] / "artifacts" / small[0]["artifact"])
+    assert art.manifest.precision == "binary" and art.manifest.runtime == "c99"
+    assert "eb_binary_fc.h" in art.manifest.files and "graph.safetensors" in art.manifest.files
+    # what decided it: the measured flash of each firmware against the device's 11,264 B
+    assert arts["digits_bin_fw"]["flash_bytes"] <= small[0]["flash_bytes"] < arts["digits_fw"]["flash_bytes"]
+    reg = open_registry(str(demo / "registry"))
+    try:
+        assert [m.id for m in reg.match(small[0]["iri"])] == [arts["digits_bin_fw"]["id"]]
+        others = [r for r in report["fleet"] if r["role"] == "digits" and r is not small[0]]
+        assert others and all(arts["digits_bin_fw"]["id"] not in {m.id for m in reg.match(r["iri"])} for r in others)
+    finally:
+        reg.close()
+    assert "**Binarized**" in (demo / "report.md").read_text()
 
 
 def test_bad_options_fail_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -81,7 +81,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         artifact = convert(args.model_dir, args.out, args.precision, args.calibration, force=args.force,
                            allow_pickle=args.allow_pickle, scheme=scheme, measure=not args.no_measure,
                            name=args.name, steps=args.steps, minutes=args.minutes,
-                           embedding_bits=args.embedding_bits, progress=progress)
+                           embedding_bits=args.embedding_bits, vocab_size=args.vocab_size, progress=progress)
     if args.json:
         print(artifact.manifest.to_json())
     else:
@@ -108,6 +108,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=int, help="binary: distil binarization-aware for this many steps first "
                         "(the fp32 checkpoint is the teacher; resumable after Ctrl-C)")
     budget.add_argument("--minutes", type=float, help="binary: distil binarization-aware for this long first")
+    p.add_argument("--vocab-size", type=int, help="binary with --steps/--minutes: keep this many word rows, the most "
+                   "frequent in the calibration text (rare words are spelled in more pieces; default: all)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--name", help="model name used in the artifact id (default: the checkpoint directory's name)")
     p.add_argument("--allow-pickle", action="store_true",

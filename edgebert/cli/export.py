@@ -1,4 +1,5 @@
-"""``edgebert export``: an int8 TinyML net or text encoder to firmware (.tflite, a TFLite Micro bundle, or C99)."""
+"""``edgebert export``: an int8 TinyML net or text encoder to firmware (.tflite, a TFLite Micro bundle, or C99);
+a binarized (W1A8) TinyML net to C99."""
 
 from __future__ import annotations
 
@@ -111,15 +112,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "checked bit for bit on the host and a Cortex-M4; its word rows are int8, or 4-bit when "
                     "--embedding-bits 4 or when int8 rows miss the flash budget. --target tflite/tflm write TFLite "
                     "builtins (int16 LayerNorm, int8 BATCH_MATMUL and SOFTMAX), calibrated in LiteRT and checked in "
-                    "TFLM and LiteRT against the artifact.\n\n"
+                    "TFLM and LiteRT against the artifact.\n\nA binarized TinyML net (convert --precision binary) "
+                    "exports with --target c only (TFLite has no 1-bit FULLY_CONNECTED): its packed signs run in "
+                    "a W1A8 C kernel with int32 requantization, the same firmware API and learning head, checked "
+                    "bit for bit on the host and a Cortex-M4.\n\n"
                     "targets:\n"
                     + "\n".join(f"  {k:<7} {v}" for k, v in TARGET_HELP.items()),
         epilog="examples:\n  edgebert export digits-int8 --target c --out digits-m4 --device cortex-m4\n"
                "  edgebert export digits-int8 --target tflm --out digits-tflm --ram 64K --flash 256K\n"
                "  edgebert export student-int8 --target c --out student-m4 --device cortex-m4 --max-length 32\n"
+               "  edgebert export digits-binary --target c --out digits-binary-m4 --flash 11K --ram 16K\n"
                "The Cortex-M4 figures need arm-none-eabi-gcc and qemu-system-arm (Debian: apt-get install "
                "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).")
-    p.add_argument("artifact", help="an int8 artifact directory (TinyML net or text encoder)")
+    p.add_argument("artifact", help="an int8 artifact directory (TinyML net or text encoder), or a binarized "
+                   "TinyML net's (--target c)")
     p.add_argument("--target", required=True, choices=tuple(TARGET_HELP), help="what to produce (see above)")
     p.add_argument("--out", required=True, help="output directory (a new firmware artifact)")
     p.add_argument("--device", choices=("cortex-m4",), help="check the build against this device's budget "

@@ -14,6 +14,7 @@ from edgebert.progress import Progress
 HEAD_LR = 0.03  # the camera devices' on-device head (SGD): best of 0.01/0.03/0.1 on the demo's digits streams
 STUDENT_STEPS = 120   # the demo's distillation: a short run, to show the path (benchmarks/distill.py runs 60 min)
 STUDENT_VOCAB = 2000  # word rows kept for the bundled sentences
+BINARY_STEPS = 2000   # binarization-aware distillation of the digits net (seconds; benchmarks/binarize.py: 0.957)
 
 
 def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict[str, Any]:
@@ -41,9 +42,21 @@ def convert_models(work: Path, model: str, progress: Progress, log: Log) -> dict
     progress("train TinyML nets", 2, 2)
     firmware = {f"{task}_fw": firmware_artifact(nets[task][0], work / "artifacts" / f"{task}-int8-c", progress)
                 for task in ("sine", "digits")}
+    firmware.update(binary_digits(work, work / "models" / "digits", progress))
     student = text_mcu_models(work, text, model_dir, name, progress, log)
     return {"text": text, "sine": nets["sine"][0], "digits": nets["digits"][0], "text_name": name,
             "train_metrics": {k: v[1] for k, v in nets.items()}, **firmware, **student}
+
+
+def binary_digits(work: Path, model_dir: Path, progress: Progress) -> dict[str, Any]:
+    """The digits net binarized (W1A8, distilled through its 1-bit weights from the fp32 net) and its
+    C firmware, for the camera nodes whose flash the int8 firmware does not fit."""
+    from edgebert.converter import convert
+
+    art = convert(model_dir, work / "artifacts" / "digits-binary", "binary", model_dir / "calibration.npy",
+                  name="digits", steps=BINARY_STEPS,
+                  progress=lambda s, d, t: progress(f"binarize digits ({s})", d, t))
+    return {"digits_bin": art, "digits_bin_fw": firmware_artifact(art, work / "artifacts" / "digits-binary-c", progress)}
 
 
 def text_mcu_models(work: Path, text: Any, teacher_dir: Path, name: str, progress: Progress,  # noqa: ANN401
@@ -90,9 +103,12 @@ def artifact_summary(art: Any) -> dict[str, Any]:  # noqa: ANN401 - edgebert.art
     m = art.manifest
     fid, lat = m.metrics.get("fidelity", {}), m.metrics.get("latency", {})
     return {"id": m.artifact_id, "family": m.source["name"], "precision": m.precision,
-            "onnx_bytes": m.files["model.onnx"].bytes, "flash_bytes": m.memory.get("flash_bytes"),
+            "onnx_bytes": m.files["model.onnx"].bytes if "model.onnx" in m.files else None,
+            "model_bytes": (m.files.get("model.onnx") or m.files["graph.safetensors"]).bytes,
+            "flash_bytes": m.memory.get("flash_bytes"),
             "peak_ram_bytes": m.memory.get("peak_ram_bytes"), "fidelity_metric": fid.get("metric"),
-            "fidelity_mean": fid.get("mean"), "fidelity_worst": fid.get("worst"), "latency_ms": lat.get("median_ms"),
+            "fidelity_mean": fid.get("mean"), "fidelity_worst": fid.get("worst"),
+            "fidelity_argmax": fid.get("argmax_agreement"), "latency_ms": lat.get("median_ms"),
             "fp32_latency_ms": lat.get("fp32_median_ms")}
 
 

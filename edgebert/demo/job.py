@@ -29,7 +29,7 @@ from edgebert.errors import EdgeBertError, InputError
 from edgebert.files import atomic_dir
 from edgebert.progress import Progress
 
-ARTIFACT_KEYS = ("text", "sine", "digits", "sine_fw", "digits_fw", "student", "student_fw")
+ARTIFACT_KEYS = ("text", "sine", "digits", "sine_fw", "digits_fw", "digits_bin", "digits_bin_fw", "student", "student_fw")
 
 
 def run_demo(cfg: DemoConfig, progress: Progress, log: Log) -> dict[str, Any]:

@@ -137,13 +137,13 @@ def markdown(r: dict[str, Any]) -> str:
         "samples; text devices "
         f"{ad['text']['accuracy_last_20']:.3f} over their last 20 sentences, new topic "
         f"{ad['text']['new_topic_accuracy_after_5']:.3f} after 5 examples.",
-        *_text_mcu_summary(r),
+        *_text_mcu_summary(r), *_binary_summary(r),
         f"- **Update**: the meta-learned model became artifact `{a['sine_meta']['id']}`; the registry named "
         f"{len(q['who_needed_an_update'])} devices as needing it, and a second provisioning pass installed it "
         "(their previous artifact kept on the device and recorded in the registry).", "",
         "![federated rounds](rounds.png)", "", "![adaptation](adaptation.png)", "", "![fleet](fleet.png)", "",
         "## Artifacts", "",
-        "| artifact | family | precision | model.onnx | flash | peak RAM | fidelity (mean / worst) | latency | fp32 |",
+        "| artifact | family | precision | model file | flash | peak RAM | fidelity (mean / worst) | latency | fp32 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in a.values():
@@ -151,7 +151,7 @@ def markdown(r: dict[str, Any]) -> str:
                if s["fidelity_mean"] is not None else "-")
         lat = f"{s['latency_ms']:.3f} ms" if s["latency_ms"] is not None else "-"
         fp = f"{s['fp32_latency_ms']:.3f} ms" if s["fp32_latency_ms"] is not None else "-"
-        lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s['onnx_bytes'])} | "
+        lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s.get('model_bytes', s['onnx_bytes']))} | "
                      f"{_mb(s['flash_bytes'])} | {_mb(s['peak_ram_bytes'])} | {fid} | {lat} | {fp} |")
     lines += _fleet_section(fleet)
     lines += ["", "## Federated rounds", "",
@@ -183,6 +183,19 @@ def _text_mcu_summary(r: dict[str, Any]) -> list[str]:
             f"(target 64,000), {row['instructions']:,} instructions for {row['tokens']} tokens (QEMU); its embeddings' "
             f"cosine to the teacher's ({t['teacher']}) on {t['sentences']} held-out sentences: "
             f"{t['cosine_mean']:.3f} mean."]
+
+
+def _binary_summary(r: dict[str, Any]) -> list[str]:
+    a = r["artifacts"]
+    if "digits_bin_fw" not in a:
+        return []
+    b, fw, fw8 = a["digits_bin"], a["digits_bin_fw"], a["digits_fw"]
+    on = [f["device"] for f in r["fleet"] if f["artifact"] == fw["id"]]
+    agree = f"{b['fidelity_argmax']:.3f} of its decisions agree with the fp32 net's" if b.get("fidelity_argmax") else ""
+    return [f"- **Binarized**: the digits net with 1-bit weights (W1A8, distilled through them): {agree}; its "
+            f"Cortex-M4 firmware needs {fw['flash_bytes']:,} B flash against the int8 firmware's "
+            f"{fw8['flash_bytes']:,} B, so the registry matched it, by the measured sizes, to "
+            f"{len(on)} low-flash camera device(s) ({', '.join(on) or 'none'}) that the int8 one does not fit."]
 
 
 def _fleet_section(fleet: list[dict[str, Any]]) -> list[str]:

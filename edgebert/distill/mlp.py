@@ -106,7 +106,8 @@ def distill_mlp(teacher_dir: str | Path, inputs: np.ndarray, out_dir: str | Path
     latent = {}
     for j, i in enumerate(linears):
         latent[f"layers.{j}.weight"], latent[f"layers.{j}.bias"] = state[f"{i}.weight"], state[f"{i}.bias"]
-    report = {"steps": step, "seconds": round(time.monotonic() - started, 2), "binarize": binarize,
+    report = {"teacher": str(Path(teacher_dir).resolve()), "steps": step,
+              "seconds": round(time.monotonic() - started, 2), "binarize": binarize,
               "metric": "argmax agreement with the teacher" if cfg.loss == "xent" else "-MSE to the teacher",
               "final": agreement(), "curve": curve}
     save_mlp(Path(out_dir), cfg, latent, extra={"distill": report})

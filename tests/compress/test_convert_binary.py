@@ -75,6 +75,16 @@ def test_binary_full_and_a_distillation_budget_from_the_cli(tiny_ckpt: Path, cal
     m = json.loads(capsys.readouterr().out)
     assert code == 0 and m["quantization"]["binarization_aware_training"] and "distilled" in m["source"]
     assert not (tmp_path / ".d.binarize").exists()  # the distillation's state is gone once the artifact is written
+    full_rows = Graph.load(tmp_path / "full" / "graph.safetensors").tensors["emb.word"].shape[0]
+    code = main(["convert", str(tiny_ckpt), "--precision", "binary", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "v"), "--steps", "4", "--vocab-size", "200", "--quiet"])
+    capsys.readouterr()
+    rows = Graph.load(tmp_path / "v" / "graph.safetensors").tensors["emb.word"].shape[0]
+    assert code == 0 and rows < full_rows  # the student's pruned table is what the artifact holds
+    code = main(["convert", str(tiny_ckpt), "--precision", "binary", "--calibration", str(calibration_file),
+                 "--out", str(tmp_path / "w"), "--vocab-size", "64"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--vocab-size: expected" in err and not (tmp_path / "w").exists()
     code = main(["convert", str(tiny_ckpt), "--precision", "int8", "--calibration", str(calibration_file),
                  "--out", str(tmp_path / "x"), "--steps", "8"])
     err = capsys.readouterr().err
@@ -128,3 +138,28 @@ def test_four_bit_word_rows_halve_the_table_and_follow_their_codes(tiny_ckpt: Pa
                   - out["sentence_embedding"]).max() <= 1e-5
     with pytest.raises(InputError, match="--embedding-bits"):
         edgebert.convert(tiny_ckpt, tmp_path / "x", "int8", calibration_file, embedding_bits=4)
+
+
+def test_a_binarization_aware_net_keeps_the_biases_it_trained(digits_model: Path, tmp_path: Path) -> None:
+    """Bias correction moves a bias by the shift binarization causes from the float weights; a net
+    distilled through 1-bit weights never ran with its float weights, so the correction would undo
+    its training (measured: a W1A8 MiniLM student fell from 0.998 of its own forward to 0.11)."""
+    import edgebert
+    from edgebert.convert_binary import binarization_aware
+    from edgebert.distill.mlp import distill_mlp
+    from edgebert.model.tinyml import load_mlp
+
+    calib = np.load(digits_model / "calibration.npy")
+    student = tmp_path / "student"
+    distill_mlp(digits_model, calib, student, "w1a8", steps=50)
+    assert binarization_aware(student) == "w1a8" and binarization_aware(digits_model) is None
+    _, latent = load_mlp(student)
+    for model_dir, aware in ((student, True), (digits_model, False)):
+        art = edgebert.convert(model_dir, tmp_path / f"out-{aware}", "binary", digits_model / "calibration.npy")
+        assert art.manifest.quantization["binarization_aware_training"] is aware
+        g = Graph.load(art.path / "graph.safetensors")
+        _, weights = load_mlp(model_dir)
+        same = [np.array_equal(g.tensors[n.attrs["bias"]], weights[f"layers.{i}.bias"])
+                for i, n in enumerate(g.linears())]
+        assert all(same) if aware else not any(same)  # trained biases kept; a float net's corrected
+    assert set(latent) == {f"layers.{i}.{k}" for i in range(3) for k in ("weight", "bias")}
