@@ -11,6 +11,7 @@ program, so TFLM, the C build and ``run`` agree bit for bit. Pure numpy; no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +39,42 @@ class IntLayer:
     def act_range(self) -> tuple[int, int]:
         return (max(-128, self.out_zero_point) if self.relu else -128), 127
 
+    @property
+    def n_out(self) -> int:
+        return int(self.weight.shape[0])
+
+
+class Readouts:
+    """What every integer MLP program reads out, from its ``layers`` (each with ``n_out``,
+    ``out_scale``, ``out_zero_point``) and ``feature_layer``: the int8 one here, the W1A8 one in
+    ``program_binary``."""
+
+    layers: tuple[Any, ...]
+    feature_layer: int
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.layers[self.feature_layer].n_out)
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.layers[-1].n_out)
+
+    @property
+    def feature_zero_point(self) -> int:
+        return int(self.layers[self.feature_layer].out_zero_point)
+
+    @property
+    def output_scale(self) -> float:
+        return float(self.layers[-1].out_scale)
+
+    @property
+    def output_zero_point(self) -> int:
+        return int(self.layers[-1].out_zero_point)
+
 
 @dataclass(frozen=True)
-class IntMlp:
+class IntMlp(Readouts):
     """The whole program: input multiplier and quantization, layers, which outputs are read out."""
 
     input_mul: np.ndarray       # (in,) float32 (ones when the graph has none)
@@ -55,26 +89,6 @@ class IntMlp:
     @property
     def input_dim(self) -> int:
         return int(self.layers[0].weight.shape[1])
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.layers[self.feature_layer].weight.shape[0])
-
-    @property
-    def output_dim(self) -> int:
-        return int(self.layers[-1].weight.shape[0])
-
-    @property
-    def feature_zero_point(self) -> int:
-        return self.layers[self.feature_layer].out_zero_point
-
-    @property
-    def output_scale(self) -> float:
-        return self.layers[-1].out_scale
-
-    @property
-    def output_zero_point(self) -> int:
-        return self.layers[-1].out_zero_point
 
 
 
@@ -111,4 +125,4 @@ def dequantize_output(model: IntMlp, q: np.ndarray) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(model.output_zero_point)) * np.float32(model.output_scale))
 
 
-__all__ = ["IntLayer", "IntMlp", "dequantize_features", "dequantize_output", "quantize_input", "run"]
+__all__ = ["IntLayer", "IntMlp", "Readouts", "dequantize_features", "dequantize_output", "quantize_input", "run"]

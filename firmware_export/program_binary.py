@@ -23,7 +23,7 @@ import numpy as np
 
 from edgebert.graph.binarize import row_bytes, w1a8_core
 from firmware_export.fixedpoint import INT32_MAX, INT32_MIN, requantize
-from firmware_export.program import quantize_input
+from firmware_export.program import Readouts, quantize_input
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class BinLayer:
 
 
 @dataclass(frozen=True)
-class BinMlp:
+class BinMlp(Readouts):
     """The whole program; the same readouts as ``program.IntMlp``."""
 
     input_mul: np.ndarray       # (in,) float32 ones (a binarized graph has no SmoothQuant divisor)
@@ -75,26 +75,6 @@ class BinMlp:
     @property
     def input_dim(self) -> int:
         return self.layers[0].in_features
-
-    @property
-    def feature_dim(self) -> int:
-        return self.layers[self.feature_layer].n_out
-
-    @property
-    def output_dim(self) -> int:
-        return self.layers[-1].n_out
-
-    @property
-    def feature_zero_point(self) -> int:
-        return self.layers[self.feature_layer].out_zero_point
-
-    @property
-    def output_scale(self) -> float:
-        return self.layers[-1].out_scale
-
-    @property
-    def output_zero_point(self) -> int:
-        return self.layers[-1].out_zero_point
 
     def weight_bytes(self) -> int:
         """Constant bytes of the layers: packed signs plus the int32 centre, bias and multiplier and
