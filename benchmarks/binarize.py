@@ -264,7 +264,7 @@ def _latency_ms(engine, texts: list[str]) -> float:  # noqa: ANN001
 
 
 def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: int, work: Path, reuse: bool,
-         vocab_size: int | None) -> dict:
+         vocab_size: int | None, mode: str = "w1a8") -> dict:
     """A W1A8 student of all-MiniLM-L6-v2 (``kind``: same shape, or BERT-Tiny-shaped), distilled for
     ``minutes`` (or ``steps``); its binary artifact (4-bit word rows) against the teacher's int8 one."""
     import torch
@@ -289,7 +289,7 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
     train, held = split(read_lines(data), 0, 500)
     calib = train[:CALIBRATION_LINES]
     shape, pooling = TEXT_STUDENTS[kind]
-    student = work / f"{kind}-w1a8-student"
+    student = work / f"{kind}-{mode}-student"
     if reuse and (student / "distill.json").is_file():
         import json
 
@@ -302,7 +302,7 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
                 print(f"  {step} step {done} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
         report = distill(teacher, data, student, shape, minutes=None if steps else minutes, steps=steps,
-                         binarize="w1a8", pooling=pooling, lr=lr, save_every=save_every, vocab_size=vocab_size,
+                         binarize=mode, pooling=pooling, lr=lr, save_every=save_every, vocab_size=vocab_size,
                          progress=show)
     ckpt = load_checkpoint(teacher)
     model = BertEncoder.from_checkpoint(ckpt)
@@ -310,7 +310,8 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
     with torch.no_grad():
         t_emb = torch.cat([model.sentence_embedding(*map(torch.from_numpy, encode_batch(ckpt.tokenizer, held[i:i + 64])))
                            for i in range(0, len(held), 64)]).numpy()
-    art = convert_binary(student, work / f"{kind}-binary", "binary", calib, embedding_bits=4)
+    precision = "binary" if mode == "w1a8" else "binary-full"
+    art = convert_binary(student, work / f"{kind}-{precision}", precision, calib, embedding_bits=4)
     int8 = edgebert.convert(teacher, work / "minilm-int8", "int8", calib, force=True)
     rows = {}
     for name, a in (("binary", art), ("int8", int8)):
@@ -322,7 +323,7 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
                       "cosine_worst": float(_cos(emb, t_emb).min()), "latency_ms": _latency_ms(eng, held[:60])}
     rows["binary"]["sizes"] = art.manifest.quantization["sizes"]
     rows["binary"]["fidelity_to_latent_student"] = art.manifest.metrics.get("fidelity")
-    return {"kind": kind, "student": shape, "vocab_size": vocab_size, "pooling": pooling, "lr": lr,
+    return {"kind": kind, "mode": mode, "student": shape, "vocab_size": vocab_size, "pooling": pooling, "lr": lr,
             "minutes": minutes, "steps": steps,
             "curve": report["training"]["curve"], "training": {k: v for k, v in report["training"].items()
                                                               if k != "curve"},
@@ -332,7 +333,7 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
 def print_text(r: dict) -> dict[str, bool]:
     b, i = r["binary"], r["int8"]
     s = b["sizes"]
-    print(f"\nW1A8 {r['kind']} student ({r['student']}, {r['pooling']} pooling) of all-MiniLM-L6-v2, "
+    print(f"\n{r.get('mode', 'w1a8').upper()} {r['kind']} student ({r['student']}, {r['pooling']} pooling) of all-MiniLM-L6-v2, "
           f"{r['training'].get('steps', '?')} steps in {r['training'].get('seconds', 0) / 60:.1f} min:")
     v = r.get("vocabulary") or {}
     if v:
@@ -341,14 +342,15 @@ def print_text(r: dict) -> dict[str, bool]:
     for c in r["curve"][:: max(1, len(r["curve"]) // 12)] + r["curve"][-1:]:
         print(f"{c['seconds'] / 60:>8.1f}{c['step']:>8}{c['held_out_cosine']:>40.4f}")
     print(f"\n{'artifact':>10}{'bytes':>13}{'cosine':>9}{'worst':>8}{'ms/sentence':>13}")
-    for name, row in (("W1A8", b), ("int8", i)):
+    for name, row in ((r.get("mode", "w1a8").upper(), b), ("int8", i)):
         print(f"{name:>10}{row['artifact_bytes']:>13,}{row['cosine_to_teacher']:>9.4f}{row['cosine_worst']:>8.4f}"
               f"{row['latency_ms']:>13.2f}")
-    print(f"W1A8 breakdown: linear bits {s['linear_bits']:,} + scales/centres {s['linear_scales_centres']:,} "
+    mode = r.get("mode", "w1a8").upper()
+    print(f"{mode} breakdown: linear bits {s['linear_bits']:,} + scales/centres {s['linear_scales_centres']:,} "
           f"= {s['linear_ratio_to_fp32'] * 28:.2f}/28 of their fp32 {s['linear_weights_fp32']:,}; embeddings "
           f"{s['embeddings']:,}; other tensors {s['other']:,}; files: " +
           ", ".join(f"{k} {v:,}" for k, v in b["files"].items()))
-    if r["kind"] != "minilm":
+    if r["kind"] != "minilm" or r.get("mode", "w1a8") != "w1a8":
         return {}
     return {"MiniLM-L6 W1A8 artifact <= 8 MB in all": b["artifact_bytes"] <= 8_000_000,
             "its linear weights <= 1/28 of their fp32 bytes": s["linear_ratio_to_fp32"] <= 1 / 28,
@@ -370,7 +372,7 @@ def plot_curve(r: dict, path: str) -> None:
     ax.axhline(0.85, color="grey", lw=0.8)
     ax.set_xlabel("minutes of distillation (2 cores)")
     ax.set_ylabel("held-out cosine to all-MiniLM-L6-v2")
-    ax.set_title(f"W1A8 {r['kind']} student")
+    ax.set_title(f"{r.get('mode', 'w1a8').upper()} {r['kind']} student")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -385,6 +387,8 @@ def main() -> int:
     ap.add_argument("--digits-steps", default="0,2000,8000", help="binarization-aware steps for the digits rows (0: none)")
     ap.add_argument("--text", choices=sorted(TEXT_STUDENTS), help="the text rows instead: a W1A8 student of "
                     "all-MiniLM-L6-v2 (minilm: same shape; bert-tiny: L2/H128) distilled for --minutes")
+    ap.add_argument("--mode", choices=("w1a8", "w1a1"), default="w1a8", help="--text: 1-bit weights with 8-bit "
+                    "inputs (convert --precision binary) or 1-bit inputs too (binary-full)")
     ap.add_argument("--minutes", type=float, default=60.0, help="distillation budget of --text (wall clock)")
     ap.add_argument("--steps", type=int, help="a step budget of --text instead of minutes (probes)")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of --text's distillation")
@@ -400,11 +404,12 @@ def main() -> int:
     result: dict = {}
     if args.text:
         result["text"] = text(args.text, args.minutes, args.steps, args.lr, args.save_every, Path(args.work),
-                              args.reuse, args.vocab_size)
+                              args.reuse, args.vocab_size, args.mode)
         targets = print_text(result["text"])
         if args.plot:
             plot_curve(result["text"], args.plot)
-        out = args.out if args.out != "benchmarks/results/binarize.json" else f"benchmarks/results/binarize-{args.text}.json"
+        out = (args.out if args.out != "benchmarks/results/binarize.json" else
+               f"benchmarks/results/binarize-{args.text}{'' if args.mode == 'w1a8' else '-w1a1'}.json")
         return finish(targets, result, out)
     if not args.kernels_only:
         result["digits"] = digits([int(s) for s in args.digits_steps.split(",")], Path(args.work))
