@@ -339,7 +339,8 @@ def print_text(r: dict) -> dict[str, bool]:
     if v:
         print(f"vocabulary: {v['kept']:,} of {v['original']:,} word rows (held-out coverage {v['held_out_coverage']:.4f})")
     print(f"{'minutes':>8}{'step':>8}{'held-out cosine (float, 1-bit weights)':>40}")
-    for c in r["curve"][:: max(1, len(r["curve"]) // 12)] + r["curve"][-1:]:
+    every = r["curve"][:: max(1, len(r["curve"]) // 12)]
+    for c in every + [p for p in r["curve"][-1:] if p is not every[-1]]:
         print(f"{c['seconds'] / 60:>8.1f}{c['step']:>8}{c['held_out_cosine']:>40.4f}")
     print(f"\n{'artifact':>10}{'bytes':>13}{'cosine':>9}{'worst':>8}{'ms/sentence':>13}")
     for name, row in ((r.get("mode", "w1a8").upper(), b), ("int8", i)):
