@@ -39,6 +39,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         row = tm["rows"][0]
         print(f"text on M4  {tm['devices']} keyword sensor(s): {row['flash_bytes']:,} B flash / {row['ram_bytes']:,} B RAM, "
               f"cosine to the teacher {tm['cosine_mean']:.3f} ({tm['sentences']} held-out sentences)")
+    arts = result["artifacts"]
+    if "digits_bin_fw" in arts:
+        on = [f["device"] for f in fleet if f["artifact"] == arts["digits_bin_fw"]["id"]]
+        print(f"binarized   digits net with 1-bit weights: {arts['digits_bin_fw']['flash_bytes']:,} B firmware flash "
+              f"(int8: {arts['digits_fw']['flash_bytes']:,} B), matched by size to {len(on)} low-flash camera "
+              f"device(s)")
     print(f"updated     {len(result['registry_answers']['who_needed_an_update'])} devices to the meta-learned artifact")
     print(f"report      {Path(args.out) / 'report.md'} ({result['timings_s']['total']:.0f} s)")
     return 0
