@@ -28,7 +28,7 @@ from edgebert.progress import Progress, silent
 from edgebert.runtime.firmware import FIRMWARE_JSON, LIBRARY, Firmware
 from firmware_export import c99, c99_binary, program, program_binary, tflite, tflm, toolchain
 from firmware_export.budget import Budget, budget_for
-from firmware_export.lower import is_binary, lower_mlp
+from firmware_export.lower import lower_mlp
 from firmware_export.lower_binary import lower_binary_mlp
 from firmware_export.program_binary import BinMlp
 
@@ -152,12 +152,15 @@ def export(artifact_dir: str | Path, target: str, out_dir: str | Path, *, device
     if not graph_path.is_file():
         raise ArtifactError(f"{source.path}: expected {HOST_ONLY} (the graph form the exporters read), found none")
     graph = Graph.load(graph_path)
+    binary = any(n.attrs.get("weight_bits") == 1 for n in graph.linears())
+    if graph.meta.get("architecture") == "bert" and binary:
+        raise InputError(f"{source.path}: expected an int8 text encoder, found a binarized one (1-bit text encoders "
+                         "have no firmware form yet; binarized TinyML nets export with --target c)")
     if graph.meta.get("architecture") == "bert":
         from firmware_export.text import export_text  # it builds on this module's manifest
 
         return export_text(source, graph, target, out_dir, budget=budget, measure=measure, max_length=max_length,
                            embedding_bits=embedding_bits, progress=progress)
-    binary = any(is_binary(n) for n in graph.linears())
     if binary and target != "c":
         raise InputError(f"--target {target}: expected --target c for a binarized net (TFLite has no 1-bit "
                          "FULLY_CONNECTED op; the C export runs the packed bits), found a binarized artifact")

@@ -163,3 +163,12 @@ def test_a_binarization_aware_net_keeps_the_biases_it_trained(digits_model: Path
                 for i, n in enumerate(g.linears())]
         assert all(same) if aware else not any(same)  # trained biases kept; a float net's corrected
     assert set(latent) == {f"layers.{i}.{k}" for i in range(3) for k in ("weight", "bias")}
+
+
+def test_a_binarized_text_encoder_has_no_firmware_export_and_says_so(binary_artifact, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for target in ("c", "tflite"):
+        code = main(["export", str(binary_artifact.path), "--target", target, "--out", str(tmp_path / target)])
+        err = capsys.readouterr().err
+        assert code == 2 and "expected an int8 text encoder, found a binarized one" in err and err.count("\n") == 1
+        assert not (tmp_path / target).exists()
