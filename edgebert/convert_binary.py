@@ -91,17 +91,21 @@ def _distill_report(model_dir: Path) -> dict:
     return {}
 
 
-def binarization_aware(model_dir: Path) -> str | None:
-    """The mode ("w1a8"/"w1a1") a model directory was distilled through 1-bit weights with, if it was."""
-    mode = _distill_report(model_dir).get("binarize")
+def _aware_mode(report: dict) -> str | None:
+    mode = report.get("binarize")
     return str(mode) if mode in DISTILL.values() else None
 
 
-def _teacher_graph(model_dir: Path, src: Source) -> tuple[Graph, str] | None:
-    """The fp32 graph a binarization-aware model was distilled from, when it is still where the
-    report says and reads the same inputs (the same vocabulary): the fidelity's reference then.
-    (The student's own float weights are only latent: it never ran with them.)"""
-    teacher = _distill_report(model_dir).get("teacher")
+def binarization_aware(model_dir: Path) -> str | None:
+    """The mode ("w1a8"/"w1a1") a model directory was distilled through 1-bit weights with, if it was."""
+    return _aware_mode(_distill_report(model_dir))
+
+
+def _teacher_graph(report: dict, src: Source) -> tuple[Graph, str] | None:
+    """The fp32 graph a binarization-aware model was distilled from (its ``report``), when it is
+    still where the report says and reads the same inputs (the same vocabulary): the fidelity's
+    reference then. (The student's own float weights are only latent: it never ran with them.)"""
+    teacher = report.get("teacher")
     if not teacher or not Path(teacher).is_dir():
         return None
     try:
@@ -186,7 +190,8 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
     progress("load", 1, 1)
     stats = calibrate(src.fp32, src.calibration)
     progress("binarize", 0, 1)
-    trained = binarization_aware(Path(model_dir))
+    report = _distill_report(Path(model_dir))
+    trained = _aware_mode(report)
     graph = binarize_graph(src.fp32, stats, precision, embedding_bits=embedding_bits,
                            bias_correction=trained is None)
     if graph.meta.get("architecture") == "mlp":  # what a firmware export needs to quantize the outputs
@@ -201,7 +206,7 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
             src.tokenizer.save(str(tmp / "tokenizer.json"), pretty=False)  # compact: ~40% of the pretty file
             files.append("tokenizer.json")
         files += _library(tmp)
-        teacher = _teacher_graph(Path(model_dir), src) if trained is not None else None
+        teacher = _teacher_graph(report, src) if trained is not None else None
         metrics = {"fidelity": _fidelity(src, graph, tmp, teacher)} if measure and src.evaluation else {}
         sizes = _sizes(src.fp32, graph)
         act = MODES[precision]

@@ -98,9 +98,9 @@ def convert(model_dir: str | Path, out_dir: str | Path, precision: str = "int8",
                          f"{precision}")
     if (steps is not None or minutes is not None) and not precision.startswith("binary"):
         raise InputError(f"--steps/--minutes: expected only with --precision binary or binary-full, found {precision}")
-    if vocab_size is not None and (steps is None and minutes is None or vocab_size < 8):
-        raise InputError(f"--vocab-size: expected at least 8 word rows, with a binary --steps/--minutes distillation "
-                         f"(it prunes the student's table), found {vocab_size} with steps={steps}, minutes={minutes}")
+    if vocab_size is not None and steps is None and minutes is None:
+        raise InputError(f"--vocab-size: expected with a binary --steps/--minutes distillation (it prunes the "
+                         f"student's table), found {vocab_size} without one")
     if precision.startswith("binary"):
         from edgebert.convert_binary import convert_binary
 

@@ -19,6 +19,11 @@ from edgebert.errors import InputError
 from firmware_export.fixedpoint import fully_connected_int8
 
 
+def fused_relu_range(out_zero_point: int, relu: bool) -> tuple[int, int]:
+    """The int8 clamp of a layer's output: a fused ReLU starts it at the output's zero point."""
+    return (max(-128, out_zero_point) if relu else -128), 127
+
+
 @dataclass(frozen=True)
 class IntLayer:
     """One int8 FULLY_CONNECTED layer: ``out = clamp(requant(sum((x - in_zp) * w) + bias) + out_zp)``."""
@@ -37,7 +42,7 @@ class IntLayer:
 
     @property
     def act_range(self) -> tuple[int, int]:
-        return (max(-128, self.out_zero_point) if self.relu else -128), 127
+        return fused_relu_range(self.out_zero_point, self.relu)
 
     @property
     def n_out(self) -> int:
@@ -125,4 +130,5 @@ def dequantize_output(model: IntMlp, q: np.ndarray) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(model.output_zero_point)) * np.float32(model.output_scale))
 
 
-__all__ = ["IntLayer", "IntMlp", "Readouts", "dequantize_features", "dequantize_output", "quantize_input", "run"]
+__all__ = ["IntLayer", "IntMlp", "Readouts", "dequantize_features", "dequantize_output", "fused_relu_range",
+           "quantize_input", "run"]

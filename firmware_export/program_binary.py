@@ -23,7 +23,7 @@ import numpy as np
 
 from edgebert.graph.binarize import row_bytes, w1a8_core
 from firmware_export.fixedpoint import INT32_MAX, INT32_MIN, requantize
-from firmware_export.program import Readouts, quantize_input
+from firmware_export.program import Readouts, fused_relu_range, quantize_input
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class BinLayer:
 
     @property
     def act_range(self) -> tuple[int, int]:
-        return (max(-128, self.out_zero_point) if self.relu else -128), 127
+        return fused_relu_range(self.out_zero_point, self.relu)
 
     @property
     def n_out(self) -> int:

@@ -151,7 +151,7 @@ def markdown(r: dict[str, Any]) -> str:
                if s["fidelity_mean"] is not None else "-")
         lat = f"{s['latency_ms']:.3f} ms" if s["latency_ms"] is not None else "-"
         fp = f"{s['fp32_latency_ms']:.3f} ms" if s["fp32_latency_ms"] is not None else "-"
-        lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s.get('model_bytes', s['onnx_bytes']))} | "
+        lines.append(f"| `{s['id']}` | {s['family']} | {s['precision']} | {_mb(s['model_bytes'])} | "
                      f"{_mb(s['flash_bytes'])} | {_mb(s['peak_ram_bytes'])} | {fid} | {lat} | {fp} |")
     lines += _fleet_section(fleet)
     lines += ["", "## Federated rounds", "",
