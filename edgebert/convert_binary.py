@@ -210,6 +210,7 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
         metrics = {"fidelity": _fidelity(src, graph, tmp, teacher)} if measure and src.evaluation else {}
         sizes = _sizes(src.fp32, graph)
         act = MODES[precision]
+        bi = any(n.op == "attention" and n.attrs.get("binary") for n in graph.nodes)
         manifest = Manifest(
             artifact_id=f"{name or src.name}-{precision}-{src.weights_sha256[:8]}", toolkit_version=__version__,
             source={"directory": str(Path(teacher_dir).resolve()), "name": name or src.name,
@@ -222,8 +223,11 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
                           (", uint8 static activations (W1A8)" if act == "static" else ", 1-bit activations (W1A1)"),
                           "groups": {"linear": "1-bit packed weights",
                                      "embeddings": f"int{embedding_bits} per-row word rows, int8 position rows",
-                                     "layernorm": "fp32", "softmax": "fp32", "gelu": "fp32",
-                                     "attention_matmul": "fp32", "pool_projection": "fp32"},
+                                     "layernorm": "fp32", "gelu": "fp32", "pool_projection": "fp32",
+                                     **({"softmax": "none (Bi-Attention)",
+                                         "attention_matmul": "Bi-Attention: signs of Q and K, 0/1 weights, "
+                                                             "1-bit values"} if bi else
+                                        {"softmax": "fp32", "attention_matmul": "fp32"})},
                           "bits": {"linear": 1, "embeddings": embedding_bits, "position": 8,
                                    "activations": 8 if act == "static" else 1},
                           "sizes": sizes, "binarization_aware_training": trained is not None},

@@ -137,6 +137,9 @@ def encoder_structure(graph: Graph) -> tuple[Node, Node, list[list[Node]], Node 
         ops = tuple("act" if n.op in ("gelu", "relu") else n.op for n in b)
         if ops != BLOCK_OPS:
             raise ArtifactError(f"{b[0].name}: expected a post-LN block {BLOCK_OPS}, found {ops}")
+        if b[1].attrs.get("binary"):
+            raise ArtifactError(f"{b[1].name}: expected softmax attention, found Bi-Attention (a fully binarized "
+                                "student's); the firmware exports run softmax attention only")
         for lin in (b[0], b[2], b[5], b[7]):
             a = lin.attrs
             if a.get("act") != "static" or graph.tensors[a["weight"]].dtype != np.int8:

@@ -53,7 +53,8 @@ def lower_bert(model: BertEncoder) -> Graph:
         b = np.concatenate([sd[f"{att}.query.bias"] * q_scale, sd[f"{att}.key.bias"], sd[f"{att}.value.bias"]])
         qkv = linear(f"{n}.qkv", h, w, b)
         nodes.append(Node("attention", f"{n}.att", (qkv, "attention_mask"), (f"{n}.att",),
-                          {"heads": cfg.num_attention_heads}))
+                          {"heads": cfg.num_attention_heads,
+                           **({"binary": True} if cfg.binary_attention else {})}))
         o = linear(f"{n}.out", f"{n}.att", sd[f"{p}.attention.output.dense.weight"],
                    sd[f"{p}.attention.output.dense.bias"])
         nodes.append(Node("add", f"{n}.res1", (o, h), (f"{n}.res1",)))

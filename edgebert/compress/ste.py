@@ -11,6 +11,8 @@ and centre are differentiable functions of the weight (the gradient reaches them
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from edgebert.graph.binarize import scale_per_row
@@ -52,4 +54,18 @@ def binarize_activation(x: torch.Tensor) -> torch.Tensor:
     return scale * sign_ste(x / scale.clamp(min=1e-12))
 
 
-__all__ = ["binarize_activation", "binarize_weight", "sign_ste"]
+def bi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Bi-Attention (BiBERT) over (batch, heads, seq, head_dim) q, k, v and ``keep`` (batch, 1, 1, seq)
+    1.0 on real keys, 0.0 on padding: the forward of ``graph.binarize.bi_attention``. The signs of q
+    and k see each token's values over their mean absolute value (the clip of the straight-through
+    gradient in the token's own units); the 0/1 weight is ``(sign_ste(score / sqrt(head_dim)) + 1) / 2``,
+    so the gradient reaches the scores within sqrt(head_dim) of the threshold."""
+    def signs(x: torch.Tensor) -> torch.Tensor:
+        return sign_ste(x / x.abs().mean(dim=-1, keepdim=True).clamp(min=1e-12))
+
+    scores = signs(q) @ signs(k).transpose(-1, -2)
+    weights = (sign_ste(scores / math.sqrt(q.shape[-1])) + 1.0) * 0.5 * keep
+    return weights @ binarize_activation(v) / weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
+
+
+__all__ = ["bi_attention", "binarize_activation", "binarize_weight", "sign_ste"]

@@ -87,7 +87,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, stud
     resumed_at = engine.step if engine.load() else None
     progress("prepare", 1, 1)
     result = engine.run(progress)
-    report = {"teacher": str(Path(teacher_dir).resolve()), "student": student, "config": scfg.to_dict(),
+    report = {"teacher": str(Path(teacher_dir).resolve()), "student": student, "config": model.config.to_dict(),
               "init": init, "pooling": pooling, "binarize": binarize, "resumed_from_step": resumed_at,
               "vocabulary": vocab_report, "training": result, "settings": asdict(cfg)}
     write_student(out, model, s_tok, max_length, report)

@@ -16,6 +16,7 @@ pooling), which lifts the rank cap a 128-wide mean puts on a 384-wide teacher em
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -147,9 +148,15 @@ BINARIZE = ("w1a8", "w1a1")
 def binarize_student(student: BertEncoder, mode: str) -> BertEncoder:
     """Make every encoder linear (Q, K, V, attention output, FFN up and down) binarization-aware:
     its forward sees 1-bit weights (``binarize_weight``; mode "w1a8") and, for "w1a1", 1-bit inputs
-    too; gradients reach the latent float weights straight through. Embeddings, LayerNorms and the
-    sentence projection stay as they are (the export keeps them int8 / float)."""
+    too, and its attention becomes Bi-Attention (``compress.ste.bi_attention``; recorded in its
+    config as ``binary_attention``); gradients reach the latent float weights straight through.
+    Embeddings, LayerNorms and the sentence projection stay as they are (the export keeps them int8
+    / float)."""
     binarize_linears(student.encoder, mode)
+    if mode == "w1a1":
+        student.config = replace(student.config, binary_attention=True)
+        for layer in student.encoder.layer:
+            layer.attention.self.binary = True
     return student
 
 

@@ -103,7 +103,27 @@ def _linear(b: _Builder, n: Node, x: str) -> str:
     return b.op("Add", [y, bias], n.name)[0] if bias else y
 
 
-def _attention(b: _Builder, n: Node, qkv: str, mask_add: str) -> str:
+def _bi_attention(b: _Builder, n: Node, q: str, kt: str, v: str, mask_f: str) -> str:
+    """Bi-Attention (``graph.binarize.bi_attention``) in standard ops: ±1 signs (x >= 0 is +1, as
+    ONNX's Sign is not: it gives 0 at 0), 0/1 weights on the real keys, the mean of binarized values."""
+    one, minus = b.const("one_f", np.float32(1.0)), b.const("minus_one_f", np.float32(-1.0))
+    zero = b.const("zero_f", np.float32(0.0))
+
+    def signs(x: str) -> str:
+        return b.op("Where", [b.op("GreaterOrEqual", [x, zero], n.name)[0], one, minus], n.name)[0]
+
+    scores = b.op("MatMul", [signs(q), signs(kt)], n.name)[0]  # integers, exact in float32
+    weights = b.op("Cast", [b.op("GreaterOrEqual", [scores, zero], n.name)[0]], n.name, to=TensorProto.FLOAT)[0]
+    keys = b.op("Unsqueeze", [mask_f, b.const("axes12", np.array([1, 2], np.int64))], n.name)[0]  # (b, 1, 1, s)
+    weights = b.op("Mul", [weights, keys], n.name)[0]
+    v_scale = b.op("ReduceMean", [b.op("Abs", [v], n.name)[0]], n.name, axes=[-1], keepdims=1)[0]
+    vb = b.op("Mul", [signs(v), v_scale], n.name)[0]
+    count = b.op("ReduceSum", [weights, b.const("axes_last", np.array([-1], np.int64))], n.name, keepdims=1)[0]
+    count = b.op("Max", [count, one], n.name)[0]
+    return b.op("Div", [b.op("MatMul", [weights, vb], n.name)[0], count], n.name)[0]
+
+
+def _attention(b: _Builder, n: Node, qkv: str, mask_add: str, mask_f: str) -> str:
     heads = int(n.attrs["heads"])
     shape5 = b.const(f"{n.name}.shape5", np.array([0, 0, 3, heads, -1], np.int64))
     parts = b.op("Reshape", [qkv, shape5], n.name)[0]  # (b, s, 3, heads, hd)
@@ -112,10 +132,13 @@ def _attention(b: _Builder, n: Node, qkv: str, mask_add: str) -> str:
     sq = b.const("axes0", np.array([0], np.int64))
     q, k, v = (b.op("Squeeze", [t, sq], n.name)[0] for t in (q, k, v))
     kt = b.op("Transpose", [k], n.name, perm=[0, 1, 3, 2])[0]
-    scores = b.op("MatMul", [q, kt], n.name)[0]  # (b, heads, s, s); q is pre-scaled
-    scores = b.op("Add", [scores, mask_add], n.name)[0]
-    probs = b.op("Softmax", [scores], n.name, axis=-1)[0]
-    ctx = b.op("MatMul", [probs, v], n.name)[0]  # (b, heads, s, hd)
+    if n.attrs.get("binary"):
+        ctx = _bi_attention(b, n, q, kt, v, mask_f)
+    else:
+        scores = b.op("MatMul", [q, kt], n.name)[0]  # (b, heads, s, s); q is pre-scaled
+        scores = b.op("Add", [scores, mask_add], n.name)[0]
+        probs = b.op("Softmax", [scores], n.name, axis=-1)[0]
+        ctx = b.op("MatMul", [probs, v], n.name)[0]  # (b, heads, s, hd)
     ctx = b.op("Transpose", [ctx], n.name, perm=[0, 2, 1, 3])[0]
     return b.op("Reshape", [ctx, b.const(f"{n.name}.shape3", np.array([0, 0, -1], np.int64))], n.name)[0]
 
@@ -178,7 +201,7 @@ def to_onnx(g: Graph, producer_version: str = "0", fused: bool = True) -> onnx.M
         elif n.op == "linear":
             out = _linear(b, n, ins[0])
         elif n.op == "attention":
-            out = _attention(b, n, ins[0], mask_add)
+            out = _attention(b, n, ins[0], mask_add, mask_f)
         elif n.op == "add":
             out = b.op("Add", ins, n.name)[0]
         elif n.op == "gelu":

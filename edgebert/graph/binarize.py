@@ -14,6 +14,13 @@ Two integer cores, exact in int32/int64 (the oracle the C kernels are compared w
   over all of them; the real output is ``s_x (scale * (2P - T) + centre * T) + bias``.
 - **W1A1** (1-bit activations too): ``sum_i w_i a_i = n - 2 popcount(w XOR a)`` over the ``n``
   real inputs (padding bits are 0 in both, so they never differ).
+
+**Bi-Attention** (BiBERT, Qin et al., ICLR 2022), the attention of a fully binarized encoder: a
+query attends to every real key whose sign vector agrees with its own in at least half of the
+head's dimensions (``bool(sign(q) . sign(k) >= 0)``: 0/1 weights, no softmax), and its context is
+the mean of those keys' binarized values (each token's signs times its mean absolute value, per
+head); a query that agrees with no key gets zeros. The scores are integers, so the choice of keys
+is exact on every CPU.
 """
 
 from __future__ import annotations
@@ -143,5 +150,20 @@ def binarize_activations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pack_signs(x >= 0), np.abs(x).mean(axis=1).astype(np.float32)
 
 
-__all__ = ["PER_ROW_MIN_INPUTS", "BinaryWeight", "binarize", "binarize_activations", "dequantize", "pack_signs",
+def bi_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Bi-Attention's context (batch, heads, seq, head_dim) of float q, k, v of that shape and the
+    real keys ``keys`` (batch, seq) booleans."""
+    q, k, v = (np.asarray(t, dtype=np.float32) for t in (q, k, v))
+    if q.ndim != 4 or q.shape != k.shape or q.shape != v.shape or np.shape(keys) != (q.shape[0], q.shape[2]):
+        raise InputError(f"attention: expected q, k, v of one (batch, heads, seq, head_dim) shape and keys "
+                         f"(batch, seq), found {q.shape}, {k.shape}, {v.shape} and {np.shape(keys)}")
+    qs, ks = np.where(q >= 0, 1.0, -1.0).astype(np.float32), np.where(k >= 0, 1.0, -1.0).astype(np.float32)
+    scores = qs @ ks.transpose(0, 1, 3, 2)  # integers in [-head_dim, head_dim], exact in float32
+    weights = ((scores >= 0) & np.asarray(keys, dtype=bool)[:, None, None, :]).astype(np.float32)
+    vb = np.abs(v).mean(axis=-1, keepdims=True) * np.where(v >= 0, 1.0, -1.0).astype(np.float32)
+    count = weights.sum(axis=-1, keepdims=True)
+    return ((weights @ vb) / np.maximum(count, np.float32(1.0))).astype(np.float32)
+
+
+__all__ = ["PER_ROW_MIN_INPUTS", "BinaryWeight", "bi_attention", "binarize", "binarize_activations", "dequantize", "pack_signs",
            "per_row", "row_bytes", "scale_per_row", "unpack_signs", "w1a1_core", "w1a8_core", "w1a8_linear"]

@@ -16,7 +16,8 @@ Ops (inputs -> outputs; attributes):
   packed signs (out, ceil(in/8)) uint8 with ``weight_scale`` and ``weight_centre`` per row and
   ``in_features`` (``graph.binarize``); ``act`` "static" (W1A8) or "binary" (W1A1: each token's
   signs times its mean absolute value).
-- ``attention``  (qkv, attention_mask) -> context; heads. Queries arrive pre-scaled.
+- ``attention``  (qkv, attention_mask) -> context; heads. Queries arrive pre-scaled. With ``binary``
+  true, Bi-Attention (``graph.binarize.bi_attention``: 0/1 weights from the signs of q and k).
 - ``add``, ``gelu`` (approximate: "none" | "tanh"), ``relu``.
 - ``pool``       (hidden, attention_mask) -> sentence embedding; mode ("cls", "max", "mean", or
   several joined by "+": their vectors concatenated in that order), normalize, optional Dense

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgebert.errors import ArtifactError
 from edgebert.graph.avx2 import vpmaddubsw_matmul
-from edgebert.graph.binarize import BinaryWeight, binarize_activations, per_row, row_bytes, w1a1_core, w1a8_linear
+from edgebert.graph.binarize import BinaryWeight, bi_attention, binarize_activations, per_row, row_bytes, w1a1_core, w1a8_linear
 from edgebert.graph.form import Graph, Node, pooling_modes
 from edgebert.graph.quantize import dynamic_affine_params, quantize_affine, unpack_rows_4bit
 
@@ -129,11 +129,15 @@ def linear(g: Graph, node: Node, x: np.ndarray, kernel: str = "exact") -> np.nda
     return (acc.astype(np.float32) * (scale * w_scale) + bias).astype(np.float32)
 
 
-def attention(qkv: np.ndarray, mask: np.ndarray, heads: int) -> np.ndarray:
+def attention(qkv: np.ndarray, mask: np.ndarray, heads: int, binary: bool = False) -> np.ndarray:
+    """Softmax attention, or with ``binary`` Bi-Attention (``graph.binarize.bi_attention``)."""
     b, s, three_h = qkv.shape
     hd = three_h // (3 * heads)
     parts = qkv.reshape(b, s, 3, heads, hd).transpose(2, 0, 3, 1, 4)  # (3, b, heads, s, hd)
     q, k, v = parts[0], parts[1], parts[2]
+    if binary:
+        context = bi_attention(q, k, v, np.asarray(mask) != 0)
+        return context.transpose(0, 2, 1, 3).reshape(b, s, heads * hd).astype(np.float32)
     scores = q @ k.transpose(0, 1, 3, 2) + (1.0 - mask[:, None, None, :].astype(np.float32)) * MASK_VALUE
     scores = np.exp(scores - scores.max(-1, keepdims=True))
     probs = scores / scores.sum(-1, keepdims=True)
@@ -189,7 +193,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], observer: Observer | None = None
                 observer(node, x[0], mask if mask is not None else np.ones(x[0].shape[:-1]))
             out = binary(node, x[0]) if binary is not None and a.get("weight_bits") == 1 else linear(g, node, x[0], kernel)
         elif node.op == "attention":
-            out = attention(x[0], x[1], a["heads"])
+            out = attention(x[0], x[1], a["heads"], bool(a.get("binary", False)))
         elif node.op == "add":
             out = x[0] + x[1]
         elif node.op == "gelu":

@@ -27,6 +27,9 @@ class BertConfig:
     hidden_act: str = "gelu"
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    # Bi-Attention (BiBERT, Qin et al. 2022) in place of softmax attention: a fully binarized (W1A1)
+    # student's; not a Hugging Face key (``transformers`` would run such a checkpoint with softmax)
+    binary_attention: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -44,13 +47,19 @@ class BertConfig:
                 f"config.json: expected hidden_act one of {', '.join(SUPPORTED_ACTIVATIONS)}, "
                 f"found {self.hidden_act!r}"
             )
+        if not isinstance(self.binary_attention, bool):
+            raise CheckpointError(f"config.json: expected binary_attention true or false, found "
+                                  f"{self.binary_attention!r}")
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.binary_attention:  # an ordinary BERT's config.json stays as Hugging Face writes it
+            del out["binary_attention"]
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> BertConfig:

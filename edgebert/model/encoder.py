@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgebert.compress.ste import bi_attention
 from edgebert.errors import CheckpointError
 from edgebert.model.checkpoint import Checkpoint, Pooling
 from edgebert.model.config import BertConfig
@@ -50,6 +51,7 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
         self.heads, self.head_dim = cfg.num_attention_heads, cfg.head_dim
+        self.binary = cfg.binary_attention
         self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
@@ -60,8 +62,11 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + additive_mask  # (b, h, s, s)
-        context = torch.softmax(scores, dim=-1) @ v  # (batch, heads, seq, head_dim)
+        if self.binary:  # Bi-Attention: 0/1 weights from the signs of q and k, the mean of binarized values
+            context = bi_attention(q, k, v, (additive_mask > MASK_VALUE / 2).to(q.dtype))
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + additive_mask  # (b, h, s, s)
+            context = torch.softmax(scores, dim=-1) @ v  # (batch, heads, seq, head_dim)
         b, _, s, _ = context.shape
         return context.transpose(1, 2).reshape(b, s, self.heads * self.head_dim)
 

@@ -17,7 +17,7 @@ import pytest
 from edgebert.cli import main
 from edgebert.errors import ArtifactError, InputError
 from edgebert.graph import reference
-from edgebert.graph.form import RANGE_PREFIX, Graph
+from edgebert.graph.form import RANGE_PREFIX, Graph, Node
 from edgebert.runtime.engine import Engine
 from edgebert.runtime.text_firmware import TextFirmware
 from firmware_export import c99_text, encoder, intops, toolchain
@@ -133,6 +133,11 @@ def test_an_artifact_without_ranges_or_with_a_foreign_graph_is_refused(tiny_enco
         lower_encoder(tiny_encoder_graph, max_len=10_000)
     with pytest.raises(InputError, match="--embedding-bits"):
         lower_encoder(tiny_encoder_graph, word_bits=2)
+    bi = tiny_encoder_graph.copy()
+    att = next(n for n in bi.nodes if n.op == "attention")
+    bi.replace(Node(att.op, att.name, att.inputs, att.outputs, {**att.attrs, "binary": True}))
+    with pytest.raises(ArtifactError, match=f"{att.name}: expected softmax attention, found Bi-Attention"):
+        lower_encoder(bi)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
