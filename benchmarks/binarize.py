@@ -25,11 +25,14 @@ through the device runtime (the C kernels), beside the int8 artifact of the teac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -263,10 +266,29 @@ def _latency_ms(engine, texts: list[str]) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def softmax_attention() -> Iterator[None]:
+    """The ablation of Bi-Attention: a W1A1 student keeps softmax attention (1-bit linears only)."""
+    from edgebert.distill import student
+
+    original = student.binarize_student
+
+    def linears_only(model, mode: str):  # noqa: ANN001, ANN202
+        student.binarize_linears(model.encoder, mode)
+        return model
+
+    student.binarize_student = linears_only
+    try:
+        yield
+    finally:
+        student.binarize_student = original
+
+
 def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: int, work: Path, reuse: bool,
-         vocab_size: int | None, mode: str = "w1a8") -> dict:
-    """A W1A8 student of all-MiniLM-L6-v2 (``kind``: same shape, or BERT-Tiny-shaped), distilled for
-    ``minutes`` (or ``steps``); its binary artifact (4-bit word rows) against the teacher's int8 one."""
+         vocab_size: int | None, mode: str = "w1a8", attention: str = "bi") -> dict:
+    """A W1A8 (or W1A1) student of all-MiniLM-L6-v2 (``kind``: same shape, or BERT-Tiny-shaped),
+    distilled for ``minutes`` (or ``steps``); its binary artifact (4-bit word rows) against the
+    teacher's int8 one. ``attention`` "softmax": a W1A1 student without Bi-Attention (the ablation)."""
     import torch
 
     import edgebert
@@ -289,10 +311,9 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
     train, held = split(read_lines(data), 0, 500)
     calib = train[:CALIBRATION_LINES]
     shape, pooling = TEXT_STUDENTS[kind]
-    student = work / f"{kind}-{mode}-student"
+    variant = mode if attention == "bi" or mode == "w1a8" else f"{mode}-softmax"
+    student = work / f"{kind}-{variant}-student"
     if reuse and (student / "distill.json").is_file():
-        import json
-
         report = json.loads((student / "distill.json").read_text(encoding="utf-8"))
     else:
         t0 = time.perf_counter()
@@ -301,9 +322,10 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
             if done % save_every == 0:
                 print(f"  {step} step {done} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-        report = distill(teacher, data, student, shape, minutes=None if steps else minutes, steps=steps,
-                         binarize=mode, pooling=pooling, lr=lr, save_every=save_every, vocab_size=vocab_size,
-                         progress=show)
+        with softmax_attention() if variant.endswith("softmax") else contextlib.nullcontext():
+            report = distill(teacher, data, student, shape, minutes=None if steps else minutes, steps=steps,
+                             binarize=mode, pooling=pooling, lr=lr, save_every=save_every, vocab_size=vocab_size,
+                             progress=show)
     ckpt = load_checkpoint(teacher)
     model = BertEncoder.from_checkpoint(ckpt)
     ckpt.tokenizer.enable_truncation(max_length=32)
@@ -311,7 +333,7 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
         t_emb = torch.cat([model.sentence_embedding(*map(torch.from_numpy, encode_batch(ckpt.tokenizer, held[i:i + 64])))
                            for i in range(0, len(held), 64)]).numpy()
     precision = "binary" if mode == "w1a8" else "binary-full"
-    art = convert_binary(student, work / f"{kind}-{precision}", precision, calib, embedding_bits=4)
+    art = convert_binary(student, work / f"{kind}-{variant}-{precision}", precision, calib, embedding_bits=4)
     int8 = edgebert.convert(teacher, work / "minilm-int8", "int8", calib, force=True)
     rows = {}
     for name, a in (("binary", art), ("int8", int8)):
@@ -323,7 +345,8 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
                       "cosine_worst": float(_cos(emb, t_emb).min()), "latency_ms": _latency_ms(eng, held[:60])}
     rows["binary"]["sizes"] = art.manifest.quantization["sizes"]
     rows["binary"]["fidelity_to_latent_student"] = art.manifest.metrics.get("fidelity")
-    return {"kind": kind, "mode": mode, "student": shape, "vocab_size": vocab_size, "pooling": pooling, "lr": lr,
+    return {"kind": kind, "mode": mode, "attention": "bi" if report["config"].get("binary_attention")
+            else "softmax", "student": shape, "vocab_size": vocab_size, "pooling": pooling, "lr": lr,
             "minutes": minutes, "steps": steps,
             "curve": report["training"]["curve"], "training": {k: v for k, v in report["training"].items()
                                                               if k != "curve"},
@@ -333,7 +356,10 @@ def text(kind: str, minutes: float, steps: int | None, lr: float, save_every: in
 def print_text(r: dict) -> dict[str, bool]:
     b, i = r["binary"], r["int8"]
     s = b["sizes"]
-    print(f"\n{r.get('mode', 'w1a8').upper()} {r['kind']} student ({r['student']}, {r['pooling']} pooling) of all-MiniLM-L6-v2, "
+    att = {"bi": ", Bi-Attention", "softmax": ", softmax attention"}.get(r.get("attention", ""), "") \
+        if r.get("mode") == "w1a1" else ""
+    print(f"\n{r.get('mode', 'w1a8').upper()} {r['kind']} student ({r['student']}, {r['pooling']} pooling{att}) "
+          "of all-MiniLM-L6-v2, "
           f"{r['training'].get('steps', '?')} steps in {r['training'].get('seconds', 0) / 60:.1f} min:")
     v = r.get("vocabulary") or {}
     if v:
@@ -390,6 +416,8 @@ def main() -> int:
                     "all-MiniLM-L6-v2 (minilm: same shape; bert-tiny: L2/H128) distilled for --minutes")
     ap.add_argument("--mode", choices=("w1a8", "w1a1"), default="w1a8", help="--text: 1-bit weights with 8-bit "
                     "inputs (convert --precision binary) or 1-bit inputs too (binary-full)")
+    ap.add_argument("--attention", choices=("bi", "softmax"), default="bi", help="--mode w1a1: Bi-Attention "
+                    "(what binary-full distils) or softmax attention (the ablation: 1-bit linears only)")
     ap.add_argument("--minutes", type=float, default=60.0, help="distillation budget of --text (wall clock)")
     ap.add_argument("--steps", type=int, help="a step budget of --text instead of minutes (probes)")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of --text's distillation")
@@ -405,12 +433,13 @@ def main() -> int:
     result: dict = {}
     if args.text:
         result["text"] = text(args.text, args.minutes, args.steps, args.lr, args.save_every, Path(args.work),
-                              args.reuse, args.vocab_size, args.mode)
+                              args.reuse, args.vocab_size, args.mode, args.attention)
         targets = print_text(result["text"])
         if args.plot:
             plot_curve(result["text"], args.plot)
         out = (args.out if args.out != "benchmarks/results/binarize.json" else
-               f"benchmarks/results/binarize-{args.text}{'' if args.mode == 'w1a8' else '-w1a1'}.json")
+               f"benchmarks/results/binarize-{args.text}{'' if args.mode == 'w1a8' else '-w1a1'}"
+               f"{'-softmax' if args.mode == 'w1a1' and args.attention == 'softmax' else ''}.json")
         return finish(targets, result, out)
     if not args.kernels_only:
         result["digits"] = digits([int(s) for s in args.digits_steps.split(",")], Path(args.work))

@@ -11,6 +11,7 @@ exist only as packed bits (``graph.safetensors``), which the device runs through
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -101,10 +102,12 @@ def binarization_aware(model_dir: Path) -> str | None:
     return _aware_mode(_distill_report(model_dir))
 
 
-def _teacher_graph(report: dict, src: Source) -> tuple[Graph, str] | None:
-    """The fp32 graph a binarization-aware model was distilled from (its ``report``), when it is
-    still where the report says and reads the same inputs (the same vocabulary): the fidelity's
-    reference then. (The student's own float weights are only latent: it never ran with them.)"""
+def _teacher(report: dict, src: Source) -> Source | None:
+    """The fp32 model a binarization-aware model was distilled from (its ``report``), when it is still
+    where the report says, with the student's evaluation inputs as the teacher reads them (the same
+    texts through the teacher's own tokenizer, cut at the student's length, when the student's
+    vocabulary was pruned): the fidelity's reference then. (The student's own float weights are
+    only latent: it never ran with them.)"""
     teacher = report.get("teacher")
     if not teacher or not Path(teacher).is_dir():
         return None
@@ -112,9 +115,16 @@ def _teacher_graph(report: dict, src: Source) -> tuple[Graph, str] | None:
         t = load_source(Path(teacher), None, False, need=False)
     except EdgeBertError:
         return None
-    same = (t.tokenizer is None) == (src.tokenizer is None) and (
-        t.tokenizer is None or t.tokenizer.get_vocab() == src.tokenizer.get_vocab())
-    return (t.fp32, t.name) if same else None
+    if (t.tokenizer is None) != (src.tokenizer is None):
+        return None
+    if t.tokenizer is None or t.tokenizer.get_vocab() == src.tokenizer.get_vocab():
+        return replace(t, evaluation=src.evaluation)
+    if not src.evaluation_texts:
+        return None
+    from edgebert.source import batches
+
+    t.tokenizer.enable_truncation(max_length=src.max_seq_length)
+    return replace(t, evaluation=list(batches(t.tokenizer, list(src.evaluation_texts))))
 
 
 def _library(tmp: Path) -> list[str]:
@@ -148,7 +158,7 @@ def _sizes(fp32: Graph, graph: Graph) -> dict:
             "graph_total": int(total)}
 
 
-def _fidelity(src: Source, graph: Graph, tmp: Path, teacher: tuple[Graph, str] | None) -> dict:
+def _fidelity(src: Source, graph: Graph, tmp: Path, teacher: Source | None) -> dict:
     """The artifact's outputs (through its host library) against the fp32 graph's - the teacher's,
     for a binarization-aware student - on the held-out rows."""
     from edgebert.graph import reference
@@ -157,14 +167,15 @@ def _fidelity(src: Source, graph: Graph, tmp: Path, teacher: tuple[Graph, str] |
 
     backend = BinaryBackend(tmp)
     got = evaluation_outputs(src, lambda f: backend.run(f))
-    ref = evaluation_outputs(src, lambda f: reference.run(teacher[0] if teacher else src.fp32, f))
+    ref = evaluation_outputs(teacher, lambda f: reference.run(teacher.fp32, f)) if teacher else \
+        evaluation_outputs(src, lambda f: reference.run(src.fp32, f))
     oracle = evaluation_outputs(src, lambda f: reference.run(graph, f))
     cos, cos_oracle = compare_outputs(got, ref), compare_outputs(oracle, ref)
     what = "sentence embeddings" if src.tokenizer is not None else "outputs"
     extra = {}
     if teacher is not None and src.tokenizer is None and got.shape[1] > 1:  # a classifier: the decisions too
         extra["argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
-    return {"metric": f"cosine of {what} to the fp32 " + (f"teacher ({teacher[1]})" if teacher else "model"),
+    return {"metric": f"cosine of {what} to the fp32 " + (f"teacher ({teacher.name})" if teacher else "model"),
             **extra, "mean": float(cos.mean()), "worst": float(cos.min()),
             "reference_mean": float(cos_oracle.mean()), "kernel_vs_reference_max_abs": float(np.abs(got - oracle).max()),
             "texts" if src.tokenizer is not None else "samples": int(len(got)), "held_out": src.held_out}
@@ -206,7 +217,7 @@ def convert_binary(model_dir: Path, out_dir: Path, precision: str, calibration: 
             src.tokenizer.save(str(tmp / "tokenizer.json"), pretty=False)  # compact: ~40% of the pretty file
             files.append("tokenizer.json")
         files += _library(tmp)
-        teacher = _teacher_graph(report, src) if trained is not None else None
+        teacher = _teacher(report, src) if trained is not None else None
         metrics = {"fidelity": _fidelity(src, graph, tmp, teacher)} if measure and src.evaluation else {}
         sizes = _sizes(src.fp32, graph)
         act = MODES[precision]

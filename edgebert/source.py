@@ -99,6 +99,7 @@ class Source:
     held_out: bool
     tokenizer: Tokenizer | None = None
     max_seq_length: int = 0
+    evaluation_texts: tuple[str, ...] = ()  # a BERT model's evaluation lines, in no particular order
 
 
 def bert_source(model_dir: Path, calibration: str | Path | list[str] | None, allow_pickle: bool, need: bool) -> Source:
@@ -112,7 +113,7 @@ def bert_source(model_dir: Path, calibration: str | Path | list[str] | None, all
     lines = bound_lines(ckpt.tokenizer, lines, ckpt.max_seq_length)
     cal, ev, held = split_held_out(lines) if lines else ([], [], False)
     return Source(fp32, model_name(ckpt.directory), ckpt.sha256, ckpt.config.to_dict(), list(batches(ckpt.tokenizer, cal)),
-                  list(batches(ckpt.tokenizer, ev)), held, ckpt.tokenizer, ckpt.max_seq_length)
+                  list(batches(ckpt.tokenizer, ev)), held, ckpt.tokenizer, ckpt.max_seq_length, tuple(ev))
 
 
 def mlp_source(model_dir: Path, calibration: str | Path | list[str] | None, need: bool) -> Source:

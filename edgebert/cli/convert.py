@@ -99,7 +99,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("int8", "fp32", "binary", "binary-full"), default="int8",
                    help="target precision (default int8). binary: 1-bit weights, 8-bit activations (W1A8), packed "
                         "8 weights to a byte and run by the artifact's C kernels; binary-full: 1-bit activations too "
-                        "(W1A1, experimental). Binarizing without --steps/--minutes loses most of a model's fidelity")
+                        "(W1A1, experimental; with --steps/--minutes the student also learns Bi-Attention, keys "
+                        "picked by the signs of queries and keys). Binarizing without --steps/--minutes loses most "
+                        "of a model's fidelity")
     p.add_argument("--calibration", help="UTF-8 text, one sentence per line; 20%% is held out to measure fidelity "
                                          "(required for int8 and binary; the unlabeled text of binary's distillation)")
     p.add_argument("--embedding-bits", type=int, choices=(4, 8), default=8, help="binary: word rows in 8 or 4 bits "

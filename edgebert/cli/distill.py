@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "joined by '+' (their vectors concatenated before the Dense projection to the teacher's width); "
                    "default cls+mean: a 128-wide mean alone caps the fit to a 384-wide teacher")
     p.add_argument("--binarize", choices=("w1a8", "w1a1"), help="train the student's encoder linears through 1-bit "
-                   "weights (w1a8) or 1-bit weights and inputs (w1a1, experimental): the straight-through estimator "
-                   "on latent float weights, which the checkpoint holds and a binary conversion binarizes again")
+                   "weights (w1a8) or 1-bit weights and inputs (w1a1, experimental, with BiBERT's Bi-Attention in place of "
+                   "softmax): the straight-through estimator on latent float weights, which the checkpoint holds and a "
+                   "binary conversion binarizes again")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32, help="tokens per sentence (default 32, a microcontroller's)")

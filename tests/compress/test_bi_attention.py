@@ -157,3 +157,18 @@ def test_binary_full_with_a_budget_distils_a_bi_attention_student(tiny_ckpt: Pat
     assert w1a8.manifest.quantization["groups"]["softmax"] == "fp32"
     config = json.loads((tmp_path / "full").joinpath("manifest.json").read_text())["architecture"]["config"]
     assert config["binary_attention"] is True
+
+
+def test_a_w1a1_student_converts_to_an_int8_onnx_artifact_with_its_bi_attention(tiny_ckpt: Path, calibration_file: Path,
+                                                                               tmp_path: Path) -> None:
+    import edgebert
+    from edgebert.distill import distill
+    from edgebert.runtime.engine import Engine
+
+    distill(tiny_ckpt, calibration_file, tmp_path / "s", "L1H64", steps=2, save_every=2, binarize="w1a1")
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["binary_attention"] is True
+    art = edgebert.convert(tmp_path / "s", tmp_path / "int8", "int8", calibration_file)
+    ops = {n.op_type for n in onnx.load(art.path / "model.onnx").graph.node}
+    assert "Softmax" not in ops and "GreaterOrEqual" in ops  # the artifact runs Bi-Attention, as the student did
+    emb = Engine.load(art.path).embed(["Signs pick the keys.", "ok"])
+    assert emb.shape[0] == 2 and np.isfinite(emb).all()

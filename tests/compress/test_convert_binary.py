@@ -81,6 +81,8 @@ def test_binary_full_and_a_distillation_budget_from_the_cli(tiny_ckpt: Path, cal
     capsys.readouterr()
     rows = Graph.load(tmp_path / "v" / "graph.safetensors").tensors["emb.word"].shape[0]
     assert code == 0 and rows < full_rows  # the student's pruned table is what the artifact holds
+    # its fidelity is to the teacher all the same: the held-out texts through the teacher's own tokenizer
+    assert "teacher" in Engine.load(tmp_path / "v").manifest.metrics["fidelity"]["metric"]
     code = main(["convert", str(tiny_ckpt), "--precision", "binary", "--calibration", str(calibration_file),
                  "--out", str(tmp_path / "w"), "--vocab-size", "64"])
     err = capsys.readouterr().err
