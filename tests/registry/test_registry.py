@@ -227,3 +227,27 @@ def test_match_prefers_artifacts_whose_memory_was_measured(reg, artifact_factory
     assert [m.id for m in reg.match("urn:dev:both")] == ["measured", "estimated"]
     ask = reg.store.query("PREFIX eb: <https://w3id.org/edgebert/ns#> SELECT ?a WHERE { ?a eb:memoryMeasured true }")
     assert len(ask) == 1
+
+
+def test_a_td_with_an_event_and_its_data_schema_passes_the_official_shapes(reg) -> None:
+    # the TD shapes before upstream's 2024-02-02 fix wanted a data schema's rdf:type as a string
+    # literal, so every TD with a typed event (W3C's own examples) was refused
+    td = make_td("ev", 1000, 1000)
+    td["events"] = {"overheating": {"data": {"type": "string"}, "forms": [{"href": "https://dev.example/oh"}]}}
+    td["properties"] = {"temperature": {"type": "number", "readOnly": True, "forms": [{"href": "https://dev.example/t"}]}}
+
+    assert reg.add_tds([td]) == ["urn:dev:ev"]
+    assert reg.get_td("ev")["events"]["overheating"]["data"]["type"] == "string"
+
+
+def test_the_vendored_w3c_files_are_the_ones_sources_names() -> None:
+    import hashlib
+
+    from registry.vocab import data_path
+
+    rows = [line.split() for line in data_path("SOURCES").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert {r[0] for r in rows} == {"td-validation.ttl", "td-json-schema-validation.json", "td-context-1.1.jsonld"}
+    for name, _path, commit, _date, sha in rows:
+        assert len(commit) == 40
+        assert hashlib.sha256(data_path(name).read_bytes()).hexdigest() == sha, name
