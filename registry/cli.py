@@ -70,13 +70,20 @@ def _dispatch(args: argparse.Namespace, reg: Any) -> int:
         _print(args, {"imported_triples": n}, [f"imported {n} triples from {args.file}"])
     elif cmd == "match":
         matches = [m.to_dict() for m in reg.match(args.device)]
-        _print(args, matches, [
+        unknown = reg.unknown_capabilities(args.device)
+        reason = (f"cannot be matched: its description states no {', '.join(unknown)}" if unknown else None)
+        _print(args, {"device": reg.resolve(args.device), "matches": matches, "unknown_capabilities": unknown,
+                      "reason": reason}, [
             f"{i + 1:>3}. {m['id'] or m['artifact']}  runtime={m['runtime']} precision={m['precision'] or '-'} "
             f"ram={m['ram_bytes']} flash={m['flash_bytes']} fidelity={m['fidelity'] if m['fidelity'] is not None else '-'}"
-            for i, m in enumerate(matches)])
+            for i, m in enumerate(matches)] or ([f"(none) {reason}"] if reason else []))
     elif cmd == "devices-for":
         rows = reg.devices_for(args.artifact)
-        _print(args, rows, [f"{r['id'] or ''}  {r['device']}  ram={r['ram_bytes']} flash={r['flash_bytes']}" for r in rows])
+        unmatchable = reg.unmatchable_devices()
+        _print(args, {"artifact": reg.resolve(args.artifact), "devices": rows, "unmatchable": unmatchable},
+               [f"{r['id'] or ''}  {r['device']}  ram={r['ram_bytes']} flash={r['flash_bytes']}" for r in rows]
+               + ([f"({len(unmatchable)} device(s) cannot be matched: their descriptions lack capabilities; "
+                   "--json lists them)"] if unmatchable else []))
     elif cmd == "deploy":
         dep = reg.record_deployment(args.device, args.artifact, args.status)
         _print(args, {"deployment": dep}, [f"recorded {dep}"])

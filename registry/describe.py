@@ -73,10 +73,8 @@ def validate_td_json(td: Any, where: str = "TD") -> None:
         raise DescriptionError(f"{where}: expected an 'id' (the device's URI), found none")
     if not isinstance(td["id"], str) or not is_iri(td["id"]):
         raise DescriptionError(f"{where}: expected 'id' an absolute IRI, found {td['id']!r}")
-    for key in ("eb:ramBytes", "eb:flashBytes"):
-        if key not in td:
-            raise DescriptionError(f"{where}: expected '{key}' (a device's memory figure in bytes), found none")
-        if not isinstance(td[key], int) or isinstance(td[key], bool) or td[key] <= 0:
+    for key in ("eb:ramBytes", "eb:flashBytes"):  # optional: a device without them is stored, not matched
+        if key in td and (not isinstance(td[key], int) or isinstance(td[key], bool) or td[key] <= 0):
             raise DescriptionError(f"{where}: expected '{key}' a positive integer of bytes, found {td[key]!r}")
 
 

@@ -111,23 +111,14 @@ class Registry(Deployments):
 
     @staticmethod
     def _check_devices(scratch: ox.Store) -> None:
-        checks = [
-            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:ramBytes ?x }", "eb:ramBytes (RAM in bytes)"),
-            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:flashBytes ?x }", "eb:flashBytes (flash in bytes)"),
-            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:supportsRuntime ?x }",
-             f"eb:supportsRuntime (one of {', '.join(RUNTIMES)})"),
-            ("?d a eb:Device . FILTER NOT EXISTS { ?d eb:supportsPrecision ?x }",
-             f"eb:supportsPrecision (one of {', '.join(PRECISIONS)})"),
-        ]
+        """Device IRIs usable as MQTT ids and capability values the registry knows. The capabilities
+        themselves are optional: a Thing without them is stored and listed, and matching says which
+        it lacks (``unknown_capabilities``)."""
         for row in scratch.query(PREFIXES + "SELECT ?d WHERE { ?d a eb:Device }"):
             try:
                 check_device_iri(row["d"].value)
             except InputError as exc:
                 raise DescriptionError(str(exc)) from None
-        for pattern, what in checks:
-            rows = list(scratch.query(PREFIXES + f"SELECT ?d WHERE {{ {pattern} }} LIMIT 1"))
-            if rows:
-                raise DescriptionError(f"device {rows[0]['d'].value}: expected {what}, found none")
         known = {f"<{EB}{r}>" for r in RUNTIMES} | {f"<{EB}{p}>" for p in PRECISIONS}
         for prop in ("supportsRuntime", "supportsPrecision"):
             for row in scratch.query(PREFIXES + f"SELECT ?d ?v WHERE {{ ?d eb:{prop} ?v }}"):
@@ -243,6 +234,25 @@ class Registry(Deployments):
                     or parse_time(r["created"]) == newest[r["family"]]]
         return [Match(r["artifact"], r["id"], _short(r["runtime"]), _short(r["precision"]), r["ram"], r["flash"],
                       r["size"], r["fidelity"]) for r in rows]
+
+    def unknown_capabilities(self, device: str) -> list[str]:
+        """The capabilities matching needs that the device's description does not state (empty when
+        it can be matched): ``eb:ramBytes``, ``eb:flashBytes``, ``eb:supportsRuntime``,
+        ``eb:supportsPrecision``."""
+        d = self.resolve(device)
+        row = self.store.query(PREFIXES + f"""SELECT ?ram ?flash ?rt ?p WHERE {{
+            OPTIONAL {{ <{d}> eb:ramBytes ?ram }} OPTIONAL {{ <{d}> eb:flashBytes ?flash }}
+            OPTIONAL {{ <{d}> eb:supportsRuntime ?rt }} OPTIONAL {{ <{d}> eb:supportsPrecision ?p }} }} LIMIT 1""")
+        have = row[0] if row else {}
+        return [f"eb:{name}" for key, name in (("ram", "ramBytes"), ("flash", "flashBytes"), ("rt", "supportsRuntime"),
+                                              ("p", "supportsPrecision")) if have.get(key) is None]
+
+    def unmatchable_devices(self) -> list[dict[str, Any]]:
+        """Devices no artifact can be matched to, for want of a capability their description does not state."""
+        rows = self.store.query(PREFIXES + """SELECT ?d WHERE { ?d a eb:Device .
+            FILTER(NOT EXISTS { ?d eb:ramBytes ?r } || NOT EXISTS { ?d eb:flashBytes ?f }
+                   || NOT EXISTS { ?d eb:supportsRuntime ?t } || NOT EXISTS { ?d eb:supportsPrecision ?p }) } ORDER BY ?d""")
+        return [{"device": r["d"], "unknown_capabilities": self.unknown_capabilities(r["d"])} for r in rows]
 
     def devices_for(self, artifact: str) -> list[dict[str, Any]]:
         a = self.resolve(artifact)

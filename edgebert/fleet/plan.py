@@ -112,7 +112,9 @@ def plan(registry: Any, private_key: Path, public_key: bytes, fleet: str | None 
             continue
         if row.target is None:
             row.result = "no match"
-            row.note = ("no compatible artifact" if not matches else
+            unknown = registry.unknown_capabilities(d["device"]) if not matches else []
+            row.note = (f"cannot be matched: its description states no {', '.join(unknown)}" if unknown else
+                        "no compatible artifact" if not matches else
                         f"{len(matches)} compatible artifact(s), none with files at hand")
     return rows
 

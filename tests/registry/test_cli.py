@@ -35,7 +35,7 @@ def test_match_json_and_export_td(store: str, capsys, tmp_path: Path) -> None:
     code_td, _, _ = run(capsys, "--store", store, "export-td", "arduino_nano_ble_33-322-000-000-002",
                         "--out", str(tmp_path / "td.json"))
 
-    assert code == 0 and len(json.loads(out)) == 22
+    assert code == 0 and len(json.loads(out)["matches"]) == 22 and json.loads(out)["unknown_capabilities"] == []
     assert code_td == 0 and json.loads((tmp_path / "td.json").read_text())["eb:flashBytes"] == 628_000
 
 
@@ -60,8 +60,8 @@ def test_deploy_outdated_lineage_flow(store: str, capsys, tmp_path: Path) -> Non
 @pytest.mark.parametrize("setup, args, match", [
     (lambda p: p.write_text(json.dumps({**make_td("x", 1, 1), "title": 5})), ["add-device", "{f}"],
      "invalid Thing Description at 'title'"),
-    (lambda p: p.write_text(json.dumps({k: v for k, v in make_td("x", 1, 1).items() if k != "eb:ramBytes"})),
-     ["add-device", "{f}"], "eb:ramBytes"),
+    (lambda p: p.write_text(json.dumps({**make_td("x", 1, 1), "eb:ramBytes": 0})),
+     ["add-device", "{f}"], "'eb:ramBytes' a positive integer"),
     (lambda p: p.write_text("{"), ["add-device", "{f}"], "expected JSON"),
     (lambda p: None, ["query", "SELECT WHERE"], "malformed SPARQL"),
     (lambda p: p.write_text("<a> <b> ."), ["import", "{f}"], "syntax error"),
@@ -92,3 +92,26 @@ def test_unreachable_endpoint_exit_2(capsys) -> None:
     code, _, err = run(capsys, "--store", f"http://127.0.0.1:{free_port()}/query", "outdated")
 
     assert code == 2 and "expected a reachable SPARQL endpoint" in err
+
+
+def test_match_and_devices_for_say_why_a_device_cannot_be_matched(store: str, capsys, tmp_path: Path) -> None:
+    td = make_td("bare", 1, 1)
+    td.pop("eb:ramBytes"), td.pop("eb:flashBytes")
+    (tmp_path / "bare.json").write_text(json.dumps(td))
+    assert run(capsys, "--store", store, "add-device", str(tmp_path / "bare.json"))[0] == 0
+
+    code, out, _ = run(capsys, "--store", store, "--json", "match", "bare")
+    m = json.loads(out)
+    assert code == 0 and m["matches"] == [] and m["unknown_capabilities"] == ["eb:ramBytes", "eb:flashBytes"]
+    assert m["reason"] == "cannot be matched: its description states no eb:ramBytes, eb:flashBytes"
+    code, out, _ = run(capsys, "--store", store, "match", "bare")
+    assert code == 0 and "cannot be matched" in out
+    code, out, _ = run(capsys, "--store", store, "--json", "devices-for", "nonexistent-artifact")
+    assert code == 2
+    code, out, _ = run(capsys, "--store", store, "--json", "query", "PREFIX schema: <https://schema.org/> "
+                       "SELECT ?id WHERE { ?a schema:identifier ?id } LIMIT 1")
+    some_artifact = json.loads(out)[0]["id"]
+    code, out, _ = run(capsys, "--store", store, "--json", "devices-for", some_artifact)
+    d = json.loads(out)
+    assert code == 0 and {"device": "urn:dev:bare", "unknown_capabilities": ["eb:ramBytes", "eb:flashBytes"]} \
+        in d["unmatchable"]

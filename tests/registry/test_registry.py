@@ -82,7 +82,7 @@ def test_real_converted_artifact_registers_with_its_ops_and_memory(reg, tiny_art
 
 @pytest.mark.parametrize("change, match", [
     (lambda td: td.pop("title"), "'title' is a required property"),
-    (lambda td: td.pop("eb:ramBytes"), "expected 'eb:ramBytes'"),
+    (lambda td: td.update({"eb:ramBytes": "64 kB"}), "eb:ramBytes' a positive integer"),
     (lambda td: td.update({"eb:flashBytes": -1}), "eb:flashBytes' a positive integer"),
     (lambda td: td.update({"security": "basic_sc"}), "securityDefinitions"),
     (lambda td: td.update({"eb:supportsPrecision": [{"@id": "eb:int4"}]}), "supportsPrecision among"),
@@ -251,3 +251,23 @@ def test_the_vendored_w3c_files_are_the_ones_sources_names() -> None:
     for name, _path, commit, _date, sha in rows:
         assert len(commit) == 40
         assert hashlib.sha256(data_path(name).read_bytes()).hexdigest() == sha, name
+
+
+def test_a_td_without_the_toolkits_capabilities_is_stored_and_cannot_be_matched(reg, artifact_factory) -> None:
+    # a plain TD 1.1 (the W3C's examples have no eb: fields): a directory accepts it; matching says why not
+    td = make_td("plain", 1000, 1000)
+    for key in ("eb:ramBytes", "eb:flashBytes", "eb:supportsRuntime", "eb:supportsPrecision"):
+        td.pop(key)
+    partial = make_td("partial", 10_000, 10_000)
+    partial.pop("eb:supportsPrecision")
+    reg.add_tds([td, partial, make_td("full", 10_000, 10_000)])
+    reg.add_artifact(artifact_factory("art", ram=1_000, flash=1_000))
+
+    assert reg.list_devices() == ["urn:dev:full", "urn:dev:partial", "urn:dev:plain"]
+    assert reg.get_td("plain")["title"] == "plain"
+    assert reg.match("plain") == [] and reg.match("partial") == [] and [m.id for m in reg.match("full")] == ["art"]
+    assert reg.unknown_capabilities("plain") == ["eb:ramBytes", "eb:flashBytes", "eb:supportsRuntime",
+                                                 "eb:supportsPrecision"]
+    assert reg.unknown_capabilities("partial") == ["eb:supportsPrecision"] and reg.unknown_capabilities("full") == []
+    assert [r["id"] for r in reg.devices_for("art")] == ["full"]
+    assert [r["device"] for r in reg.unmatchable_devices()] == ["urn:dev:partial", "urn:dev:plain"]

@@ -72,7 +72,7 @@ def test_post_assigns_an_id_and_matches_work(base_url: str) -> None:
 
 def test_invalid_td_is_problem_json_naming_the_field(base_url: str) -> None:
     td = make_td("broken", 1, 1)
-    del td["eb:flashBytes"]
+    td["eb:flashBytes"] = -5  # optional, but a figure must be a positive integer
 
     status, headers, body = call("PUT", f"{base_url}/things/urn:dev:broken", td)
 
