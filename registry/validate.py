@@ -25,6 +25,16 @@ def _graphs() -> tuple:
     return ours, td, onto
 
 
+def _rdf11(term: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> str:
+    """A term in RDF 1.1 N-Triples: a literal's base direction (``"..."@ar--rtl``, RDF 1.2, what a TD's
+    ``@direction`` becomes) is left out, since the SHACL engine parses RDF 1.1 only and no shape
+    constrains directions."""
+    text = str(term)
+    if isinstance(term, ox.Literal) and term.language and not text.endswith(f"@{term.language}"):
+        return str(ox.Literal(term.value, language=term.language))
+    return text
+
+
 def shacl_check(scratch: ox.Store, with_td_shapes: bool) -> None:
     """Raise DescriptionError naming the focus node, the property and the shape's message."""
     import pyshacl
@@ -32,7 +42,7 @@ def shacl_check(scratch: ox.Store, with_td_shapes: bool) -> None:
 
     ours, td_shapes, onto = _graphs()
     data = rdflib.Graph()
-    data.parse(data="\n".join(f"{t.subject} {t.predicate} {t.object} ." for t in scratch), format="nt")
+    data.parse(data="\n".join(f"{t.subject} {t.predicate} {_rdf11(t.object)} ." for t in scratch), format="nt")
     data += onto  # typed individuals (eb:int8 a eb:Precision, …) for sh:class
     for shapes in (ours, td_shapes) if with_td_shapes else (ours,):
         conforms, report, _ = pyshacl.validate(data, shacl_graph=shapes, allow_warnings=True)

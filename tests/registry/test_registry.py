@@ -271,3 +271,14 @@ def test_a_td_without_the_toolkits_capabilities_is_stored_and_cannot_be_matched(
     assert reg.unknown_capabilities("partial") == ["eb:supportsPrecision"] and reg.unknown_capabilities("full") == []
     assert [r["id"] for r in reg.devices_for("art")] == ["full"]
     assert [r["device"] for r in reg.unmatchable_devices()] == ["urn:dev:partial", "urn:dev:plain"]
+
+
+def test_a_td_with_a_base_direction_is_validated_not_refused_by_the_parser(reg) -> None:
+    # "@direction" (TD 1.1 for right-to-left text) makes RDF 1.2 literals ("..."@ar--rtl), which the
+    # SHACL engine's N-Triples parser refused as a syntax error
+    td = make_td("rtl", 1000, 1000)
+    td["@context"] = ["https://www.w3.org/2022/wot/td/v1.1", {"@language": "ar", "@direction": "rtl"}]
+    td["properties"]["temperature"]["title"] = "درجة الحرارة"
+
+    assert reg.add_tds([td]) == ["urn:dev:rtl"]
+    assert reg.get_td("rtl")["properties"]["temperature"]["title"] == "درجة الحرارة"
