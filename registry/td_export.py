@@ -14,10 +14,34 @@ Query = Callable[[str], list[dict[str, Any]]]  # SPARQL in, rows out (``Registry
 _TYPES = {"number", "integer", "boolean", "string", "object", "array", "null"}
 
 
+def _uses_eb(node: Any) -> bool:  # noqa: ANN401 - any JSON value
+    if isinstance(node, dict):
+        return any(str(k).startswith("eb:") or _uses_eb(v) for k, v in node.items() if k != "@context")
+    if isinstance(node, list):
+        return any(_uses_eb(v) for v in node)
+    return isinstance(node, str) and node.startswith("eb:")
+
+
+def _defines_eb(context: Any) -> bool:  # noqa: ANN401 - a JSON-LD @context
+    items = context if isinstance(context, list) else [context]
+    return any(isinstance(i, dict) and "eb" in i for i in items)
+
+
+def with_eb_prefix(td: dict[str, Any]) -> dict[str, Any]:
+    """The TD with ``eb`` declared in its ``@context`` when it uses ``eb:`` terms: the registry reads
+    an undeclared ``eb:`` as its namespace on import, so the export says so and means the same RDF
+    to any JSON-LD processor."""
+    if not _uses_eb(td) or _defines_eb(td.get("@context")):
+        return td
+    context = td.get("@context")
+    items = list(context) if isinstance(context, list) else [context] if context is not None else []
+    return {**td, "@context": [*items, {"eb": EB}]}
+
+
 def device_td(query: Query, device: str) -> dict[str, Any]:
     stored = query(PREFIXES + f"SELECT ?doc WHERE {{ <{device}> eb:tdDocument ?doc }} LIMIT 1")
     if stored:
-        return json.loads(stored[0]["doc"])
+        return with_eb_prefix(json.loads(stored[0]["doc"]))
     facts = query(PREFIXES + f"""SELECT ?title ?desc ?ram ?flash ?arch ?clock WHERE {{
         <{device}> eb:ramBytes ?ram ; eb:flashBytes ?flash .
         OPTIONAL {{ <{device}> td:title ?title }} OPTIONAL {{ <{device}> td:description ?desc }}

@@ -282,3 +282,24 @@ def test_a_td_with_a_base_direction_is_validated_not_refused_by_the_parser(reg) 
 
     assert reg.add_tds([td]) == ["urn:dev:rtl"]
     assert reg.get_td("rtl")["properties"]["temperature"]["title"] == "درجة الحرارة"
+
+
+def test_an_exported_td_declares_eb_and_means_the_same_rdf_to_any_json_ld_processor(reg) -> None:
+    import pyoxigraph as ox
+
+    from registry.vocab import EB, td_context
+
+    td = make_td("ctx", 1000, 2000)  # uses eb: terms without declaring the prefix, as users write them
+    assert not any(isinstance(c, dict) for c in td["@context"])
+    reg.add_tds([td])
+    exported = reg.get_td("ctx")
+
+    assert {"eb": EB} in exported["@context"]
+    offline = {**exported, "@context": [td_context() if c == exported["@context"][0] else c
+                                       for c in exported["@context"]]}
+    triples = {(str(q.predicate), str(q.object)) for q in ox.parse(json.dumps(offline), format=ox.RdfFormat.JSON_LD)
+               if str(q.subject) == "<urn:dev:ctx>"}
+    assert (f"<{EB}ramBytes>", '"1000"^^<http://www.w3.org/2001/XMLSchema#integer>') in triples
+    assert (f"<{EB}supportsRuntime>", f"<{EB}onnxruntime>") in triples
+    reg.add_tds([exported])  # and it imports again as is
+    assert reg.get_td("ctx") == exported
