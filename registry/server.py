@@ -6,7 +6,8 @@
 - ``GET /search/sparql?query=…`` and ``POST /search/sparql`` (``application/sparql-query``):
   SPARQL 1.1 results JSON.
 - ``GET /devices/{id}/matches``: compatible artifacts, best first.
-Errors are RFC 7807 ``application/problem+json``.
+- ``HEAD`` on every resource: the GET's status and headers, no body.
+Errors are RFC 7807 ``application/problem+json``, the framework's own (405, a missing parameter) too.
 
 Hardening (docs/security.md): every registry call runs in a worker thread, never on the event
 loop, so one slow request cannot stall the others; SPARQL queries run at most
@@ -26,11 +27,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgebert.errors import (
     DescriptionError,
@@ -112,16 +117,50 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
             return problem(413, "Request too large",
                            f"request body: expected at most {limits.max_body_bytes} bytes, found {length[:20]}")
+        head = request.method == "HEAD"
+        if head:  # HEAD on every resource: the GET's status and headers, no body
+            request.scope["method"] = "GET"
         try:
-            return await call_next(request)
+            response = await call_next(request)
         except Exception as exc:  # noqa: BLE001 - never a plain-text 500
-            return problem(500, "Internal error", f"{type(exc).__name__}: {str(exc)[:200]}")
+            response = problem(500, "Internal error", f"{type(exc).__name__}: {str(exc)[:200]}")
+        if not head:
+            return response
+        size = 0
+        async for chunk in response.body_iterator:  # type: ignore[attr-defined]
+            size += len(chunk)
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(status_code=response.status_code, headers={**headers, "content-length": str(size)})
 
 
     @app.exception_handler(EdgeBertError)
     async def _error(_: Request, exc: EdgeBertError) -> JSONResponse:
         status, title = status_of(exc)
         return problem(status, title, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own errors (404 of an unknown path, 405 of a method) as problem+json too."""
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
+        if exc.status_code != 405:
+            return problem(exc.status_code, title, f"{request.url.path[:200]}: {exc.detail}")
+        # every route of this path, not only the first one the router tried (HEAD wherever GET is)
+        methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                   for m in r.methods}
+        allow = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+        resp = problem(405, title, f"{request.url.path[:200]}: expected one of the methods {allow}, "
+                                   f"found {request.method[:20]}")
+        resp.headers["Allow"] = allow
+        return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A missing or malformed parameter (FastAPI's 422) as a 400 problem naming it."""
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        found = "none" if first.get("type") == "missing" else repr(first.get("input"))[:100]
+        return problem(400, "Bad request", f"{request.url.path}: expected {where or 'a valid request'} "
+                                           f"({first.get('msg', 'invalid')}), found {found}")
 
     async def _body(request: Request) -> bytes:
         chunks, size = [], 0

@@ -103,3 +103,29 @@ def test_sparql_search_get_and_post(base_url: str) -> None:
     assert json.loads(body)["results"]["bindings"][0]["n"]["value"] == "23" == json.loads(body_p)["results"][
         "bindings"][0]["n"]["value"]
     assert bad == 400 and "malformed SPARQL" in json.loads(problem)["detail"]
+
+
+def test_head_answers_every_resource_as_get_does_without_a_body(base_url: str) -> None:
+    url = f"{base_url}/things/urn:dev:head-1"
+    assert call("PUT", url, make_td("head-1", 10, 10))[0] == 201
+    for path in ("/things/urn:dev:head-1", "/things?offset=0&limit=5",
+                 "/search/sparql?query=" + urllib.parse.quote("ASK { ?s ?p ?o }")):
+        _, get_headers, get_body = call("GET", base_url + path)
+        status, headers, body = call("HEAD", base_url + path)
+        assert status == 200 and body == b"", path
+        assert headers["content-type"] == get_headers["content-type"] and int(headers["content-length"]) == len(get_body)
+    status, headers, body = call("HEAD", f"{base_url}/things/urn:dev:no-such")
+    assert status == 404 and body == b"" and headers["content-type"] == "application/problem+json"
+
+
+def test_the_frameworks_own_errors_are_problem_json_naming_what_was_expected(base_url: str) -> None:
+    status, headers, body = call("PATCH", f"{base_url}/things")  # no PATCH on the collection
+    problem = json.loads(body)
+    assert status == 405 and headers["content-type"] == "application/problem+json"
+    assert "GET" in headers["allow"] and "found PATCH" in problem["detail"] and problem["status"] == 405
+    status, headers, body = call("GET", f"{base_url}/search/sparql")  # no query parameter
+    problem = json.loads(body)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    assert "query" in problem["detail"] and "found none" in problem["detail"]
+    status, headers, body = call("GET", f"{base_url}/no/such/path")
+    assert status == 404 and json.loads(body)["title"] == "Not Found"
