@@ -25,7 +25,13 @@ class CheckpointError(InputError):
 
 
 class DescriptionError(InputError):
-    """A device or model description (WoT TD, RDF) is invalid (HTTP 400)."""
+    """A device or model description (WoT TD, RDF) is invalid (HTTP 400). ``fields`` lists every
+    (field, description) found wrong, where a validator names them (WoT Discovery's
+    ``validationErrors``); the message states the first."""
+
+    def __init__(self, message: str, fields: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class RequestRefused(InputError):

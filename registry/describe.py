@@ -56,6 +56,9 @@ def _td_validator() -> Any:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
+MAX_VALIDATION_ERRORS = 20  # listed in a refusal; a hostile TD could otherwise fail in thousands of places
+
+
 def validate_td_json(td: Any, where: str = "TD") -> None:
     """Validate against the official TD 1.1 JSON Schema; the message names the offending field."""
     if not isinstance(td, dict):
@@ -64,7 +67,9 @@ def validate_td_json(td: Any, where: str = "TD") -> None:
     if errors:
         err = min(errors, key=lambda e: len(e.absolute_path))
         field = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise DescriptionError(f"{where}: invalid Thing Description at '{field}': {err.message[:200]}")
+        fields = tuple(("/".join(str(p) for p in e.absolute_path) or "(top level)", e.message[:200])
+                       for e in errors[:MAX_VALIDATION_ERRORS])
+        raise DescriptionError(f"{where}: invalid Thing Description at '{field}': {err.message[:200]}", fields)
     security = td.get("security")
     for name in [security] if isinstance(security, str) else security or []:
         if name not in td.get("securityDefinitions", {}):

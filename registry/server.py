@@ -56,8 +56,8 @@ T = TypeVar("T")
 TD_JSON = "application/td+json"
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail},
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
+    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
                         status_code=status, media_type="application/problem+json")
 
 
@@ -136,7 +136,9 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
     @app.exception_handler(EdgeBertError)
     async def _error(_: Request, exc: EdgeBertError) -> JSONResponse:
         status, title = status_of(exc)
-        return problem(status, title, str(exc))
+        fields = getattr(exc, "fields", ())
+        extra = {"validationErrors": [{"field": f, "description": d} for f, d in fields]} if fields else {}
+        return problem(status, title, str(exc), **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

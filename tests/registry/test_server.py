@@ -129,3 +129,18 @@ def test_the_frameworks_own_errors_are_problem_json_naming_what_was_expected(bas
     assert "query" in problem["detail"] and "found none" in problem["detail"]
     status, headers, body = call("GET", f"{base_url}/no/such/path")
     assert status == 404 and json.loads(body)["title"] == "Not Found"
+
+
+def test_a_refused_td_lists_its_validation_errors(base_url: str) -> None:
+    td = make_td("two-faults", 10, 10)
+    td["title"] = 5
+    td["properties"]["temperature"]["forms"] = "not-a-list"
+
+    status, headers, body = call("PUT", f"{base_url}/things/urn:dev:two-faults", td)
+
+    problem = json.loads(body)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    fields = {e["field"] for e in problem["validationErrors"]}
+    assert {"title", "properties/temperature/forms"} <= fields  # every fault, not only the first
+    assert all(e["description"] for e in problem["validationErrors"])
+    assert call("GET", f"{base_url}/things/urn:dev:two-faults")[0] == 404  # nothing half-written
