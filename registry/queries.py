@@ -40,6 +40,18 @@ SELECT DISTINCT ?device ?id ?dram ?dflash WHERE {
 } ORDER BY ?device
 """
 
+# devices lacking a capability COMPATIBLE reads (all of them, or %(only)s: ``VALUES ?d { <iri> }``)
+CAPABILITY_GAPS = PREFIXES + """
+SELECT ?d ?ramBytes ?flashBytes ?supportsRuntime ?supportsPrecision WHERE {
+  ?d a eb:Device . %(only)s
+  BIND(EXISTS { ?d eb:ramBytes ?r } AS ?ramBytes) BIND(EXISTS { ?d eb:flashBytes ?f } AS ?flashBytes)
+  BIND(EXISTS { ?d eb:supportsRuntime ?t } AS ?supportsRuntime)
+  BIND(EXISTS { ?d eb:supportsPrecision ?p } AS ?supportsPrecision)
+  FILTER(!?ramBytes || !?flashBytes || !?supportsRuntime || !?supportsPrecision)
+} ORDER BY ?d
+"""
+CAPABILITIES = ("ramBytes", "flashBytes", "supportsRuntime", "supportsPrecision")
+
 DEPLOYMENTS = PREFIXES + """
 SELECT DISTINCT ?deployment ?device ?artifact ?status ?time ?previous WHERE {
   ?deployment a eb:Deployment ; eb:device ?device ; eb:artifact ?artifact ; eb:status ?status ;

@@ -50,6 +50,11 @@ class Match:
         return asdict(self)
 
 
+def _missing(row: dict[str, Any]) -> list[str]:
+    """The capabilities a ``queries.CAPABILITY_GAPS`` row says its device lacks."""
+    return [f"eb:{name}" for name in queries.CAPABILITIES if not row[name]]
+
+
 def _ontology_sha256() -> str:
     """Which ontology and runtime op lists a store holds (reloaded when the package's differ)."""
     import hashlib
@@ -239,20 +244,13 @@ class Registry(Deployments):
         """The capabilities matching needs that the device's description does not state (empty when
         it can be matched): ``eb:ramBytes``, ``eb:flashBytes``, ``eb:supportsRuntime``,
         ``eb:supportsPrecision``."""
-        d = self.resolve(device)
-        row = self.store.query(PREFIXES + f"""SELECT ?ram ?flash ?rt ?p WHERE {{
-            OPTIONAL {{ <{d}> eb:ramBytes ?ram }} OPTIONAL {{ <{d}> eb:flashBytes ?flash }}
-            OPTIONAL {{ <{d}> eb:supportsRuntime ?rt }} OPTIONAL {{ <{d}> eb:supportsPrecision ?p }} }} LIMIT 1""")
-        have = row[0] if row else {}
-        return [f"eb:{name}" for key, name in (("ram", "ramBytes"), ("flash", "flashBytes"), ("rt", "supportsRuntime"),
-                                              ("p", "supportsPrecision")) if have.get(key) is None]
+        rows = self.store.query(queries.CAPABILITY_GAPS % {"only": f"VALUES ?d {{ <{self.resolve(device)}> }}"})
+        return _missing(rows[0]) if rows else []
 
     def unmatchable_devices(self) -> list[dict[str, Any]]:
         """Devices no artifact can be matched to, for want of a capability their description does not state."""
-        rows = self.store.query(PREFIXES + """SELECT ?d WHERE { ?d a eb:Device .
-            FILTER(NOT EXISTS { ?d eb:ramBytes ?r } || NOT EXISTS { ?d eb:flashBytes ?f }
-                   || NOT EXISTS { ?d eb:supportsRuntime ?t } || NOT EXISTS { ?d eb:supportsPrecision ?p }) } ORDER BY ?d""")
-        return [{"device": r["d"], "unknown_capabilities": self.unknown_capabilities(r["d"])} for r in rows]
+        return [{"device": r["d"], "unknown_capabilities": _missing(r)}
+                for r in self.store.query(queries.CAPABILITY_GAPS % {"only": ""})]
 
     def devices_for(self, artifact: str) -> list[dict[str, Any]]:
         a = self.resolve(artifact)

@@ -303,3 +303,16 @@ def test_an_exported_td_declares_eb_and_means_the_same_rdf_to_any_json_ld_proces
     assert (f"<{EB}supportsRuntime>", f"<{EB}onnxruntime>") in triples
     reg.add_tds([exported])  # and it imports again as is
     assert reg.get_td("ctx") == exported
+
+
+def test_a_td_faulty_in_thousands_of_places_lists_at_most_twenty() -> None:
+    from registry.describe import MAX_VALIDATION_ERRORS
+
+    td = make_td("many", 10, 10)
+    td["properties"] = {f"p{i}": {"type": "number", "forms": "not-a-list"} for i in range(2000)}
+
+    with pytest.raises(DescriptionError) as refused:
+        validate_td_json(td)
+
+    assert len(refused.value.fields) == MAX_VALIDATION_ERRORS == 20
+    assert all(field.startswith("properties/p") for field, _ in refused.value.fields)
