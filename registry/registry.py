@@ -30,6 +30,7 @@ from registry.describe import (
     tds_to_quads,
     validate_td_json,
 )
+from registry.registration import DISCOVERY, Registration, now_utc, register, rfc3339, split
 from registry.rules import rule_updates
 from registry.store import Store, insert_data, open_store
 from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, is_iri, lit, runtime_ops
@@ -132,18 +133,53 @@ class Registry(Deployments):
                                            f"{', '.join(RUNTIMES if 'Runtime' in prop else PRECISIONS)}, "
                                            f"found {row['v']}")
 
-    def add_tds(self, tds: list[dict], validate: bool = True, shacl: bool | None = None) -> list[str]:
+    def add_tds(self, tds: list[dict], validate: bool = True, shacl: bool | None = None,
+                now: datetime | None = None) -> list[str]:
         """Add or replace devices given as WoT TD 1.1 JSON objects; returns their IRIs.
 
         ``validate`` checks each TD against the official TD 1.1 JSON Schema; ``shacl`` (default:
-        for up to 100 TDs at a time) also runs the TD and the registry's SHACL shapes.
+        for up to 100 TDs at a time) also runs the TD and the registry's SHACL shapes. Each TD's
+        registration (``registration``: created, modified, expires from the TD's ``ttl`` or
+        ``expires``) is recorded with it, at ``now``.
         """
         if validate:
             for td in tds:
                 validate_td_json(td, f"TD {td.get('id', '(no id)') if isinstance(td, dict) else ''}")
+        now = now or now_utc()
+        split_tds = [split(td) for td in tds]
+        docs = [doc for doc, _ in split_tds]
+        if len({d["id"] for d in docs}) != len(docs):
+            raise DescriptionError("TDs: expected each id once in one write, found an id twice")
+        previous = self.registrations([d["id"] for d in docs])
+        quads = tds_to_quads(docs)
+        for doc, client in split_tds:
+            quads += _registration_quads(doc["id"], register(client, previous.get(doc["id"]), now))
         shacl = len(tds) <= 100 if shacl is None else shacl
-        self._write(tds_to_quads(tds), shacl=shacl, td_shapes=True)
-        return [td["id"] for td in tds]
+        self._write(quads, shacl=shacl, td_shapes=True)
+        return [d["id"] for d in docs]
+
+    def registrations(self, things: list[str]) -> dict[str, Registration]:
+        """The directory's registration information of these Things (those that have one)."""
+        out: dict[str, Registration] = {}
+        for start in range(0, len(things), 1000):
+            values = " ".join(f"<{t}>" for t in things[start:start + 1000] if is_iri(t))
+            if not values:
+                continue
+            for r in self.store.query(PREFIXES + f"""PREFIX disc: <{DISCOVERY}>
+                SELECT ?t ?created ?modified ?expires ?ttl WHERE {{ VALUES ?t {{ {values} }}
+                ?t disc:hasRegistrationInformation ?r . ?r disc:dateCreated ?created ; disc:dateModified ?modified .
+                OPTIONAL {{ ?r disc:expires ?expires }} OPTIONAL {{ ?r disc:ttl ?ttl }} }}"""):
+                out[r["t"]] = Registration(parse_time(r["created"]), parse_time(r["modified"]),
+                                           parse_time(r["expires"]) if r["expires"] else None,
+                                           float(r["ttl"]) if r["ttl"] is not None else None)
+        return out
+
+    def expired_things(self, now: datetime | None = None) -> list[str]:
+        """Things whose registration expired before ``now`` (the directory purges them)."""
+        at = rfc3339(now or now_utc())
+        return [r["t"] for r in self.store.query(PREFIXES + f"""PREFIX disc: <{DISCOVERY}>
+            SELECT DISTINCT ?t WHERE {{ ?t disc:hasRegistrationInformation ?r . ?r disc:expires ?e .
+            FILTER(?e < "{at}"^^xsd:dateTime) }} ORDER BY ?t""")]
 
     def add_device_file(self, path: str | Path) -> list[str]:
         """A TD JSON-LD file (one TD or a list) or an RDF file (Turtle…) of devices."""
@@ -276,6 +312,16 @@ class Registry(Deployments):
                                            f"OFFSET {int(offset)} LIMIT {int(limit)}")
         return [r["d"] for r in rows]
 
+    def collection_version(self) -> str:
+        """A tag of the TD collection's state (the Things and their latest modification): it changes
+        whenever a Thing is added, replaced or removed through the registry."""
+        import hashlib
+
+        row = self.store.query(PREFIXES + f"""PREFIX disc: <{DISCOVERY}>
+            SELECT (COUNT(?d) AS ?n) (MAX(STR(?m)) AS ?last) WHERE {{ ?d a eb:Device
+            OPTIONAL {{ ?d disc:hasRegistrationInformation/disc:dateModified ?m }} }}""")[0]
+        return hashlib.sha256(f"{row['n']}|{row['last']}".encode()).hexdigest()[:16]
+
     def count_devices(self) -> int:
         return int(self.store.query(PREFIXES + "SELECT (COUNT(?d) AS ?n) WHERE { ?d a eb:Device }")[0]["n"])
 
@@ -289,6 +335,28 @@ class Registry(Deployments):
         if not Path(path).is_file():
             raise NotFoundError(f"{path}: expected a dump file, found no such file")
         self.store.restore(Path(path))
+
+
+def _registration_quads(thing: str, reg: Registration) -> list[ox.Quad]:
+    g, t, r = ox.NamedNode(graph_for(thing)), ox.NamedNode(thing), ox.BlankNode()
+    xsd = "http://www.w3.org/2001/XMLSchema#"
+
+    def when(value: datetime) -> ox.Literal:
+        return ox.Literal(rfc3339(value), datatype=ox.NamedNode(xsd + "dateTime"))
+
+    quads = [ox.Quad(t, ox.NamedNode(DISCOVERY + "hasRegistrationInformation"), r, g),
+             ox.Quad(r, ox.NamedNode(RDF_TYPE), ox.NamedNode(DISCOVERY + "RegistrationInformation"), g),
+             ox.Quad(r, ox.NamedNode(DISCOVERY + "dateCreated"), when(reg.created), g),
+             ox.Quad(r, ox.NamedNode(DISCOVERY + "dateModified"), when(reg.modified), g)]
+    if reg.expires is not None:
+        quads.append(ox.Quad(r, ox.NamedNode(DISCOVERY + "expires"), when(reg.expires), g))
+    if reg.ttl is not None:
+        quads.append(ox.Quad(r, ox.NamedNode(DISCOVERY + "ttl"), ox.Literal(repr(float(reg.ttl)),
+                                                                             datatype=ox.NamedNode(xsd + "double")), g))
+    return quads
+
+
+RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 
 
 def open_registry(spec: str) -> Registry:

@@ -1,38 +1,49 @@
-"""HTTP directory: the core of the W3C WoT Discovery TD Directory API, plus device matching.
+"""HTTP directory: the W3C WoT Discovery 1.0 TD Directory API and a SPARQL 1.1 Protocol endpoint.
 
-- ``PUT /things/{id}`` create (201) or replace (204) a TD; ``POST /things`` an anonymous TD (201
-  + Location, the directory assigns ``urn:uuid:…``); ``GET``/``DELETE /things/{id}``;
-  ``GET /things?offset=&limit=`` pages with a ``Link: <…>; rel="next"`` header.
-- ``GET /search/sparql?query=…`` and ``POST /search/sparql`` (``application/sparql-query``):
-  SPARQL 1.1 results JSON.
-- ``GET /devices/{id}/matches``: compatible artifacts, best first.
-- ``HEAD`` on every resource: the GET's status and headers, no body.
-Errors are RFC 7807 ``application/problem+json``, the framework's own (405, a missing parameter) too.
+- Things API: ``PUT /things/{id}`` create (201) or replace (204); ``POST /things`` an anonymous TD
+  (201; the directory assigns a ``urn:uuid:…`` id, given as the Location); ``PATCH /things/{id}`` with a JSON Merge
+  Patch (``application/merge-patch+json``, 204); ``GET``/``DELETE /things/{id}``; ``GET /things``
+  pages ordered by id (``offset``, ``limit``; ``next`` and ``canonical`` Link headers, an ETag).
+  TDs are served enriched: the discovery context and ``registration`` (created, modified, expires,
+  ttl, retrieved); a TD registered with a ``ttl`` or ``expires`` is purged once it expires.
+- Notifications: ``GET /events`` and ``/events/{thing_created|thing_updated|thing_deleted}``,
+  Server-Sent Events, ``?diff=true`` for the whole TD / the merge patch, ``Last-Event-ID`` replay.
+- Search: ``/search/sparql`` (and ``/sparql``): the SPARQL 1.1 Protocol, queries by GET or POST,
+  results negotiated as JSON, XML, CSV, TSV or (CONSTRUCT/DESCRIBE) JSON-LD, Turtle, N-Triples,
+  RDF/XML; the protocol's dataset parameters; updates by POST with the ``admin`` scope.
+  ``/search/jsonpath?query=``: JSONPath over the TDs.
+- ``GET /.well-known/wot``: the directory's own TD. ``GET /devices/{id}/matches``: compatible
+  artifacts, best first. ``HEAD`` on every GET resource.
+Errors are RFC 7807 ``application/problem+json`` (the framework's own too); a refused TD's problem
+lists its faults as ``validationErrors``.
 
 Hardening (docs/security.md): every registry call runs in a worker thread, never on the event
-loop, so one slow request cannot stall the others; SPARQL queries run at most
+loop, so one slow request cannot stall the others; SPARQL and JSONPath queries run at most
 ``max_concurrent_queries`` at a time (503 when busy) with a time limit and a row cap, and
 ``SERVICE`` is refused unless its endpoint is allowed; request bodies, JSON depth and TD size are
 checked before parsing and validation (413/400); ``/things`` manages Things only (an IRI that
 names an artifact, a model or a deployment is 409); bearer tokens with read/write/admin scopes
-(``registry.access``), writes closed without tokens beyond loopback; TLS with a certificate.
+(``registry.access``), writes closed without tokens beyond loopback; TLS with a certificate; SSE
+subscribers are capped and one that falls behind is disconnected, never buffered without end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,14 +57,24 @@ from edgebert.errors import (
     RequestRefused,
     StoreError,
 )
+from registry import merge_patch
 from registry.access import Access
+from registry.directory_td import directory_td
+from registry.events import TYPES, EventHub
 from registry.guard import Limits, check_json_depth, check_query, check_td_size
+from registry.jsonpath_search import search as jsonpath_search
+from registry.registration import enrich, now_utc, rfc3339
 from registry.registry import Registry, open_registry
+from registry.sparql_protocol import negotiate, parse_request, render, with_using
+from registry.store import Dataset
 from registry.vocab import is_iri
 
 T = TypeVar("T")
 
 TD_JSON = "application/td+json"
+MERGE_PATCH = "application/merge-patch+json"
+SPARQL_PATHS = ("/search/sparql", "/sparql")
+log = logging.getLogger("edgebert.registry")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
@@ -70,8 +91,9 @@ STATUSES: tuple[tuple[type[EdgeBertError], int, str], ...] = (  # the first clas
 def status_of(exc: EdgeBertError) -> tuple[int, str]:
     """The HTTP status and title for an error, from its class alone."""
     if isinstance(exc, RequestRefused):
-        return exc.status, {403: "Forbidden", 409: "Conflict", 413: "Request too large", 503: "Busy"}.get(
-            exc.status, "Bad request")
+        return exc.status, {401: "Unauthorized", 403: "Forbidden", 405: "Method not allowed", 406: "Not acceptable",
+                            409: "Conflict", 413: "Request too large", 415: "Unsupported media type",
+                            503: "Busy"}.get(exc.status, "Bad request")
     return next((status, title) for cls, status, title in STATUSES if isinstance(exc, cls))
 
 
@@ -80,18 +102,28 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     access: Access = field(default_factory=Access)
     allow_service: tuple[str, ...] = ()
+    purge_interval_s: float = 5.0  # how often TDs past their registration's expiry are purged
+    max_subscribers: int = 64  # SSE clients at once
+    keepalive_s: float = 15.0  # an SSE comment when nothing happened for this long
 
 
 def _scope_for(method: str, path: str) -> str:
-    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.startswith("/search/")):
+    """The scope a request needs before its body is read (a SPARQL update needs ``admin``: checked
+    once the body says it is one)."""
+    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and (path.startswith("/search/")
+                                                                     or path in SPARQL_PATHS)):
         return "read"
     return "write"
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
 
 
 def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     limits = config.limits
-    app = FastAPI(title="EdgeBERT registry: WoT TD Directory", version="1.0")
+    hub = EventHub(max_subscribers=config.max_subscribers)
     write_lock = threading.Lock()
     query_slots = asyncio.Semaphore(limits.max_concurrent_queries)
 
@@ -103,6 +135,35 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             with write_lock:
                 return fn(*args)
         return run
+
+    def _purge() -> list[str]:
+        gone = []
+        for thing in reg.expired_things():
+            reg.delete_thing(thing)
+            hub.publish("thing_deleted", thing)
+            gone.append(thing)
+        return gone
+
+    async def _purge_loop() -> None:
+        while True:
+            await asyncio.sleep(config.purge_interval_s)
+            try:
+                await off_loop(locked(_purge))
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a failing store
+                log.warning("expiry purge failed: %s: %s", type(exc).__name__, exc)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            hub.close()
+
+    app = FastAPI(title="EdgeBERT registry: WoT TD Directory", version="1.0", lifespan=lifespan)
+    app.state.hub = hub
+    app.state.purge = lambda: locked(_purge)()
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -120,6 +181,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         head = request.method == "HEAD"
         if head:  # HEAD on every resource: the GET's status and headers, no body
             request.scope["method"] = "GET"
+            request.scope["edgebert.head"] = True
         try:
             response = await call_next(request)
         except Exception as exc:  # noqa: BLE001 - never a plain-text 500
@@ -131,7 +193,6 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             size += len(chunk)
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         return Response(status_code=response.status_code, headers={**headers, "content-length": str(size)})
-
 
     @app.exception_handler(EdgeBertError)
     async def _error(_: Request, exc: EdgeBertError) -> JSONResponse:
@@ -173,53 +234,101 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _td_body(request: Request) -> dict[str, Any]:
+    async def _json_object(request: Request, what: str) -> dict[str, Any]:
         data = await _body(request)
         check_json_depth(data, limits.max_json_depth)
         try:
-            td = json.loads(data)
+            value = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise DescriptionError(f"request body: expected a JSON Thing Description, found: {str(exc)[:200]}") from None
-        if not isinstance(td, dict):
-            raise DescriptionError(f"request body: expected a JSON object, found {type(td).__name__}")
+            raise DescriptionError(f"request body: expected {what}, found: {str(exc)[:200]}",
+                                   (("(body)", f"expected {what}"),)) from None
+        if not isinstance(value, dict):
+            raise DescriptionError(f"request body: expected a JSON object ({what}), found {type(value).__name__}",
+                                   (("(body)", "expected a JSON object"),))
+        return value
+
+    async def _td_body(request: Request) -> dict[str, Any]:
+        td = await _json_object(request, "a JSON Thing Description")
         check_td_size(td, limits)
         return td
 
     def _kind(thing_id: str) -> str:
         """'thing' (a device TD), 'other' (an artifact, model, deployment… IRI) or 'none'."""
         if not is_iri(thing_id):
-            raise DescriptionError(f"URL: expected a Thing id that is an absolute IRI, found {thing_id[:200]!r}")
+            raise DescriptionError(f"URL: expected a Thing id that is an absolute IRI, found {thing_id[:200]!r}",
+                                   (("id", "expected an absolute IRI"),))
         if reg.query(f"ASK {{ <{thing_id}> a <https://w3id.org/edgebert/ns#Device> }}")[0]["ask"]:
             return "thing"
         return "other" if reg.query(f"ASK {{ <{thing_id}> ?p ?o }}")[0]["ask"] else "none"
 
-    def _put(thing_id: str, td: dict[str, Any]) -> int:
+    def _enriched(thing_id: str) -> dict[str, Any]:
+        return enrich(reg.get_td(thing_id), reg.registrations([thing_id]).get(thing_id), now_utc())
+
+    def _write(thing_id: str, td: dict[str, Any]) -> int:
+        """Create or replace one TD and tell the subscribers; 201 or 204."""
         kind = _kind(thing_id)
         if kind == "other":
             raise RequestRefused(f"{thing_id}: expected the id of a Thing (or a new one), found the IRI of another "
                                  "registry resource (an artifact, model or deployment); /things manages Things only",
                                  409)
+        old = reg.get_td(thing_id) if kind == "thing" else None
         reg.add_tds([td])
-        return 204 if kind == "thing" else 201
+        if old is None:
+            hub.publish("thing_created", thing_id, full=_enriched(thing_id))
+            return 201
+        hub.publish("thing_updated", thing_id, patch=merge_patch.diff(old, reg.get_td(thing_id)))
+        return 204
 
     @app.put("/things/{thing_id:path}")
     async def put_thing(thing_id: str, request: Request) -> Response:
         td = await _td_body(request)
         if td.setdefault("id", thing_id) != thing_id:
-            raise DescriptionError(f"request body: expected id {thing_id!r} as in the URL, found {str(td['id'])[:200]!r}")
-        return Response(status_code=await off_loop(locked(_put), thing_id, td))
+            raise DescriptionError(f"request body: expected id {thing_id!r} as in the URL, found {str(td['id'])[:200]!r}",
+                                   (("id", "expected the id in the URL"),))
+        return Response(status_code=await off_loop(locked(_write), thing_id, td))
 
     @app.post("/things")
     async def post_thing(request: Request) -> Response:
         td = await _td_body(request)
         if "id" in td:
-            raise DescriptionError("request body: expected an anonymous TD (no 'id') for POST; use PUT /things/{id}")
+            raise DescriptionError("request body: expected an anonymous TD (no 'id') for POST; use PUT /things/{id}",
+                                   (("id", "expected no id in an anonymous TD"),))
         td["id"] = f"urn:uuid:{uuid.uuid4()}"
-        await off_loop(locked(reg.add_tds), [td])
-        return Response(status_code=201, headers={"Location": f"/things/{td['id']}"})
+        await off_loop(locked(_write), td["id"], td)
+        # the system-generated id itself, an absolute URI (as the W3C test suite and the directories that
+        # pass it read it): GET /things/{Location} retrieves the TD
+        return Response(status_code=201, headers={"Location": td["id"]})
+
+    def _patch(thing_id: str, patch: dict[str, Any]) -> None:
+        if _kind(thing_id) != "thing":
+            raise NotFoundError(f"{thing_id[:200]}: expected a known Thing to patch, found none")
+        old = reg.get_td(thing_id)
+        base = dict(old)
+        previous = reg.registrations([thing_id]).get(thing_id)
+        if previous is not None and previous.ttl is not None:  # a partial update keeps the TD's expiry rule
+            base["registration"] = {"ttl": previous.ttl}
+        elif previous is not None and previous.expires is not None:
+            base["registration"] = {"expires": rfc3339(previous.expires)}
+        merged = merge_patch.apply(base, patch)
+        if merged.get("id") != thing_id:
+            raise DescriptionError(f"patch: expected the TD's id to stay {thing_id!r}, found "
+                                   f"{str(merged.get('id'))[:200]!r}", (("id", "a patch cannot change the id"),))
+        check_td_size(merged, limits)
+        reg.add_tds([merged])
+        hub.publish("thing_updated", thing_id, patch=merge_patch.diff(old, reg.get_td(thing_id)))
+
+    @app.patch("/things/{thing_id:path}")
+    async def patch_thing(thing_id: str, request: Request) -> Response:
+        kind = _media_type(request.headers.get("content-type"))
+        if kind != MERGE_PATCH:
+            raise RequestRefused(f"Content-Type: expected {MERGE_PATCH} (a JSON Merge Patch), found "
+                                 f"{(request.headers.get('content-type') or 'none')[:80]!r}", 415)
+        patch = await _json_object(request, "a JSON Merge Patch object")
+        await off_loop(locked(_patch), thing_id, patch)
+        return Response(status_code=204)
 
     def _get(thing_id: str) -> dict[str, Any] | None:
-        return reg.get_td(thing_id) if _kind(thing_id) == "thing" else None
+        return _enriched(thing_id) if _kind(thing_id) == "thing" else None
 
     @app.get("/things/{thing_id:path}")
     async def get_thing(thing_id: str) -> Response:
@@ -232,6 +341,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         if _kind(thing_id) != "thing":
             return False
         reg.delete_thing(thing_id)
+        hub.publish("thing_deleted", thing_id)
         return True
 
     @app.delete("/things/{thing_id:path}")
@@ -240,45 +350,116 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             return problem(404, "Not found", f"{thing_id[:200]}: expected a known Thing, found none")
         return Response(status_code=204)
 
-    def _page(offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def _page(offset: int, limit: int) -> tuple[list[dict[str, Any]], bool, str]:
         ids = reg.list_devices(offset, limit + 1)
-        return [reg.get_td(i) for i in ids[:limit]], len(ids) > limit
+        regs, now = reg.registrations(ids[:limit]), now_utc()
+        docs = [enrich(reg.get_td(i), regs.get(i), now) for i in ids[:limit]]
+        return docs, len(ids) > limit, reg.collection_version()
 
     @app.get("/things")
-    async def list_things(offset: int = 0, limit: int = 100) -> Response:
+    async def list_things(offset: int = 0, limit: int = 100, format: str = "array") -> Response:  # noqa: A002
         if offset < 0 or not 1 <= limit <= 1000:
             return problem(400, "Bad paging", f"expected offset >= 0 and 1 <= limit <= 1000, found {offset}, {limit}")
-        body, more = await off_loop(_page, offset, limit)
-        headers = {"Link": f'</things?offset={offset + limit}&limit={limit}>; rel="next"'} if more else {}
-        return Response(json.dumps(body), media_type="application/ld+json", headers=headers)
+        if format != "array":
+            return problem(501, "Not implemented", f"format: expected 'array' (the collection format is not "
+                                                   f"supported), found {format[:40]!r}")
+        body, more, version = await off_loop(_page, offset, limit)
+        links = [f'</things>; rel="canonical"; etag="{version}"']
+        if more:
+            links.insert(0, f'</things?offset={offset + limit}&limit={limit}>; rel="next"')
+        return Response(json.dumps(body), media_type="application/ld+json",
+                        headers={"Link": ", ".join(links), "ETag": f'"{version}"'})
 
-    async def _sparql(query: str) -> Response:
-        check_query(query, config.allow_service, limits.max_query_chars)
+    # ------------------------------------------------------------------ notifications
+    @app.get("/events")
+    async def events_all(request: Request, diff: str = "false") -> Response:
+        return await _events(request, TYPES, diff)
+
+    @app.get("/events/{event_type}")
+    async def events_of(request: Request, event_type: str, diff: str = "false") -> Response:
+        if event_type not in TYPES:
+            raise RequestRefused(f"event type: expected one of {', '.join(TYPES)}, found {event_type[:60]!r}", 400)
+        return await _events(request, (event_type,), diff)
+
+    async def _events(request: Request, types: tuple[str, ...], diff: str) -> Response:
+        if diff not in ("true", "false"):
+            raise RequestRefused(f"diff: expected true or false, found {diff[:20]!r}", 400)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.scope.get("edgebert.head"):
+            return Response(status_code=200, media_type="text/event-stream", headers=headers)
+        sub, missed = hub.subscribe(types, diff == "true", request.headers.get("last-event-id"))
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                for event in missed:
+                    yield event.sse(hub.boot, sub.diff)
+                while True:
+                    try:
+                        event = await asyncio.wait_for(sub.queue.get(), config.keepalive_s)
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if event is None:
+                        return
+                    yield event.sse(hub.boot, sub.diff)
+            finally:
+                hub.unsubscribe(sub)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    # ------------------------------------------------------------------ search
+    async def _bounded(fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
+        """Run a query-like call in a query slot, with the time limit (503 when busy or too slow)."""
         if query_slots.locked():
             raise RequestRefused(f"query: expected a free query slot (at most {limits.max_concurrent_queries} "
                                  "queries run at once), found none; retry later", 503)
         async with query_slots:
-            deadline = time.monotonic() + limits.query_timeout_s
-            run = off_loop(reg.store.query_json_limited, query, limits.max_result_rows, deadline)
             try:
-                body = await asyncio.wait_for(run, limits.query_timeout_s + 1.0)
+                return await asyncio.wait_for(off_loop(fn, *args), limits.query_timeout_s + 1.0)
             except asyncio.TimeoutError:
                 raise RequestRefused(f"query: expected a result within {limits.query_timeout_s} s, found none "
                                      "(its evaluation is being abandoned)", 503) from None
-        return Response(body, media_type="application/sparql-results+json")
 
-    @app.get("/search/sparql")
-    async def sparql_get(query: str) -> Response:
-        return await _sparql(query)
+    async def _sparql(request: Request) -> Response:
+        body = await _body(request) if request.method == "POST" else b""
+        op = parse_request(request.method, request.url.query, request.headers.get("content-type"), body)
+        check_query(op.text, config.allow_service, limits.max_query_chars)
+        base = str(request.url).split("?", 1)[0]
+        if op.kind == "update":
+            ok, status, why = config.access.allows("admin", request.headers.get("authorization"))
+            if not ok:
+                raise RequestRefused(f"SPARQL update: {why}", status)
+            await off_loop(locked(reg.store.update), with_using(op), base)
+            return Response(status_code=204)
+        dataset = Dataset(op.default_graphs, op.named_graphs) if op.has_dataset else Dataset()
+        deadline = time.monotonic() + limits.query_timeout_s
+        result = await _bounded(reg.store.query_result, op.text, limits.max_result_rows, deadline, dataset, base)
+        media = negotiate(request.headers.get("accept"), result.form)
+        return Response(render(result, media), media_type=media, headers={"Vary": "Accept"})
 
-    @app.post("/search/sparql")
-    async def sparql_post(request: Request) -> Response:
-        body = (await _body(request)).decode("utf-8", "replace")
-        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            from urllib.parse import parse_qs
+    for path in SPARQL_PATHS:
+        app.add_api_route(path, _sparql, methods=["GET", "POST"], include_in_schema=path == SPARQL_PATHS[0])
 
-            body = parse_qs(body).get("query", [""])[0]
-        return await _sparql(body)
+    def _all_tds() -> list[dict[str, Any]]:
+        ids = reg.list_devices(0, 10**9)
+        regs, now = reg.registrations(ids), now_utc()
+        return [enrich(reg.get_td(i), regs.get(i), now) for i in ids]
+
+    @app.get("/search/jsonpath")
+    async def jsonpath(query: str) -> JSONResponse:
+        if len(query) > limits.max_query_chars:
+            raise RequestRefused(f"query: expected at most {limits.max_query_chars} characters, found {len(query)}", 413)
+        deadline = time.monotonic() + limits.query_timeout_s
+
+        def run() -> list[Any]:
+            return jsonpath_search(_all_tds(), query, limits.max_result_rows, deadline)
+
+        return JSONResponse(await _bounded(run))
+
+    # ------------------------------------------------------------------ the directory itself
+    @app.get("/.well-known/wot")
+    async def well_known(request: Request) -> Response:
+        return Response(json.dumps(directory_td(str(request.base_url))), media_type=TD_JSON)
 
     @app.get("/devices/{device_id:path}/matches")
     async def matches(device_id: str) -> JSONResponse:
@@ -293,4 +474,4 @@ def serve(store: str, host: str = "127.0.0.1", port: int = 8081, config: ServerC
     import uvicorn
 
     uvicorn.run(create_app(open_registry(store), config), host=host, port=port, log_level="info",
-                ssl_certfile=certfile, ssl_keyfile=keyfile)
+                ssl_certfile=certfile, ssl_keyfile=keyfile, timeout_graceful_shutdown=5)

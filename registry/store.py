@@ -16,6 +16,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,12 +74,37 @@ def insert_data(quads: list[Any]) -> str:
     return "INSERT DATA {\n" + "\n".join(blocks) + "\n}"
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A SPARQL Protocol dataset: ``None`` members mean the service's own (the union of every graph
+    as default graph, every named graph)."""
+    default_graphs: tuple[str, ...] | None = None
+    named_graphs: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's answer in one of its three forms: ``solutions`` and ``boolean`` as SPARQL 1.1 Results
+    JSON (``json``), ``graph`` as N-Triples lines (``ntriples``)."""
+    form: str
+    json: bytes = b""
+    ntriples: str = ""
+
+
+_TIMEOUT = "query timeout: expected the result within the time limit, found it still running"
+
+
+def _too_large(max_rows: int) -> str:
+    return f"result too large: expected at most {max_rows} rows, found more (add a LIMIT)"
+
+
 class Store(Protocol):
     url: str
 
     def query(self, sparql: str) -> list[Row]: ...
-    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes: ...
-    def update(self, sparql: str) -> None: ...
+    def query_result(self, sparql: str, max_rows: int, deadline: float, dataset: Dataset = Dataset(),
+                     base_iri: str | None = None) -> QueryResult: ...
+    def update(self, sparql: str, base_iri: str | None = None) -> None: ...
     def dump(self, path: Path) -> None: ...
     def restore(self, path: Path) -> None: ...
     def count(self) -> int: ...
@@ -134,42 +160,54 @@ class OxigraphStore:
             rows.append(row)
         return rows
 
-    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
-        """SPARQL 1.1 Results JSON of a SELECT/ASK, read lazily: StoreError once more than
-        ``max_rows`` solutions come or ``time.monotonic()`` passes ``deadline`` (checked between
-        solutions; Oxigraph evaluates with the GIL released, so other requests go on meanwhile)."""
+    def query_result(self, sparql: str, max_rows: int, deadline: float, dataset: Dataset = Dataset(),
+                     base_iri: str | None = None) -> QueryResult:
+        """A query's answer, read lazily: QueryError once more than ``max_rows`` solutions (or triples)
+        come, QueryTimeoutError once ``time.monotonic()`` passes ``deadline`` (checked between them;
+        Oxigraph evaluates with the GIL released, so other requests go on meanwhile)."""
         import time
 
         ox = self._ox
-        result = self._run(sparql)
+        kwargs: dict[str, Any] = {"base_iri": base_iri}
+        if dataset.default_graphs is None and dataset.named_graphs is None:
+            kwargs["use_default_graph_as_union"] = True
+        else:  # the protocol's dataset replaces the service's (and the query's FROM / FROM NAMED)
+            kwargs["default_graph"] = [ox.NamedNode(g) for g in dataset.default_graphs or ()]
+            kwargs["named_graphs"] = [ox.NamedNode(g) for g in dataset.named_graphs or ()]
+        try:
+            result = self._store.query(sparql, **kwargs)
+        except SyntaxError as exc:
+            raise QueryError(f"malformed SPARQL: {exc}") from None
         if isinstance(result, (bool, ox.QueryBoolean)):
-            return json.dumps({"head": {}, "boolean": bool(result)}).encode()
-        if isinstance(result, ox.QueryTriples):
-            del result
-            raise QueryError("SPARQL: expected a SELECT or ASK query, found a CONSTRUCT/DESCRIBE")
-        names = [v.value for v in result.variables]
-        bindings: list[dict[str, Any]] = []
-        error, solution = "", None
-        for n, solution in enumerate(result):
+            return QueryResult("boolean", json.dumps({"head": {}, "boolean": bool(result)}).encode())
+        error, item, lines, bindings = "", None, [], []
+        graph = isinstance(result, ox.QueryTriples)
+        names = [] if graph else [v.value for v in result.variables]
+        for n, item in enumerate(result):
             if n >= max_rows:
-                error = f"result too large: expected at most {max_rows} rows, found more (add a LIMIT)"
+                error = _too_large(max_rows)
                 break
             if n % 256 == 0 and time.monotonic() > deadline:
-                error = "query timeout: expected the result within the time limit, found it still running"
+                error = _TIMEOUT
                 break
-            bindings.append({name: _json_term(ox, solution[name]) for name in names if solution[name] is not None})
-        del result, solution  # pyoxigraph's solutions must be dropped on the thread that made them
+            if graph:
+                lines.append(f"{item.subject} {item.predicate} {item.object} .\n")
+            else:
+                bindings.append({name: _json_term(ox, item[name]) for name in names if item[name] is not None})
+        del result, item  # pyoxigraph's results must be dropped on the thread that made them
         if not error and time.monotonic() > deadline:
-            error = "query timeout: expected the result within the time limit, found it still running"
+            error = _TIMEOUT
         if error:
-            raise (QueryTimeoutError if error.startswith("query timeout") else QueryError)(error)
-        return json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode()
+            raise (QueryTimeoutError if error is _TIMEOUT else QueryError)(error)
+        if graph:
+            return QueryResult("graph", ntriples="".join(lines))
+        return QueryResult("solutions", json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode())
 
-    def update(self, sparql: str) -> None:
+    def update(self, sparql: str, base_iri: str | None = None) -> None:
         try:
-            self._store.update(sparql)
+            self._store.update(sparql, base_iri=base_iri)
         except SyntaxError as exc:
-            raise StoreError(f"malformed SPARQL update: {exc}") from None
+            raise QueryError(f"malformed SPARQL update: {exc}") from None
         except OSError as exc:
             raise StoreError(f"{self.url}: the update failed: {exc}") from None
 
@@ -215,11 +253,15 @@ class SparqlEndpointStore:
         self.timeout = timeout
 
     def _post(self, url: str, body: str, content_type: str, accept: str) -> bytes:
+        return self._post_typed(url, body, content_type, accept)[0]
+
+    def _post_typed(self, url: str, body: str, content_type: str, accept: str) -> tuple[bytes, str]:
+        """The reply's body and its media type."""
         request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
                                          headers={"Content-Type": content_type, "Accept": accept})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read()
+                return response.read(), response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace").strip().splitlines()
             raise StoreError(f"{url}: the endpoint refused the request (HTTP {exc.code}: "
@@ -236,15 +278,30 @@ class SparqlEndpointStore:
         return [{n: (_python_value(b[n]["type"], b[n]["value"], b[n].get("datatype")) if n in b else None)
                  for n in names} for b in raw["results"]["bindings"]]
 
-    def query_json_limited(self, sparql: str, max_rows: int, deadline: float) -> bytes:
-        """The endpoint's answer (it applies its own time limits); the row cap is checked on the reply."""
-        raw = self._post(self.url, sparql, "application/sparql-query", "application/sparql-results+json")
-        rows = json.loads(raw).get("results", {}).get("bindings", [])
-        if len(rows) > max_rows:
-            raise QueryError(f"result too large: expected at most {max_rows} rows, found {len(rows)} (add a LIMIT)")
-        return raw
+    def query_result(self, sparql: str, max_rows: int, deadline: float, dataset: Dataset = Dataset(),
+                     base_iri: str | None = None) -> QueryResult:
+        """The endpoint's answer (it applies its own time limits); the row cap is checked on the reply.
+        A protocol dataset is passed on as ``default-graph-uri`` / ``named-graph-uri``."""
+        params = [("default-graph-uri", g) for g in dataset.default_graphs or ()]
+        params += [("named-graph-uri", g) for g in dataset.named_graphs or ()]
+        url = self.url + ("?" + urllib.parse.urlencode(params) if params else "")
+        accept = "application/sparql-results+json, application/n-triples;q=0.9"
+        raw, kind = self._post_typed(url, sparql, "application/sparql-query", accept)
+        if "n-triples" in kind or "turtle" in kind:
+            import pyoxigraph as ox
 
-    def update(self, sparql: str) -> None:
+            triples = list(ox.parse(raw, format=ox.RdfFormat.TURTLE if "turtle" in kind else ox.RdfFormat.N_TRIPLES))
+            if len(triples) > max_rows:
+                raise QueryError(_too_large(max_rows))
+            return QueryResult("graph", ntriples="".join(f"{t.subject} {t.predicate} {t.object} .\n" for t in triples))
+        answer = json.loads(raw)
+        if "boolean" in answer:
+            return QueryResult("boolean", raw)
+        if len(answer.get("results", {}).get("bindings", [])) > max_rows:
+            raise QueryError(_too_large(max_rows))
+        return QueryResult("solutions", raw)
+
+    def update(self, sparql: str, base_iri: str | None = None) -> None:
         self._post(self.update_url, sparql, "application/sparql-update", "*/*")
 
     def dump(self, path: Path) -> None:

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -63,10 +64,12 @@ def test_post_assigns_an_id_and_matches_work(base_url: str) -> None:
     del td["id"]
 
     status, headers, _ = call("POST", f"{base_url}/things", td)
-    thing = headers["location"].removeprefix("/things/")
+    thing = headers["location"]  # the system-generated id, a urn:uuid (UUID version 4)
     status_m, _, body = call("GET", f"{base_url}/devices/{thing}/matches")
+    stored = json.loads(call("GET", f"{base_url}/things/{thing}")[2])
 
-    assert status == 201 and thing.startswith("urn:uuid:")
+    assert status == 201 and thing.startswith("urn:uuid:") and uuid.UUID(thing[9:]).version == 4
+    assert stored["id"] == thing
     assert status_m == 200 and len(json.loads(body)) == 22
 
 
