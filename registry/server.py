@@ -65,7 +65,7 @@ from registry.guard import Limits, check_json_depth, check_query, check_td_size
 from registry.jsonpath_search import search as jsonpath_search
 from registry.registration import enrich, now_utc, rfc3339
 from registry.registry import Registry, open_registry
-from registry.sparql_protocol import negotiate, parse_request, render, with_using
+from registry.sparql_protocol import DISCOVERY_DEFAULT, SPARQL_DEFAULT, negotiate, parse_request, render, with_using
 from registry.store import Dataset
 from registry.vocab import is_iri
 
@@ -434,7 +434,8 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         dataset = Dataset(op.default_graphs, op.named_graphs) if op.has_dataset else Dataset()
         deadline = time.monotonic() + limits.query_timeout_s
         result = await _bounded(reg.store.query_result, op.text, limits.max_result_rows, deadline, dataset, base)
-        media = negotiate(request.headers.get("accept"), result.form)
+        defaults = DISCOVERY_DEFAULT if request.url.path.startswith("/search/") else SPARQL_DEFAULT
+        media = negotiate(request.headers.get("accept"), result.form, defaults)
         return Response(render(result, media), media_type=media, headers={"Vary": "Accept"})
 
     for path in SPARQL_PATHS:

@@ -39,7 +39,11 @@ GRAPHS = {  # media type -> pyoxigraph RdfFormat name
     "application/n-triples": "N_TRIPLES", "text/plain": "N_TRIPLES", "application/rdf+xml": "RDF_XML",
     "text/n3": "TURTLE",
 }
-DEFAULT = {"solutions": "application/json", "boolean": "application/json", "graph": "application/ld+json"}
+# what a client that states no preference gets: WoT Discovery's defaults on /search/sparql, the usual
+# SPARQL media types on the plain /sparql endpoint
+DISCOVERY_DEFAULT = {"solutions": "application/json", "boolean": "application/json", "graph": "application/ld+json"}
+SPARQL_DEFAULT = {"solutions": "application/sparql-results+json", "boolean": "application/sparql-results+json",
+                  "graph": "text/turtle"}
 MAX_DATASET_GRAPHS = 100
 
 
@@ -192,16 +196,16 @@ def _accepted(accept: str | None) -> list[tuple[str, float]]:
     return sorted(out, key=lambda x: -x[1])
 
 
-def negotiate(accept: str | None, form: str) -> str:
+def negotiate(accept: str | None, form: str, defaults: dict[str, str] = DISCOVERY_DEFAULT) -> str:
     """The media type to answer with for a result of ``form`` ("solutions", "boolean" or "graph");
     RequestRefused (406) when the client accepts none that the form has."""
     offers = GRAPHS if form == "graph" else BOOLEAN_RESULTS if form == "boolean" else RESULTS
     ranges = _accepted(accept)
     if not ranges:
-        return DEFAULT[form]
+        return defaults[form]
     for kind, _ in ranges:
-        if kind in ("*/*", "application/*") or (kind.endswith("/*") and DEFAULT[form].startswith(kind[:-1])):
-            return DEFAULT[form]
+        if kind == "*/*" or (kind.endswith("/*") and defaults[form].startswith(kind[:-1])):
+            return defaults[form]
         if kind in offers:
             return kind
         if kind.endswith("/*"):
@@ -226,5 +230,5 @@ def render(result: QueryResult, media_type: str) -> bytes:
     return parsed.serialize(format=getattr(ox.QueryResultsFormat, fmt)) or b""
 
 
-__all__ = ["BOOLEAN_RESULTS", "DEFAULT", "GRAPHS", "RESULTS", "SparqlRequest", "negotiate", "parse_request",
-           "render", "with_using"]
+__all__ = ["BOOLEAN_RESULTS", "DISCOVERY_DEFAULT", "GRAPHS", "RESULTS", "SPARQL_DEFAULT", "SparqlRequest",
+           "negotiate", "parse_request", "render", "with_using"]
