@@ -17,6 +17,7 @@ import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
 from edgebert.errors import DescriptionError
+from registry import td_rules
 from registry.vocab import (
     DCAT,
     EB,
@@ -70,10 +71,11 @@ def validate_td_json(td: Any, where: str = "TD") -> None:
         fields = tuple(("/".join(str(p) for p in e.absolute_path) or "(top level)", e.message[:200])
                        for e in errors[:MAX_VALIDATION_ERRORS])
         raise DescriptionError(f"{where}: invalid Thing Description at '{field}': {err.message[:200]}", fields)
-    security = td.get("security")
-    for name in [security] if isinstance(security, str) else security or []:
-        if name not in td.get("securityDefinitions", {}):
-            raise DescriptionError(f"{where}: expected 'security' to name a key of 'securityDefinitions', found {name!r}")
+    broken = td_rules.faults(td)
+    if broken:
+        field, description = broken[0]
+        raise DescriptionError(f"{where}: invalid Thing Description at '{field}': {description}",
+                               tuple(broken[:MAX_VALIDATION_ERRORS]))
     if "id" not in td:
         raise DescriptionError(f"{where}: expected an 'id' (the device's URI), found none")
     if not isinstance(td["id"], str) or not is_iri(td["id"]):
@@ -133,10 +135,7 @@ def read_td_file(path: Path) -> tuple[list[dict], list[ox.Quad]]:
     if not path.is_file():
         raise DescriptionError(f"{path}: expected a device description file, found no such file")
     if path.suffix.lower() in (".json", ".jsonld", ".td"):
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DescriptionError(f"{path}: expected JSON, found: {exc}") from None
+        raw = td_rules.load_json(path.read_bytes(), str(path))
         tds = raw if isinstance(raw, list) else [raw]
         for i, td in enumerate(tds):
             validate_td_json(td, f"{path}" + (f"[{i}]" if isinstance(raw, list) else ""))

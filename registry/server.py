@@ -67,6 +67,7 @@ from registry.registration import enrich, now_utc, rfc3339
 from registry.registry import Registry, open_registry
 from registry.sparql_protocol import DISCOVERY_DEFAULT, SPARQL_DEFAULT, negotiate, parse_request, render, with_using
 from registry.store import Dataset
+from registry.td_rules import load_json
 from registry.vocab import is_iri
 
 T = TypeVar("T")
@@ -237,11 +238,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
     async def _json_object(request: Request, what: str) -> dict[str, Any]:
         data = await _body(request)
         check_json_depth(data, limits.max_json_depth)
-        try:
-            value = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise DescriptionError(f"request body: expected {what}, found: {str(exc)[:200]}",
-                                   (("(body)", f"expected {what}"),)) from None
+        value = load_json(data, f"request body ({what})")
         if not isinstance(value, dict):
             raise DescriptionError(f"request body: expected a JSON object ({what}), found {type(value).__name__}",
                                    (("(body)", "expected a JSON object"),))
