@@ -143,6 +143,11 @@ class EventHub:
                 pass
 
     @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    @property
     def subscribers(self) -> int:
         with self._lock:
             return len(self._subs)

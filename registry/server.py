@@ -351,7 +351,8 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         ids = reg.list_devices(offset, limit + 1)
         regs, now = reg.registrations(ids[:limit]), now_utc()
         docs = [enrich(reg.get_td(i), regs.get(i), now) for i in ids[:limit]]
-        return docs, len(ids) > limit, reg.collection_version()
+        # the store's state, and every write this server made (two writes can share a millisecond)
+        return docs, len(ids) > limit, f"{reg.collection_version()}-{hub.boot}.{hub.last_seq}"
 
     @app.get("/things")
     async def list_things(offset: int = 0, limit: int = 100, format: str = "array") -> Response:  # noqa: A002
