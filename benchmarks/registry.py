@@ -7,18 +7,33 @@ ingest time (TD JSON Schema validation + JSON-LD + rules + write), latency of `m
 the store's size on disk. The same queries then run on rdflib's default in-memory store (its own
 SPARQL engine) over the same triples, each capped in time, in a child process.
 
-    python benchmarks/registry.py [--devices 10000] [--artifacts 1000] [--cap 60] [--out FILE]
+Then concurrent writers over HTTP: ``--writers`` threads (200) each create ``--writes`` TDs (5)
+through ``edgebert registry serve`` (PUT /things/{id}: JSON Schema, TD shapes, rules, one atomic
+update each) and replace its first one; every write's latency is recorded, and afterwards every
+TD is read back (none lost, none half-written, the replacements in place) and counted again in
+the reopened store. The peer is ``oxigraph serve`` taking the same TDs' quads from the same number
+of writers as SPARQL Updates (drop the TD's graph, insert its quads: what the registry sends its
+store, without the validation).
+
+    python benchmarks/registry.py [--devices 10000] [--artifacts 1000] [--cap 60] [--writers 200]
+                                  [--writes 5] [--only {fleet,writers}] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from common import finish  # noqa: E402 - before this folder leaves the import path
@@ -134,14 +149,181 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _serve(cmd: list[str], probe: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(probe, timeout=1).close()
+            return proc
+        except urllib.error.HTTPError:
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]}: exited with {proc.returncode}") from None
+            time.sleep(0.1)
+    raise RuntimeError(f"{probe}: no server after 60 s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(method: str, url: str, body: bytes | None, ctype: str | None) -> tuple[int, float]:
+    t = time.perf_counter()
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype} if ctype else {})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            r.read()
+            status = r.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    return status, (time.perf_counter() - t) * 1e3
+
+
+def _hammer(jobs: list[list[tuple[str, str, bytes, str]]]) -> tuple[list[float], list[int], float]:
+    """Each list of requests on its own thread, all started together: latencies (ms), statuses, wall s."""
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock, start = threading.Lock(), threading.Barrier(len(jobs) + 1)
+
+    def work(requests: list[tuple[str, str, bytes, str]]) -> None:
+        start.wait()
+        for method, url, body, ctype in requests:
+            status, ms = _request(method, url, body, ctype)
+            with lock:
+                latencies.append(ms)
+                statuses.append(status)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    return latencies, statuses, time.perf_counter() - t0
+
+
+def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
+    """The registry server and oxigraph serve under ``writers`` concurrent writers (see the docstring)."""
+    from registry.describe import tds_to_quads
+    from registry.store import insert_data
+
+    rng = random.Random(1)
+    tds = [[td for td in fleet_tds(writes, rng)] for _ in range(writers)]
+    for w, mine in enumerate(tds):
+        for j, td in enumerate(mine):
+            td["id"] = f"urn:dev:writer:{w:03d}:{j}"
+            td["title"] = f"writer {w} TD {j}"
+    out: dict = {"writers": writers, "writes_each": writes + 1}
+
+    port = _free_port()
+    store = tmp / "writers-store"
+    edgebert = shutil.which("edgebert") or "edgebert"
+    proc = _serve([edgebert, "registry", "--store", str(store), "serve", "--port", str(port)],
+                  f"http://127.0.0.1:{port}/things?limit=1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        jobs = [[("PUT", f"{base}/things/{td['id']}", json.dumps(td).encode(), "application/td+json") for td in mine]
+                + [("PUT", f"{base}/things/{mine[0]['id']}", json.dumps({**mine[0], "title": "replaced"}).encode(),
+                    "application/td+json")] for mine in tds]
+        latencies, statuses, wall = _hammer(jobs)
+        lost, wrong = 0, 0
+        for mine in tds:
+            for j, td in enumerate(mine):
+                status, body = 0, b""
+                try:
+                    with urllib.request.urlopen(f"{base}/things/{td['id']}", timeout=60) as r:
+                        status, body = r.status, r.read()
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                if status != 200:
+                    lost += 1
+                    continue
+                got = json.loads(body)
+                expected = "replaced" if j == 0 else td["title"]
+                wrong += got.get("title") != expected or got.get("eb:ramBytes") != td["eb:ramBytes"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    reopened = open_registry(str(store))
+    counted = reopened.count_devices()
+    reopened.close()
+    out["edgebert"] = {"p50_ms": statistics.median(latencies), "p99_ms": pct(latencies, 0.99),
+                       "max_ms": max(latencies), "wall_s": wall, "writes_per_s": len(latencies) / wall,
+                       "non_2xx": sum(s >= 300 for s in statuses), "lost": lost, "wrong": wrong,
+                       "devices_after_reopen": counted, "expected_devices": writers * writes}
+
+    exe = shutil.which("oxigraph")
+    if exe is None:
+        out["oxigraph"] = {"note": "oxigraph (pip install oxigraph) not found"}
+        return out
+    port = _free_port()
+    proc = _serve([exe, "serve", "--location", str(tmp / "writers-oxigraph"), "--bind", f"127.0.0.1:{port}"],
+                  f"http://127.0.0.1:{port}/query?query=ASK%7B%7D")
+    update = f"http://127.0.0.1:{port}/update"
+    try:
+        def as_update(td: dict) -> bytes:
+            return (f"DROP SILENT GRAPH <urn:edgebert:graph:{td['id']}> ;\n"
+                    + insert_data(tds_to_quads([td]))).encode()
+
+        jobs = [[("POST", update, as_update(td), "application/sparql-update") for td in mine]
+                + [("POST", update, as_update({**mine[0], "title": "replaced"}), "application/sparql-update")]
+                for mine in tds]
+        latencies, statuses, wall = _hammer(jobs)
+        status, _ = _request("GET", f"http://127.0.0.1:{port}/query?query=" + urllib.request.quote(
+            "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"), None, None)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out["oxigraph"] = {"p50_ms": statistics.median(latencies), "p99_ms": pct(latencies, 0.99),
+                       "max_ms": max(latencies), "wall_s": wall, "writes_per_s": len(latencies) / wall,
+                       "non_2xx": sum(s >= 300 for s in statuses)}
+    return out
+
+
+def print_writers(w: dict) -> None:
+    e, o = w["edgebert"], w.get("oxigraph", {})
+    print(f"\nconcurrent writers: {w['writers']} writers x {w['writes_each']} writes "
+          f"({w['writers'] * w['writes_each']} writes) on loopback")
+    print(f"{'measure':<28}{'edgebert registry serve':>26}{'oxigraph serve (no validation)':>34}{'ratio':>8}")
+    for label, key, unit in (("write latency p50", "p50_ms", "ms"), ("write latency p99", "p99_ms", "ms"),
+                             ("write latency max", "max_ms", "ms"), ("throughput", "writes_per_s", "writes/s")):
+        other = o.get(key)
+        ratio = (f"{e[key] / other:.1f}x" if e[key] >= other else f"{e[key] / other:.2f}x") if other else "-"
+        print(f"{label:<28}{e[key]:>21.1f} {unit:<5}{(f'{other:.1f} {unit}' if other else '-'):>34}{ratio:>8}")
+    print(f"{'non-2xx replies':<28}{e['non_2xx']:>26}{o.get('non_2xx', '-'):>34}")
+    print(f"lost: {e['lost']}, wrong: {e['wrong']}, devices after reopening the store: "
+          f"{e['devices_after_reopen']} of {e['expected_devices']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--artifacts", type=int, default=1_000)
     parser.add_argument("--samples", type=int, default=200, help="devices sampled for match latency")
     parser.add_argument("--cap", type=float, default=60.0, help="seconds per rdflib step before it is stopped")
+    parser.add_argument("--writers", type=int, default=200, help="concurrent HTTP writers")
+    parser.add_argument("--writes", type=int, default=5, help="TDs each writer creates (then it replaces one)")
+    parser.add_argument("--only", choices=("fleet", "writers"), help="run one part only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "registry.json"))
     args = parser.parse_args()
+    writers: dict = {}
+    if args.only != "fleet":
+        with tempfile.TemporaryDirectory() as tmp:
+            writers = concurrent_writers(args.writers, args.writes, Path(tmp))
+        print_writers(writers)
+    writer_targets = {} if not writers else {
+        f"{args.writers} concurrent writers: no lost or half-written TD": (
+            writers["edgebert"]["lost"] == 0 and writers["edgebert"]["wrong"] == 0 and writers["edgebert"]["non_2xx"] == 0
+            and writers["edgebert"]["devices_after_reopen"] == writers["edgebert"]["expected_devices"])}
+    if args.only == "writers":
+        return finish(writer_targets, {"concurrent_writers": writers}, args.out)
     rng = random.Random(0)
     tds, artifacts = fleet_tds(args.devices, rng), fleet_artifacts(args.artifacts, rng)
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,6 +390,7 @@ def main() -> int:
         "devices_for_ms": {"median": statistics.median(dfor_ms), "p99": pct(dfor_ms, 0.99), "n": len(dfor_ms)},
         "outdated_s": {"median": statistics.median(outdated_s), "rows": len(outdated)},
         "store_bytes_on_disk": size, "oxigraph_single_query_s": oxi_single, "rdflib_memory_baseline": base,
+        "concurrent_writers": writers,
     }
     print(f"\nregistry: {args.devices} devices of {len(KINDS)} kinds, {args.artifacts} artifacts, "
           f"{len(pairs)} deployments, {triples} triples")
@@ -233,7 +416,7 @@ def main() -> int:
     for r in rows:
         print(f"{r[0]:<30}{r[1]:>24}{r[2]:>30}{r[3]:>8}")
     targets = {"ingest <= 30 s": ingest <= 30, "match median <= 20 ms": result["match_ms"]["median"] <= 20,
-               "outdated <= 1 s": result["outdated_s"]["median"] <= 1.0}
+               "outdated <= 1 s": result["outdated_s"]["median"] <= 1.0, **writer_targets}
     return finish(targets, result, args.out)
 
 
