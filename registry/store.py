@@ -178,22 +178,27 @@ class OxigraphStore:
             result = self._store.query(sparql, **kwargs)
         except SyntaxError as exc:
             raise QueryError(f"malformed SPARQL: {exc}") from None
+        except RuntimeError as exc:  # Oxigraph cannot evaluate it (an unsupported custom function…)
+            raise QueryError(f"SPARQL: expected a query Oxigraph can evaluate, found: {str(exc)[:200]}") from None
         if isinstance(result, (bool, ox.QueryBoolean)):
             return QueryResult("boolean", json.dumps({"head": {}, "boolean": bool(result)}).encode())
         error, item, lines, bindings = "", None, [], []
         graph = isinstance(result, ox.QueryTriples)
         names = [] if graph else [v.value for v in result.variables]
-        for n, item in enumerate(result):
-            if n >= max_rows:
-                error = _too_large(max_rows)
-                break
-            if n % 256 == 0 and time.monotonic() > deadline:
-                error = _TIMEOUT
-                break
-            if graph:
-                lines.append(f"{item.subject} {item.predicate} {item.object} .\n")
-            else:
-                bindings.append({name: _json_term(ox, item[name]) for name in names if item[name] is not None})
+        try:
+            for n, item in enumerate(result):
+                if n >= max_rows:
+                    error = _too_large(max_rows)
+                    break
+                if n % 256 == 0 and time.monotonic() > deadline:
+                    error = _TIMEOUT
+                    break
+                if graph:
+                    lines.append(f"{item.subject} {item.predicate} {item.object} .\n")
+                else:
+                    bindings.append({name: _json_term(ox, item[name]) for name in names if item[name] is not None})
+        except RuntimeError as exc:
+            error = f"SPARQL: the evaluation failed: {str(exc)[:200]}"
         del result, item  # pyoxigraph's results must be dropped on the thread that made them
         if not error and time.monotonic() > deadline:
             error = _TIMEOUT
