@@ -185,11 +185,20 @@ def _request(method: str, url: str, body: bytes | None, ctype: str | None) -> tu
     return status, (time.perf_counter() - t) * 1e3
 
 
-def _hammer(jobs: list[list[tuple[str, str, bytes, str]]]) -> tuple[list[float], list[int], float]:
-    """Each list of requests on its own thread, all started together: latencies (ms), statuses, wall s."""
+def _hammer(jobs: list[list[tuple[str, str, bytes, str]]], read_url: str | None = None,
+            reads: list[float] | None = None) -> tuple[list[float], list[int], float]:
+    """Each list of requests on its own thread, all started together: latencies (ms), statuses, wall s.
+    With ``read_url``, one more thread GETs it every 100 ms meanwhile and appends its latencies to ``reads``."""
     latencies: list[float] = []
     statuses: list[int] = []
     lock, start = threading.Lock(), threading.Barrier(len(jobs) + 1)
+    writing = threading.Event()
+    writing.set()
+
+    def read() -> None:
+        while writing.is_set():
+            reads.append(_request("GET", read_url, None, None)[1])  # type: ignore[union-attr]
+            time.sleep(0.1)
 
     def work(requests: list[tuple[str, str, bytes, str]]) -> None:
         start.wait()
@@ -202,11 +211,18 @@ def _hammer(jobs: list[list[tuple[str, str, bytes, str]]]) -> tuple[list[float],
     threads = [threading.Thread(target=work, args=(j,)) for j in jobs]
     for t in threads:
         t.start()
+    reader = threading.Thread(target=read) if read_url else None
     t0 = time.perf_counter()
     start.wait()
+    if reader:
+        reader.start()
     for t in threads:
         t.join()
-    return latencies, statuses, time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    writing.clear()
+    if reader:
+        reader.join()
+    return latencies, statuses, wall
 
 
 def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
@@ -232,7 +248,8 @@ def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
         jobs = [[("PUT", f"{base}/things/{td['id']}", json.dumps(td).encode(), "application/td+json") for td in mine]
                 + [("PUT", f"{base}/things/{mine[0]['id']}", json.dumps({**mine[0], "title": "replaced"}).encode(),
                     "application/td+json")] for mine in tds]
-        latencies, statuses, wall = _hammer(jobs)
+        reads: list[float] = []
+        latencies, statuses, wall = _hammer(jobs, f"{base}/things?limit=20", reads)
         lost, wrong = 0, 0
         for mine in tds:
             for j, td in enumerate(mine):
@@ -257,7 +274,8 @@ def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
     out["edgebert"] = {"p50_ms": statistics.median(latencies), "p99_ms": pct(latencies, 0.99),
                        "max_ms": max(latencies), "wall_s": wall, "writes_per_s": len(latencies) / wall,
                        "non_2xx": sum(s >= 300 for s in statuses), "lost": lost, "wrong": wrong,
-                       "devices_after_reopen": counted, "expected_devices": writers * writes}
+                       "devices_after_reopen": counted, "expected_devices": writers * writes,
+                       "reads_meanwhile_ms": {"n": len(reads), "median": statistics.median(reads), "max": max(reads)}}
 
     exe = shutil.which("oxigraph")
     if exe is None:
@@ -300,6 +318,9 @@ def print_writers(w: dict) -> None:
     print(f"{'non-2xx replies':<28}{e['non_2xx']:>26}{o.get('non_2xx', '-'):>34}")
     print(f"lost: {e['lost']}, wrong: {e['wrong']}, devices after reopening the store: "
           f"{e['devices_after_reopen']} of {e['expected_devices']}")
+    r = e["reads_meanwhile_ms"]
+    print(f"GET /things?limit=20 every 100 ms meanwhile: median {r['median']:.1f} ms, max {r['max']:.1f} ms "
+          f"({r['n']} reads)")
 
 
 def main() -> int:

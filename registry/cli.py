@@ -145,14 +145,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_parser("dump", help="write the whole store to FILE (.nq or .trig)").add_argument("file")
     r.add_parser("restore", help="replace the store's content with FILE (.nq or .trig)").add_argument("file")
     s = r.add_parser("serve", help="serve the W3C WoT TD Directory API over HTTP",
-                     description="The WoT Discovery TD Directory API (/things), a SPARQL search endpoint "
-                                 "(/search/sparql) and device matching (/devices/{id}/matches). Access: without "
+                     description="A W3C WoT Discovery 1.0 TD Directory: /things (PUT, POST for anonymous TDs, "
+                                 "GET, PATCH with a JSON Merge Patch, DELETE, paged listing; TDs enriched with their "
+                                 "registration, a 'registration': {'ttl': S} makes one expire), /events (Server-Sent "
+                                 "Events, ?diff=true, Last-Event-ID), /search/jsonpath, /.well-known/wot (the "
+                                 "directory's TD); a SPARQL 1.1 Protocol endpoint at /search/sparql and /sparql "
+                                 "(SELECT/ASK/CONSTRUCT/DESCRIBE; JSON, XML, CSV, TSV, JSON-LD, Turtle, N-Triples by "
+                                 "Accept; default-graph-uri/named-graph-uri; updates need the admin scope); device "
+                                 "matching (/devices/{id}/matches). Access: without "
                                  "--tokens, a server on a loopback address lets local clients read and write; bound "
                                  "beyond loopback (e.g. --host 0.0.0.0) it serves reads only. With tokens (a 0600 "
                                  "file of 'SCOPE TOKEN' lines, or $EDGEBERT_REGISTRY_TOKENS with ';' between "
                                  "entries; scopes read < write < admin) every request needs 'Authorization: Bearer "
                                  "TOKEN'. Limits: request bodies (--max-body), JSON depth 32, 1,000 affordances per "
-                                 "TD, queries (--query-timeout, --max-rows, two at a time, 503 when busy). SPARQL "
+                                 "TD, queries (--query-timeout, --max-rows, two at a time, 503 when busy), 64 event "
+                                 "subscribers. SPARQL "
                                  "SERVICE is refused unless its endpoint is given with --allow-service. Errors are "
                                  "RFC 7807 problem+json. See docs/registry.md and docs/security.md.")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")

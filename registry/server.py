@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -77,6 +79,7 @@ T = TypeVar("T")
 TD_JSON = "application/td+json"
 MERGE_PATCH = "application/merge-patch+json"
 SPARQL_PATHS = ("/search/sparql", "/sparql")
+WRITE_THREADS = 16  # of the 40 worker threads; a queued write holds one while it waits
 log = logging.getLogger("edgebert.registry")
 
 
@@ -132,6 +135,15 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
 
     async def off_loop(fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
         return await run_in_threadpool(fn, *args)
+
+    write_slots: list[anyio.CapacityLimiter] = []
+
+    async def off_loop_write(fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
+        """Writes wait for the store in at most ``WRITE_THREADS`` worker threads: however many
+        writers queue, the reads keep threads of their own."""
+        if not write_slots:
+            write_slots.append(anyio.CapacityLimiter(WRITE_THREADS))
+        return await anyio.to_thread.run_sync(fn, *args, limiter=write_slots[0])
 
     def locked(fn: Callable[..., T]) -> Callable[..., T]:
         def run(*args: Any) -> T:  # noqa: ANN401
@@ -344,7 +356,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         if td.setdefault("id", thing_id) != thing_id:
             raise DescriptionError(f"request body: expected id {thing_id!r} as in the URL, found {str(td['id'])[:200]!r}",
                                    (("id", "expected the id in the URL"),))
-        return Response(status_code=await off_loop(_write, thing_id, td))
+        return Response(status_code=await off_loop_write(_write, thing_id, td))
 
     @app.post("/things")
     async def post_thing(request: Request) -> Response:
@@ -353,7 +365,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             raise DescriptionError("request body: expected an anonymous TD (no 'id') for POST; use PUT /things/{id}",
                                    (("id", "expected no id in an anonymous TD"),))
         td["id"] = f"urn:uuid:{uuid.uuid4()}"
-        await off_loop(_write, td["id"], td)
+        await off_loop_write(_write, td["id"], td)
         # the system-generated id itself, an absolute URI (as the W3C test suite and the directories that
         # pass it read it): GET /things/{Location} retrieves the TD
         return Response(status_code=201, headers={"Location": td["id"]})
@@ -383,7 +395,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             raise RequestRefused(f"Content-Type: expected {MERGE_PATCH} (a JSON Merge Patch), found "
                                  f"{(request.headers.get('content-type') or 'none')[:80]!r}", 415)
         patch = await _json_object(request, "a JSON Merge Patch object")
-        await off_loop(locked(_patch), thing_id, patch)
+        await off_loop_write(locked(_patch), thing_id, patch)
         return Response(status_code=204)
 
     def _get(thing_id: str) -> dict[str, Any] | None:
@@ -405,7 +417,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
 
     @app.delete("/things/{thing_id:path}")
     async def delete_thing(thing_id: str) -> Response:
-        if not await off_loop(locked(_delete), thing_id):
+        if not await off_loop_write(locked(_delete), thing_id):
             return problem(404, "Not found", f"{thing_id[:200]}: expected a known Thing, found none")
         return Response(status_code=204)
 
