@@ -20,19 +20,20 @@ from ..net import free_port
 
 
 @contextmanager
-def running(reg: Registry, config: ServerConfig | None = None) -> Iterator[str]:
+def running(reg: Registry, config: ServerConfig | None = None, **ssl: str) -> Iterator[str]:
+    """The server's base URL (https when ``ssl_certfile``/``ssl_keyfile`` are given)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(reg, config), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2, **ssl))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=20)
 
 
 def call(method: str, url: str, body: Any = None, content_type: str | None = "application/td+json",  # noqa: ANN401

@@ -14,37 +14,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from edgebert.errors import RequestRefused
 from registry.access import Access
 from registry.guard import Limits, check_query
 from registry.registry import Registry, open_registry
-from registry.server import ServerConfig, create_app
+from registry.server import ServerConfig
 
-from ..net import free_port
 from .conftest import make_td, write_artifact
-
-
-@contextmanager
-def running(reg: Registry, config: ServerConfig | None = None, **ssl: str) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(reg, config), host="127.0.0.1", port=port, log_level="warning",
-                                           **ssl))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+from .serving import running
 
 
 def call(method: str, url: str, body: bytes | None = None, token: str | None = None, timeout: float = 30,
