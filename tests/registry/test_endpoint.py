@@ -65,3 +65,30 @@ def test_remote_dump_and_restore(endpoint: str, tmp_path: Path) -> None:
 def test_unreachable_endpoint_is_one_clear_error() -> None:
     with pytest.raises(StoreError, match="expected a reachable SPARQL endpoint"):
         open_registry(f"http://127.0.0.1:{free_port()}/query")
+
+
+def test_the_directory_over_a_remote_endpoint(endpoint: str) -> None:
+    """The HTTP directory on a registry kept in `oxigraph serve`: registration info, SPARQL results
+    in another format, a CONSTRUCT graph and the protocol's dataset all pass through."""
+    import json
+    import urllib.parse
+
+    import pyoxigraph as ox
+
+    from registry.describe import graph_for
+
+    from .serving import call, running
+
+    reg = open_registry(endpoint)
+    with running(reg) as url:
+        assert call("PUT", f"{url}/things/urn:dev:remote-http", make_td("remote-http", 1000, 2000))[0] in (201, 204)
+        stored = json.loads(call("GET", f"{url}/things/urn:dev:remote-http")[2])
+        select = urllib.parse.quote("SELECT ?ram WHERE { <urn:dev:remote-http> <https://w3id.org/edgebert/ns#ramBytes> ?ram }")
+        status, headers, body = call("GET", f"{url}/sparql?query={select}", headers={"Accept": "text/csv"})
+        construct = urllib.parse.quote("CONSTRUCT { ?d <urn:x:ram> ?r } WHERE { ?d <https://w3id.org/edgebert/ns#ramBytes> ?r }")
+        _, _, graph = call("GET", f"{url}/sparql?query={construct}&default-graph-uri="
+                                  f"{urllib.parse.quote(graph_for('urn:dev:remote-http'))}",
+                           headers={"Accept": "application/n-triples"})
+    assert "created" in stored["registration"]
+    assert status == 200 and headers["content-type"].startswith("text/csv") and body.decode().split() == ["ram", "1000"]
+    assert [t.subject.value for t in ox.parse(graph, format=ox.RdfFormat.N_TRIPLES)] == ["urn:dev:remote-http"]
