@@ -4,6 +4,10 @@
 of paho clients through paho's external-loop API. ``MqttTransport`` is one client: QoS 1,
 a retained "online" status with a last will "offline", re-subscription on reconnect, and
 reconnection with exponential backoff while the broker is unreachable.
+
+A clustered broker is given as several URLs (``mqtt://a:1883,mqtt://b:1883,…``, the nodes of one
+cluster): each client starts on the node its id hashes to (so a fleet spreads over the nodes) and,
+when its node goes away or refuses it, reconnects to the next one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import zlib
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -26,7 +31,8 @@ from edgebert.messaging.transport import Handler, topic_matches
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` (TLS, optional CA file)."""
+    """``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` (TLS, optional CA file); the nodes of
+    a clustered broker as several such URLs separated by commas (one scheme for all)."""
 
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
@@ -35,31 +41,50 @@ class BrokerConfig:
     keepalive: int = 30
 
     def __post_init__(self) -> None:
-        u = urllib.parse.urlparse(self.url)
-        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        if not self.urls:
             raise BrokerError(f"broker URL: expected mqtt://host[:port] or mqtts://host[:port], found {self.url!r}")
+        for url in self.urls:
+            u = urllib.parse.urlparse(url)
+            try:
+                u.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                u = urllib.parse.urlparse("")
+            if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+                raise BrokerError(f"broker URL: expected mqtt://host[:port] or mqtts://host[:port], found {url[:200]!r}")
+        if len({urllib.parse.urlparse(url).scheme for url in self.urls}) > 1:
+            raise BrokerError(f"broker URLs: expected one scheme for every node (mqtt or mqtts), found {self.redacted()}")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The nodes, in the order given."""
+        return tuple(u.strip() for u in self.url.split(",") if u.strip())
+
+    def endpoint(self, node: int = 0) -> tuple[str, int]:
+        """(host, port) of node ``node`` (modulo the number of nodes)."""
+        u = urllib.parse.urlparse(self.urls[node % len(self.urls)])
+        return u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883)
 
     @property
     def host(self) -> str:
-        return urllib.parse.urlparse(self.url).hostname or "127.0.0.1"
+        return self.endpoint(0)[0]
 
     @property
     def port(self) -> int:
-        u = urllib.parse.urlparse(self.url)
-        return u.port or (8883 if u.scheme == "mqtts" else 1883)
+        return self.endpoint(0)[1]
 
     @property
     def tls(self) -> bool:
-        return urllib.parse.urlparse(self.url).scheme == "mqtts"
+        return urllib.parse.urlparse(self.urls[0]).scheme == "mqtts"
 
     def credentials(self) -> tuple[str | None, str | None]:
-        u = urllib.parse.urlparse(self.url)
+        u = urllib.parse.urlparse(self.urls[0])
         return (self.username or u.username, self.password or u.password)
 
     def redacted(self) -> str:
-        """The URL without its password (secrets never go to logs)."""
-        u = urllib.parse.urlparse(self.url)
-        return f"{u.scheme}://{u.hostname}:{self.port}"
+        """The URL(s) without a password (secrets never go to logs)."""
+        parts = [urllib.parse.urlparse(url) for url in self.urls] or [urllib.parse.urlparse(self.url)]
+        return ",".join(f"{u.scheme}://{u.hostname}:{self.endpoint(i)[1] if self.urls else ''}"
+                        for i, u in enumerate(parts))
 
 
 
@@ -74,6 +99,7 @@ class MqttTransport:
         self.config, self.client_id, self.loop = config, client_id, loop or default_loop()
         self.handlers: list[tuple[str, Handler]] = []
         self.connected = threading.Event()
+        self.node = zlib.crc32(client_id.encode()) % len(config.urls)  # the cluster node it starts on
         self._backoff, self._next_attempt, self._want = 0.5, 0.0, True
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         user, password = config.credentials()
@@ -104,7 +130,17 @@ class MqttTransport:
             raise BrokerError(f"{config.redacted()}: expected the broker to accept {client_id}, found no CONNACK")
 
     def _connect(self) -> None:
-        self.paho.connect(self.config.host, self.config.port, self.config.keepalive)
+        tried = 0
+        while True:  # every node once, from this client's own
+            host, port = self.config.endpoint(self.node)
+            try:
+                self.paho.connect(host, port, self.config.keepalive)
+                return
+            except OSError:
+                tried += 1
+                if tried >= len(self.config.urls):
+                    raise
+                self.node += 1
 
     def _schedule_retry(self) -> None:
         self._next_attempt = time.monotonic() + self._backoff * (0.5 + random.random())
@@ -113,14 +149,20 @@ class MqttTransport:
     def _maybe_reconnect(self, now: float) -> None:
         if self._want and not self.paho.is_connected() and self._next_attempt and now >= self._next_attempt:
             try:
-                self.paho.reconnect()
+                if len(self.config.urls) > 1:
+                    host, port = self.config.endpoint(self.node)
+                    self.paho.connect(host, port, self.config.keepalive)
+                else:
+                    self.paho.reconnect()
                 self._next_attempt = 0.0
             except OSError:
+                self.node += 1  # that node is down: the next one
                 self._schedule_retry()
 
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                     properties: object = None) -> None:
         if getattr(reason, "is_failure", False):
+            self.node += 1
             self._schedule_retry()
             return
         self._backoff = 0.5
@@ -132,6 +174,7 @@ class MqttTransport:
                        properties: object = None) -> None:
         self.connected.clear()
         if self._want:
+            self.node += 1  # a cluster's node went away: the next one (one node: the same one)
             self._schedule_retry()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
