@@ -388,10 +388,12 @@ def main() -> int:
             outdated = reg.outdated()
             outdated_s.append(time.perf_counter() - t)
         triples = reg.store.count()
-        reg.store.flush()
-        size = dir_size(store_dir)
         dump = Path(tmp) / "fleet.nq"
         reg.dump(dump)
+        open_size = dir_size(store_dir)  # RocksDB's write-ahead log included while the store is open
+        reg.close()  # closed, the log is folded into the tables: what the store takes at rest
+        size = dir_size(store_dir)
+        reg = open_registry(str(store_dir))
         plan = [("match", [queries.MATCH % {"device": sample[0]}]),
                 ("devices-for", [queries.DEVICES_FOR % {"artifact": art_sample[0]}]),
                 ("outdated", [queries.ACTIVE_DEPLOYMENTS, queries.DEPLOYED_DEVICE_CAPABILITIES,
@@ -410,7 +412,8 @@ def main() -> int:
         "match_ms": {"median": statistics.median(match_ms), "p99": pct(match_ms, 0.99), "n": len(match_ms)},
         "devices_for_ms": {"median": statistics.median(dfor_ms), "p99": pct(dfor_ms, 0.99), "n": len(dfor_ms)},
         "outdated_s": {"median": statistics.median(outdated_s), "rows": len(outdated)},
-        "store_bytes_on_disk": size, "oxigraph_single_query_s": oxi_single, "rdflib_memory_baseline": base,
+        "store_bytes_on_disk": size, "store_bytes_while_open": open_size, "oxigraph_single_query_s": oxi_single,
+        "rdflib_memory_baseline": base,
         "concurrent_writers": writers,
     }
     print(f"\nregistry: {args.devices} devices of {len(KINDS)} kinds, {args.artifacts} artifacts, "
@@ -433,7 +436,8 @@ def main() -> int:
              rd("devices-for"), ratio("devices-for")),
             ("outdated, whole fleet", f"{result['outdated_s']['median'] * 1e3:.0f} ms ({len(outdated)} rows)",
              rd("outdated"), ratio("outdated")),
-            ("store on disk", f"{size / 1e6:.1f} MB", "-", "")]
+            ("store on disk (closed)", f"{size / 1e6:.1f} MB", "-", ""),
+            ("store while open (with log)", f"{open_size / 1e6:.1f} MB", "-", "")]
     for r in rows:
         print(f"{r[0]:<30}{r[1]:>24}{r[2]:>30}{r[3]:>8}")
     targets = {"ingest <= 30 s": ingest <= 30, "match median <= 20 ms": result["match_ms"]["median"] <= 20,

@@ -104,3 +104,21 @@ def test_an_invalid_td_is_refused_naming_the_field(refusing: str, path: Path) ->
     assert problem["validationErrors"] and all(e["field"] and e["description"] for e in problem["validationErrors"])
     if "id" in td:
         assert call("GET", target)[0] == 404  # nothing half-written
+
+
+def test_the_fast_schema_check_agrees_with_jsonschema_on_every_td() -> None:
+    """The compiled schema answers for valid TDs; it must refuse exactly what jsonschema refuses."""
+    import fastjsonschema
+
+    from registry.describe import _td_fast_validator, _td_validator
+
+    for path in VALID + INVALID:
+        td = json.loads(path.read_text())
+        broken = [td, {**td, "title": 5}, {**td, "securityDefinitions": {}}, {k: v for k, v in td.items() if k != "@context"}]
+        for doc in broken:
+            try:
+                _td_fast_validator()(doc)
+                fast = True
+            except fastjsonschema.JsonSchemaException:
+                fast = False
+            assert fast == _td_validator().is_valid(doc), path.name
