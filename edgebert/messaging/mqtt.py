@@ -100,6 +100,8 @@ class MqttTransport:
         self.handlers: list[tuple[str, Handler]] = []
         self.connected = threading.Event()
         self.node = zlib.crc32(client_id.encode()) % len(config.urls)  # the cluster node it starts on
+        self._subscribing: dict[int, str] = {}  # message id of a SUBSCRIBE -> its topic filter
+        self._resubscribe: list[tuple[float, str]] = []  # (when, filter) refused by the broker, to ask again
         self._backoff, self._next_attempt, self._want = 0.5, 0.0, True
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         user, password = config.credentials()
@@ -113,6 +115,7 @@ class MqttTransport:
         self.paho.max_inflight_messages_set(1000)
         self.paho.on_connect, self.paho.on_disconnect, self.paho.on_message = self._on_connect, self._on_disconnect, \
             self._on_message
+        self.paho.on_subscribe = self._on_subscribe
         self.paho.on_socket_open = lambda c, u, s: self.loop._watch(s, self, False)
         self.paho.on_socket_register_write = lambda c, u, s: self.loop.call(lambda: self.loop._watch(s, self, True))
         self.paho.on_socket_unregister_write = lambda c, u, s: self.loop.call(lambda: self.loop._watch(s, self, False))
@@ -146,7 +149,26 @@ class MqttTransport:
         self._next_attempt = time.monotonic() + self._backoff * (0.5 + random.random())
         self._backoff = min(self._backoff * 2, 30.0)
 
+    def _sub(self, topic_filter: str) -> None:
+        """SUBSCRIBE (on the loop thread), remembering the filter until the broker grants it."""
+        result, mid = self.paho.subscribe(topic_filter, qos=1)
+        if result == paho.MQTT_ERR_SUCCESS and mid is not None:
+            self._subscribing[mid] = topic_filter
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: object,
+                      properties: object = None) -> None:
+        topic_filter = self._subscribing.pop(mid, None)
+        codes = reason_codes if isinstance(reason_codes, list) else [reason_codes]
+        if topic_filter is not None and any(getattr(c, "is_failure", False) for c in codes):
+            # a cluster still electing after a node died refuses subscriptions for a while: ask again
+            self._resubscribe.append((time.monotonic() + 1.0, topic_filter))
+
     def _maybe_reconnect(self, now: float) -> None:
+        if self._resubscribe and self.paho.is_connected():
+            due = [f for when, f in self._resubscribe if when <= now]
+            self._resubscribe = [(when, f) for when, f in self._resubscribe if when > now]
+            for topic_filter in due:
+                self._sub(topic_filter)
         if self._want and not self.paho.is_connected() and self._next_attempt and now >= self._next_attempt:
             try:
                 if len(self.config.urls) > 1:
@@ -166,8 +188,9 @@ class MqttTransport:
             self._schedule_retry()
             return
         self._backoff = 0.5
+        self._resubscribe = []
         for topic_filter, _ in self.handlers:
-            client.subscribe(topic_filter, qos=1)
+            self._sub(topic_filter)
         self.connected.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
@@ -191,7 +214,7 @@ class MqttTransport:
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         self.handlers.append((topic_filter, handler))
         if self.paho.is_connected():
-            self.loop.call(lambda: self.paho.subscribe(topic_filter, qos=1))
+            self.loop.call(lambda: self._sub(topic_filter))
 
     def close(self) -> None:
         self._want = False

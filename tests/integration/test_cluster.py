@@ -66,7 +66,8 @@ def test_clients_spread_messages_cross_nodes_and_survive_a_node_kill(cluster: Na
             for i in missing:
                 devices[i].publish(f"edgebert/test/cluster/{i}", f"after-{i}".encode())
             time.sleep(0.5)
-        assert not missing, f"never heard after the kill: {missing}"
+        assert not missing, (f"never heard after the kill: {missing}; listener connected "
+                             f"{listener.connected.is_set()} on node {listener.node % 3}, killed {busiest}")
     finally:
         for d in devices:
             d.close()
