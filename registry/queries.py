@@ -30,6 +30,25 @@ SELECT DISTINCT ?artifact ?id ?runtime ?precision ?ram ?flash ?size ?fidelity ?f
 } ORDER BY DESC(?measuredRank) DESC(COALESCE(?fidelity, -1.0)) ASC(COALESCE(?size, ?flash)) ?artifact
 """
 
+# ``match`` in two steps: MATCH's OPTIONALs, joined after COMPATIBLE, made Oxigraph scan every
+# subject with those properties (devices' schema:identifier included): 0.6 ms at 10,000 devices,
+# 23 ms at 100,000. The candidates first, then their facts by VALUES, sorted as MATCH sorts.
+MATCH_CANDIDATES = PREFIXES + """
+SELECT DISTINCT ?a ?runtime ?precision ?ram ?flash WHERE {
+  BIND(<%(device)s> AS ?d)
+""" + COMPATIBLE + """
+}
+"""
+ARTIFACT_FACTS = PREFIXES + """
+SELECT ?a ?id ?family ?created ?size ?fidelity ?measured WHERE { VALUES ?a { %(artifacts)s }
+  OPTIONAL { ?a schema:identifier ?id }
+  OPTIONAL { ?a eb:family ?family ; schema:dateCreated ?created }
+  OPTIONAL { ?a eb:sizeBytes ?size }
+  OPTIONAL { ?a eb:fidelityMean ?fidelity }
+  OPTIONAL { ?a eb:memoryMeasured ?measured }
+}
+"""
+
 DEVICES_FOR = PREFIXES + """
 SELECT DISTINCT ?device ?id ?dram ?dflash WHERE {
   BIND(<%(artifact)s> AS ?a)

@@ -264,7 +264,7 @@ class Registry(Deployments):
         """Compatible artifacts, best first (fidelity, then size); ``latest_only`` keeps only the newest
         compatible version of each family (what provisioning installs)."""
         d = self.resolve(device)
-        rows = self.store.query(queries.MATCH % {"device": d})
+        rows = self._match_rows(d)
         if latest_only:
             newest: dict[str, datetime] = {}
             for r in rows:
@@ -275,6 +275,30 @@ class Registry(Deployments):
                     or parse_time(r["created"]) == newest[r["family"]]]
         return [Match(r["artifact"], r["id"], _short(r["runtime"]), _short(r["precision"]), r["ram"], r["flash"],
                       r["size"], r["fidelity"]) for r in rows]
+
+    def _match_rows(self, device: str) -> list[dict[str, Any]]:
+        """``queries.MATCH``'s rows, in its order, from two queries (see ``queries.MATCH_CANDIDATES``)."""
+        candidates = self.store.query(queries.MATCH_CANDIDATES % {"device": device})
+        if not candidates:
+            return []
+        facts: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(candidates), 500):
+            values = " ".join(f"<{c['a']}>" for c in candidates[start:start + 500])
+            for row in self.store.query(queries.ARTIFACT_FACTS % {"artifacts": values}):
+                facts.setdefault(row["a"], row)  # one row per artifact (its first, like DISTINCT over MATCH's)
+        rows = []
+        for c in candidates:
+            f = facts.get(c["a"], {})
+            rows.append({"artifact": c["a"], "id": f.get("id"), "runtime": c["runtime"], "precision": c["precision"],
+                         "ram": c["ram"], "flash": c["flash"], "size": f.get("size"), "fidelity": f.get("fidelity"),
+                         "family": f.get("family"), "created": f.get("created"), "measured": f.get("measured")})
+
+        def order(r: dict[str, Any]) -> tuple:
+            fidelity = r["fidelity"] if r["fidelity"] is not None else -1.0
+            size = r["size"] if r["size"] is not None else r["flash"]
+            return (0 if r["measured"] is not None else 1, -fidelity, size, r["artifact"])
+
+        return sorted(rows, key=order)
 
     def unknown_capabilities(self, device: str) -> list[str]:
         """The capabilities matching needs that the device's description does not state (empty when

@@ -316,3 +316,27 @@ def test_a_td_faulty_in_thousands_of_places_lists_at_most_twenty() -> None:
 
     assert len(refused.value.fields) == MAX_VALIDATION_ERRORS == 20
     assert all(field.startswith("properties/p") for field, _ in refused.value.fields)
+
+
+def test_two_step_match_answers_as_the_single_match_query(reg, artifact_factory) -> None:
+    """``match`` asks for candidates, then their facts (no scan of the fleet's identifiers): the same
+    rows in the same order as ``queries.MATCH`` in one query."""
+    import random
+
+    from registry import queries
+
+    rng = random.Random(7)
+    reg.import_file(SELOC / "example_tflite_models.ttl")
+    for i in range(25):
+        reg.add_artifact(artifact_factory(f"a{i}", family=f"f{i % 4}", ram=rng.randint(100, 5000),
+                                          flash=rng.randint(100, 5000), fidelity=rng.choice([0.9, 0.95, 0.99]),
+                                          size=rng.randint(10, 900), created=f"2026-0{1 + i % 9}-01T00:00:00+00:00"))
+    devices = [make_td(f"m{i}", rng.randint(500, 6000), rng.randint(500, 6000)) for i in range(8)]
+    reg.add_tds(devices)
+    [arduino] = reg.add_device_file(SELOC / "example_arduino_nano_ble_33_td.ttl")
+    for device in [d["id"] for d in devices] + [arduino]:
+        single = reg.query(queries.MATCH % {"device": device})
+        two_step = reg.match(device)
+        assert [m.artifact for m in two_step] == [r["artifact"] for r in single], device
+        assert [(m.id, m.size_bytes, m.fidelity) for m in two_step] == [(r["id"], r["size"], r["fidelity"]) for r in single]
+    assert sum(len(reg.match(d["id"])) for d in devices) > 20  # the comparison compared something
