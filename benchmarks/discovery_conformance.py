@@ -21,12 +21,9 @@ import csv
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from common import finish
+from common import finish, free_port, serve
 
 NEEDS_INTERNET = ("TestSPARQL/federated_search_using_GET",)
 
@@ -45,23 +42,11 @@ def main() -> int:
         (work / "report").mkdir()
         for name in ("template.csv", "manual.csv"):
             shutil.copy(Path(args.assertions) / name, work / "report" / name)
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         exe = shutil.which("edgebert") or "edgebert"
-        server = subprocess.Popen([exe, "registry", "--store", str(work / "store"), "serve", "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = serve([exe, "registry", "--store", str(work / "store"), "serve", "--port", str(port)],
+                       f"http://127.0.0.1:{port}/things")
         try:
-            for _ in range(600):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/things", timeout=1).close()
-                    break
-                except urllib.error.HTTPError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
             run = subprocess.run([str(suite), f"--server=http://127.0.0.1:{port}", "-testJSONPath", "-test.v"],
                                  cwd=work, capture_output=True, text=True, timeout=900)
         finally:

@@ -27,7 +27,6 @@ import multiprocessing as mp
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +35,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import finish  # noqa: E402 - before this folder leaves the import path
+from common import finish, free_port, serve  # noqa: E402 - before this folder leaves the import path
 
 # this file is named like the package it measures: keep its own folder off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -151,30 +150,6 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _serve(cmd: list[str], probe: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(probe, timeout=1).close()
-            return proc
-        except urllib.error.HTTPError:
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]}: exited with {proc.returncode}") from None
-            time.sleep(0.1)
-    raise RuntimeError(f"{probe}: no server after 60 s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _request(method: str, url: str, body: bytes | None, ctype: str | None) -> tuple[int, float]:
     t = time.perf_counter()
     req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype} if ctype else {})
@@ -240,10 +215,10 @@ def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
             td["title"] = f"writer {w} TD {j}"
     out: dict = {"writers": writers, "writes_each": writes + 1}
 
-    port = _free_port()
+    port = free_port()
     store = tmp / "writers-store"
     edgebert = shutil.which("edgebert") or "edgebert"
-    proc = _serve([edgebert, "registry", "--store", str(store), "serve", "--port", str(port)],
+    proc = serve([edgebert, "registry", "--store", str(store), "serve", "--port", str(port)],
                   f"http://127.0.0.1:{port}/things?limit=1")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -283,8 +258,8 @@ def concurrent_writers(writers: int, writes: int, tmp: Path) -> dict:
     if exe is None:
         out["oxigraph"] = {"note": "oxigraph (pip install oxigraph) not found"}
         return out
-    port = _free_port()
-    proc = _serve([exe, "serve", "--location", str(tmp / "writers-oxigraph"), "--bind", f"127.0.0.1:{port}"],
+    port = free_port()
+    proc = serve([exe, "serve", "--location", str(tmp / "writers-oxigraph"), "--bind", f"127.0.0.1:{port}"],
                   f"http://127.0.0.1:{port}/query?query=ASK%7B%7D")
     update = f"http://127.0.0.1:{port}/update"
     try:

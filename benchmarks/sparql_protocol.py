@@ -17,18 +17,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import finish
+from common import finish, free_port, serve
 
 MANIFEST = Path(__file__).parent / "data" / "sparql11-protocol" / "manifest.ttl"
 BASE = "http://www.w3.org/2009/sparql/docs/tests/data-sparql11/protocol/"
@@ -168,31 +164,8 @@ def check(ep: Endpoint, case: Case) -> tuple[bool, str]:
     return True, ""
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url}: expected a server within {seconds} s, found none")
-
-
 def start(name: str, work: Path) -> tuple[Endpoint, subprocess.Popen]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "edgebert":
         cmd = [shutil.which("edgebert") or "edgebert", "registry", "--store", str(work / "edgebert"), "serve",
@@ -206,10 +179,7 @@ def start(name: str, work: Path) -> tuple[Endpoint, subprocess.Popen]:
         ep = Endpoint("oxigraph serve", base, "/query", "/update")
     else:
         raise ValueError(f"endpoint: expected edgebert or oxigraph, found {name!r}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    _wait(base + ep.query_path + "?query=ASK%7B%7D", proc)
-    return ep, proc
+    return ep, serve(cmd, base + ep.query_path + "?query=ASK%7B%7D")
 
 
 def run(names: list[str], cases: list[Case]) -> dict[str, dict[str, Any]]:

@@ -49,12 +49,18 @@ def _unescape(text: str) -> str:
                        else m.group(0), text)
 
 
+def masked(text: str) -> str:
+    """The SPARQL text with its strings, IRIs and comments blanked, same length (offsets still hold):
+    what is left are keywords, variables, prefixed names and punctuation."""
+    return _STRIP.sub(lambda m: " " * len(m.group(0)), text)
+
+
 def check_query(sparql: str, allow_service: tuple[str, ...] = (), max_chars: int = 100_000) -> None:
     """RequestRefused unless the query is short enough and every SERVICE it uses is allowed."""
     if len(sparql) > max_chars:
         raise RequestRefused(f"query: expected at most {max_chars} characters, found {len(sparql)}", 413)
     text = _unescape(sparql)
-    keywords = _SERVICE.findall(_STRIP.sub(" ", text))
+    keywords = _SERVICE.findall(masked(text))
     if not keywords:
         return
     if not allow_service:

@@ -10,7 +10,6 @@ context; a TD is served enriched: the discovery context added to its ``@context`
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -63,7 +62,7 @@ class Registration:
 def split(td: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the TD to store, the client's ``registration`` object): the discovery context and the
     ``registration`` member come off the stored TD."""
-    doc = copy.deepcopy(td)
+    doc = dict(td)  # only top-level members change; the JSON-LD step copies deeply
     client = doc.pop("registration", None)
     if client is None:
         client = {}

@@ -8,6 +8,7 @@ ones): the store executes it atomically, so a failed or refused write leaves it 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from registry.describe import (
 from registry.registration import DISCOVERY, Registration, now_utc, register, rfc3339, split
 from registry.rules import rule_updates
 from registry.store import Store, insert_data, open_store
-from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RUNTIMES, data_path, is_iri, lit, runtime_ops
+from registry.vocab import EB, ONTOLOGY_GRAPH, PRECISIONS, PREFIXES, RDF, RUNTIMES, XSD, data_path, is_iri, lit, runtime_ops
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,23 @@ class Registry(Deployments):
 
         return device_td(self.query, self.resolve(thing))
 
+    def get_tds(self, things: list[str]) -> dict[str, dict]:
+        """``get_td`` of many Things (device IRIs): their stored TDs in one query per 1,000, built
+        from RDF only for those that have none."""
+        from registry.td_export import with_eb_prefix
+
+        out: dict[str, dict] = {}
+        for start in range(0, len(things), 1000):
+            values = " ".join(f"<{t}>" for t in things[start:start + 1000] if is_iri(t))
+            if values:
+                for r in self.store.query(PREFIXES + f"SELECT ?t ?doc WHERE {{ VALUES ?t {{ {values} }} "
+                                                     "?t eb:tdDocument ?doc }"):
+                    out.setdefault(r["t"], with_eb_prefix(json.loads(r["doc"])))
+        for t in things:
+            if t not in out:
+                out[t] = self.get_td(t)
+        return out
+
     def list_devices(self, offset: int = 0, limit: int = 100) -> list[str]:
         rows = self.store.query(PREFIXES + f"SELECT ?d WHERE {{ ?d a eb:Device }} ORDER BY ?d "
                                            f"OFFSET {int(offset)} LIMIT {int(limit)}")
@@ -363,24 +381,20 @@ class Registry(Deployments):
 
 def _registration_quads(thing: str, reg: Registration) -> list[ox.Quad]:
     g, t, r = ox.NamedNode(graph_for(thing)), ox.NamedNode(thing), ox.BlankNode()
-    xsd = "http://www.w3.org/2001/XMLSchema#"
 
     def when(value: datetime) -> ox.Literal:
-        return ox.Literal(rfc3339(value), datatype=ox.NamedNode(xsd + "dateTime"))
+        return ox.Literal(rfc3339(value), datatype=ox.NamedNode(XSD + "dateTime"))
 
     quads = [ox.Quad(t, ox.NamedNode(DISCOVERY + "hasRegistrationInformation"), r, g),
-             ox.Quad(r, ox.NamedNode(RDF_TYPE), ox.NamedNode(DISCOVERY + "RegistrationInformation"), g),
+             ox.Quad(r, ox.NamedNode(RDF + "type"), ox.NamedNode(DISCOVERY + "RegistrationInformation"), g),
              ox.Quad(r, ox.NamedNode(DISCOVERY + "dateCreated"), when(reg.created), g),
              ox.Quad(r, ox.NamedNode(DISCOVERY + "dateModified"), when(reg.modified), g)]
     if reg.expires is not None:
         quads.append(ox.Quad(r, ox.NamedNode(DISCOVERY + "expires"), when(reg.expires), g))
     if reg.ttl is not None:
         quads.append(ox.Quad(r, ox.NamedNode(DISCOVERY + "ttl"), ox.Literal(repr(float(reg.ttl)),
-                                                                             datatype=ox.NamedNode(xsd + "double")), g))
+                                                                             datatype=ox.NamedNode(XSD + "double")), g))
     return quads
-
-
-RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 
 
 def open_registry(spec: str) -> Registry:

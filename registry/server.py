@@ -69,7 +69,15 @@ from registry.guard import Limits, check_json_depth, check_query, check_td_size
 from registry.jsonpath_search import search as jsonpath_search
 from registry.registration import enrich, now_utc, rfc3339
 from registry.registry import Registry, open_registry
-from registry.sparql_protocol import DISCOVERY_DEFAULT, SPARQL_DEFAULT, negotiate, parse_request, render, with_using
+from registry.sparql_protocol import (
+    DISCOVERY_DEFAULT,
+    SPARQL_DEFAULT,
+    media_type,
+    negotiate,
+    parse_request,
+    render,
+    with_using,
+)
 from registry.store import Dataset
 from registry.td_rules import load_json
 from registry.vocab import is_iri
@@ -122,10 +130,6 @@ def _scope_for(method: str, path: str) -> str:
     return "write"
 
 
-def _media_type(value: str | None) -> str:
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
 def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     limits = config.limits
@@ -151,13 +155,10 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
                 return fn(*args)
         return run
 
-    def _purge() -> list[str]:
-        gone = []
+    def _purge() -> None:
         for thing in reg.expired_things():
             reg.delete_thing(thing)
             hub.publish("thing_deleted", thing)
-            gone.append(thing)
-        return gone
 
     async def _purge_loop() -> None:
         while True:
@@ -177,8 +178,6 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             hub.close()
 
     app = FastAPI(title="EdgeBERT registry: WoT TD Directory", version="1.0", lifespan=lifespan)
-    app.state.hub = hub
-    app.state.purge = lambda: locked(_purge)()
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -272,8 +271,13 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
             return "thing"
         return "other" if reg.query(f"ASK {{ <{thing_id}> ?p ?o }}")[0]["ask"] else "none"
 
+    def _enriched_many(ids: list[str]) -> list[dict[str, Any]]:
+        """The Things' enriched TDs, in ``ids``' order (two queries, whatever their number)."""
+        docs, regs, now = reg.get_tds(ids), reg.registrations(ids), now_utc()
+        return [enrich(docs[i], regs.get(i), now) for i in ids]
+
     def _enriched(thing_id: str) -> dict[str, Any]:
-        return enrich(reg.get_td(thing_id), reg.registrations([thing_id]).get(thing_id), now_utc())
+        return _enriched_many([thing_id])[0]
 
     pending: list[tuple[str, dict[str, Any], Future[int]]] = []
     turn = threading.Condition()  # guards ``pending`` and ``committing``
@@ -283,6 +287,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         """Create or replace one TD and tell the subscribers; 201 or 204. Group commit: the writer
         that gets the write lock commits every TD queued meanwhile in one store update (each TD still
         validated on its own first), so concurrent writers share the cost of a write."""
+        validate_td_json(td, f"TD {thing_id[:200]}")  # on this writer's thread, before it queues
         done: Future[int] = Future()
         with turn:
             pending.append((thing_id, td, done))
@@ -321,7 +326,6 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
                         raise RequestRefused(f"{thing_id}: expected the id of a Thing (or a new one), found the IRI of "
                                              "another registry resource (an artifact, model or deployment); /things "
                                              "manages Things only", 409)
-                    validate_td_json(td, f"TD {thing_id[:200]}")
                     ready.append((thing_id, td, done, reg.get_td(thing_id) if kind == "thing" else None))
                 except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
                     done.set_exception(exc)
@@ -390,7 +394,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
 
     @app.patch("/things/{thing_id:path}")
     async def patch_thing(thing_id: str, request: Request) -> Response:
-        kind = _media_type(request.headers.get("content-type"))
+        kind, _ = media_type(request.headers.get("content-type"))
         if kind != MERGE_PATCH:
             raise RequestRefused(f"Content-Type: expected {MERGE_PATCH} (a JSON Merge Patch), found "
                                  f"{(request.headers.get('content-type') or 'none')[:80]!r}", 415)
@@ -423,8 +427,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
 
     def _page(offset: int, limit: int) -> tuple[list[dict[str, Any]], bool, str]:
         ids = reg.list_devices(offset, limit + 1)
-        regs, now = reg.registrations(ids[:limit]), now_utc()
-        docs = [enrich(reg.get_td(i), regs.get(i), now) for i in ids[:limit]]
+        docs = _enriched_many(ids[:limit])
         # the store's state, and every write this server made (two writes can share a millisecond)
         return docs, len(ids) > limit, f"{reg.collection_version()}-{hub.boot}.{hub.last_seq}"
 
@@ -513,11 +516,6 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
     for path in SPARQL_PATHS:
         app.add_api_route(path, _sparql, methods=["GET", "POST"], include_in_schema=path == SPARQL_PATHS[0])
 
-    def _all_tds() -> list[dict[str, Any]]:
-        ids = reg.list_devices(0, 10**9)
-        regs, now = reg.registrations(ids), now_utc()
-        return [enrich(reg.get_td(i), regs.get(i), now) for i in ids]
-
     @app.get("/search/jsonpath")
     async def jsonpath(query: str) -> JSONResponse:
         if len(query) > limits.max_query_chars:
@@ -525,7 +523,7 @@ def create_app(reg: Registry, config: ServerConfig | None = None) -> FastAPI:
         deadline = time.monotonic() + limits.query_timeout_s
 
         def run() -> list[Any]:
-            return jsonpath_search(_all_tds(), query, limits.max_result_rows, deadline)
+            return jsonpath_search(_enriched_many(reg.list_devices(0, 10**9)), query, limits.max_result_rows, deadline)
 
         return JSONResponse(await _bounded(run))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from edgebert.errors import QueryError, RequestRefused
+from registry.guard import masked
 from registry.store import QueryResult
 from registry.vocab import is_iri
 
@@ -59,7 +60,8 @@ class SparqlRequest:
         return bool(self.default_graphs or self.named_graphs)
 
 
-def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """(the lower-case media type, its parameters) of a Content-Type or Accept item."""
     if not content_type:
         return "", {}
     kind, *params = content_type.split(";")
@@ -100,7 +102,7 @@ def parse_request(method: str, query_string: str, content_type: str | None, body
         url_params = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False, errors="strict")
     except UnicodeDecodeError:
         raise QueryError("request URL: expected UTF-8 percent-encoded parameters, found bytes that are not") from None
-    kind, options = _media_type(content_type)
+    kind, options = media_type(content_type)
     if method == "GET":
         if any(k == "update" for k, _ in url_params):
             raise QueryError("update: expected an update by POST, found one by GET (GET only runs queries)")
@@ -143,18 +145,11 @@ def parse_request(method: str, query_string: str, content_type: str | None, body
     return request
 
 
-_MASK = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|\'\'\'(?:[^\'\\]|\\.|\'(?!\'\'))*\'\'\''
-                   r'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|<[^<>"{}|^`\\\s]*>|#[^\n]*', re.S)
 _WORD = re.compile(r"(?<![\w:?$])[A-Za-z]+(?![\w:])")
 
 
-def _masked(text: str) -> str:
-    """The text with strings, IRIs and comments blanked (same length: offsets still hold)."""
-    return _MASK.sub(lambda m: " " * len(m.group(0)), text)
-
-
 def _keywords(text: str) -> set[str]:
-    return {w.upper() for w in _WORD.findall(_masked(text))}
+    return {w.upper() for w in _WORD.findall(masked(text))}
 
 
 def with_using(request: SparqlRequest) -> str:
@@ -164,8 +159,8 @@ def with_using(request: SparqlRequest) -> str:
         return request.text
     clauses = " ".join([f"USING <{g}>" for g in request.default_graphs]
                        + [f"USING NAMED <{g}>" for g in request.named_graphs]) + " "
-    masked, depth, cuts, previous = _masked(request.text), 0, [], ""
-    for m in re.finditer(r"[{}]|(?<![\w:?$])[A-Za-z]+(?![\w:])", masked):
+    depth, cuts, previous = 0, [], ""
+    for m in re.finditer(r"[{}]|(?<![\w:?$])[A-Za-z]+(?![\w:])", masked(request.text)):
         token = m.group(0)
         if token in "{}":
             depth += 1 if token == "{" else -1
@@ -184,7 +179,7 @@ def _accepted(accept: str | None) -> list[tuple[str, float]]:
     """Media ranges of an Accept header, best first (stable for equal q)."""
     out: list[tuple[str, float]] = []
     for part in (accept or "").split(",")[:50]:
-        kind, options = _media_type(part)
+        kind, options = media_type(part)
         if not kind:
             continue
         try:
@@ -231,4 +226,4 @@ def render(result: QueryResult, media_type: str) -> bytes:
 
 
 __all__ = ["BOOLEAN_RESULTS", "DISCOVERY_DEFAULT", "GRAPHS", "RESULTS", "SPARQL_DEFAULT", "SparqlRequest",
-           "negotiate", "parse_request", "render", "with_using"]
+           "media_type", "negotiate", "parse_request", "render", "with_using"]

@@ -42,6 +42,13 @@ def _graphs(with_td_shapes: bool) -> tuple:
     return shapes, typing
 
 
+@cache
+def _official_td_shapes():  # noqa: ANN202 - an rdflib.Graph, read once
+    import rdflib
+
+    return rdflib.Graph().parse(data_path("td-validation.ttl"))
+
+
 def relaxed_td_shapes():  # noqa: ANN201 - an rdflib.Graph; rdflib is imported lazily
     """The official TD shapes without the constraints that contradict the TD 1.1 context and spec
     (see the module's docstring): ``sh:datatype`` and ``sh:nodeKind`` everywhere, and the value
@@ -49,7 +56,8 @@ def relaxed_td_shapes():  # noqa: ANN201 - an rdflib.Graph; rdflib is imported l
     import rdflib
 
     sh = rdflib.Namespace(SH)
-    td = rdflib.Graph().parse(data_path("td-validation.ttl"))
+    td = rdflib.Graph()
+    td += _official_td_shapes()
     td.remove((None, sh.datatype, None))
     td.remove((None, sh.nodeKind, None))
     for shape in list(td.subjects(sh.path, rdflib.RDF.type)):
@@ -64,7 +72,7 @@ def _keyword_predicates() -> frozenset[str]:
     import rdflib
 
     sh = rdflib.Namespace(SH)
-    td = rdflib.Graph().parse(data_path("td-validation.ttl"))
+    td = _official_td_shapes()
     out = set()
     for shape, values in td.subject_objects(sh["in"]):
         path = td.value(shape, sh.path)

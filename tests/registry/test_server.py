@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,28 +10,19 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from registry.registry import open_registry
-from registry.server import create_app
 
-from ..net import free_port
 from .conftest import SELOC, make_td
+from .serving import running
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     reg = open_registry("memory")
     reg.import_file(SELOC / "example_tflite_models.ttl")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(reg), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(reg) as url:
+        yield url
 
 
 def call(method: str, url: str, body: object | None = None, content_type: str = "application/td+json"):
