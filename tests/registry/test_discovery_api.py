@@ -104,10 +104,11 @@ def test_a_td_whose_registration_expires_is_purged_and_its_deletion_notified(ser
     url, _ = served
     events = Events(url, "/events/thing_deleted")
     try:
-        assert call("PUT", f"{url}/things/urn:dev:short", {**td("short"), "registration": {"ttl": 0.5}})[0] == 201
-        assert call("PUT", f"{url}/things/urn:dev:long", {**td("long"), "registration": {"ttl": 600}})[0] == 201
+        # 3 s: long enough that a loaded CI machine still reads it back before it expires
+        assert call("PUT", f"{url}/things/urn:dev:short", {**td("short"), "registration": {"ttl": 3}})[0] == 201
         assert call("GET", f"{url}/things/urn:dev:short")[0] == 200
-        assert wait_until(lambda: call("GET", f"{url}/things/urn:dev:short")[0] == 404, 5)
+        assert call("PUT", f"{url}/things/urn:dev:long", {**td("long"), "registration": {"ttl": 600}})[0] == 201
+        assert wait_until(lambda: call("GET", f"{url}/things/urn:dev:short")[0] == 404, 10)
         assert call("GET", f"{url}/things/urn:dev:long")[0] == 200
         assert events.wait(1)[0][0] == "thing_deleted" and events.events[0][2] == {"id": "urn:dev:short"}
     finally:
