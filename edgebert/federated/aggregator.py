@@ -48,20 +48,28 @@ class RoundLog:
     bytes_out: int = 0
     closed_by: str = ""
     device_metrics: dict[str, float] = field(default_factory=dict)  # means of what the accepted devices reported
+    devices_selected: int = 0  # hierarchical rounds: the devices the edges selected and whose updates they used
+    devices_accepted: int = 0
 
 
 class Aggregator:
+    """The flat aggregator; ``federated.root`` and ``federated.edge`` run hierarchical rounds with it
+    by changing its topics (``update_filter``, ``status_filter``, ``model_topic``) and strategy."""
+
     def __init__(self, channel: Channel, config: JobConfig, init: Weights, state_dir: Path,
                  devices: list[str] | None = None, keep_history: bool = False,
-                 device_keys: dict[str, bytes] | None = None) -> None:
+                 device_keys: dict[str, bytes] | None = None, strategy: RoundStrategy | None = None) -> None:
         """``device_keys`` (device id -> update key, see ``federated.auth``): when given, only
         updates tagged with their sender's key count, and only keyed devices are known."""
         self.ch, self.cfg, self.dir = channel, config, Path(state_dir)
-        self.strategy = RoundStrategy(config, device_keys)
+        self.strategy = strategy or RoundStrategy(config, device_keys)
         self.handler_errors = 0
         self.history: list[Weights] | None = [] if keep_history else None  # each round's global model (in memory)
         self.lock = threading.RLock()
         self.known: set[str] = set(devices or [])
+        self.offline: set[str] = set()
+        self.nudge_after: float | None = None  # share of the deadline after which the round is announced again
+        self._nudged = False
         self.logs: list[RoundLog] = []
         self.done = threading.Event()
         self.round_closed = threading.Condition(self.lock)
@@ -71,15 +79,24 @@ class Aggregator:
         else:
             self.round, self.weights = 0, {k: v.astype(np.float32) for k, v in init.items()}
             self.selected: list[str] = []
-            self.accepted: dict[str, tuple[Weights, int]] = {}
+            self.accepted: dict[str, tuple[Weights, float]] = {}
             self._commit()
         self._opened_at = time.monotonic()
         self._bytes_in0, self._bytes_out0 = channel.received_bytes, channel.sent_bytes
         self.rejected: dict[str, int] = {}
         self._reported: dict[str, dict[str, float]] = {}
-        t = channel.topics
-        channel.subscribe(t.updates(config.job), self._on_update)
-        channel.subscribe(t.statuses(), self._on_status)
+        channel.subscribe(self.update_filter(), self._on_update)
+        channel.subscribe(self.status_filter(), self._on_status)
+
+    # ---------------------------------------------------------------- topics
+    def update_filter(self) -> str:
+        return self.ch.topics.updates(self.cfg.job)
+
+    def status_filter(self) -> str:
+        return self.ch.topics.statuses()
+
+    def model_topic(self) -> str:
+        return self.ch.topics.model(self.cfg.job)
 
     # ---------------------------------------------------------------- persistence
     def _commit(self) -> None:
@@ -100,11 +117,16 @@ class Aggregator:
         self.known |= set(state.get("known", []))
         self.logs = [RoundLog(**x) for x in state.get("logs", [])]
         self.weights = load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
+        self._load_accepted()
+
+    def _load_accepted(self) -> None:
+        """The current round's accepted updates, read back from disk and checked again."""
         self.accepted = {}
         for path in sorted((self.dir / "updates").glob(f"r{self.round}-*.safetensors")):
             try:  # written only after every check; a file damaged on disk is dropped (the device resends)
                 tensors, meta = load_tensors(path)
-                device, samples = meta["device"], int(meta["samples"])
+                raw = str(meta["samples"])  # a device's sample count, or an edge's (float) weight
+                device, samples = meta["device"], int(raw) if raw.isdigit() else float(raw)
                 if not self.strategy.still_valid(device, tensors, samples, self.selected, self.weights):
                     raise InputError("fails the update checks")
             except Exception:  # noqa: BLE001 - any damage means: not an accepted update
@@ -129,15 +151,25 @@ class Aggregator:
                 self.selected = self.select(self.round)
                 self._commit()
             self._opened_at = time.monotonic()
+            self._nudged = False
             self._bytes_in0, self._bytes_out0 = self.ch.received_bytes, self.ch.sent_bytes
             self.rejected = {}
-            missing = [d for d in self.selected if d not in self.accepted]
-            info = {"participants": self.selected, "missing": missing, "deadline": time.time() + self.cfg.deadline_s,
-                    "config": self.cfg.to_info()}
-        self.ch.send(self.ch.topics.model(self.cfg.job),
-                     Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
-                             info=info, tensors=self.weights), retain=True)
+        self._announce_round()
         self._maybe_close("quorum")
+
+    def _deadline_epoch(self) -> float:
+        """The open round's deadline as wall-clock time (what devices are told)."""
+        return time.time() + self.cfg.deadline_s - (time.monotonic() - self._opened_at)
+
+    def _announce_round(self) -> None:
+        """Publish the round (retained): its model, participants, and those still missing (who resend)."""
+        with self.lock:
+            missing = [d for d in self.selected if d not in self.accepted]
+            info = {"participants": self.selected, "missing": missing, "deadline": self._deadline_epoch(),
+                    "config": self.cfg.to_info()}
+            msg = Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
+                          info=info, tensors=self.weights)
+        self.ch.send(self.model_topic(), msg, retain=True)
 
     def _reject(self, device: str, reason: str) -> None:
         key = reason.split(":")[0]
@@ -147,10 +179,14 @@ class Aggregator:
                                                                                          "reason": reason}))
 
     def _on_status(self, topic: str, msg: Message) -> None:
-        if msg.kind == "status" and msg.info.get("status") == "online" and topic.split("/")[-2] == msg.sender \
-                and self.strategy.knows(msg.sender):
-            with self.lock:
+        if msg.kind != "status" or topic.split("/")[-2] != msg.sender or not self.strategy.knows(msg.sender):
+            return
+        with self.lock:
+            if msg.info.get("status") == "online":
                 self.known.add(msg.sender)
+                self.offline.discard(msg.sender)
+            elif msg.info.get("status") == "offline":
+                self.offline.add(msg.sender)
 
     def _on_update(self, topic: str, msg: Message) -> None:
         """Check one update and accept it; nothing raised here can reach the transport's thread."""
@@ -179,24 +215,25 @@ class Aggregator:
                 return False
             tensors = verdict.tensors
             assert tensors is not None
+            samples = msg.samples if verdict.samples is None else verdict.samples
             save_tensors(self.dir / "updates" / f"r{self.round}-{device}.safetensors", tensors,
-                          {"device": device, "samples": str(msg.samples)})
-            self.accepted[device] = (tensors, msg.samples)
+                          {"device": device, "samples": str(samples)})
+            self.accepted[device] = (tensors, samples)
             self._reported[device] = dict(msg.metrics)
             return True
+
+    def _enough(self) -> bool:
+        """Whether the updates in close the round before its deadline."""
+        return len(self.accepted) >= self.strategy.quorum(len(self.selected))
 
     def _maybe_close(self, why: str) -> None:
         with self.lock:
             if self.done.is_set() or not self.selected:
                 return
-            if why == "quorum" and len(self.accepted) < self.strategy.quorum(len(self.selected)):
+            if why != "deadline" and not self._enough():
                 return
             new = self.strategy.aggregate(self.weights, self.accepted)
-            reported = [self._reported[n] for n in self.accepted if n in self._reported]
-            means = {k: float(np.mean([r[k] for r in reported if k in r])) for k in {k for r in reported for k in r}}
-            self.logs.append(RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
-                                      time.monotonic() - self._opened_at, self.ch.received_bytes - self._bytes_in0,
-                                      self.ch.sent_bytes - self._bytes_out0, why, means))
+            self.logs.append(self._round_log(why))
             self._reported = {}
             self.weights, self.round, self.selected, self.accepted = new, self.round + 1, [], {}
             if self.history is not None:
@@ -207,11 +244,20 @@ class Aggregator:
         if finished:
             self.done.set()
             self.announce()
-            self.ch.send(self.ch.topics.model(self.cfg.job),
+            self.ch.send(self.model_topic(),
                          Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
                                  info={"participants": [], "final": True}, tensors=self.weights), retain=True)
         else:
             self.start_round()
+
+    def _reported_means(self) -> dict[str, float]:
+        reported = [self._reported[n] for n in self.accepted if n in self._reported]
+        return {k: float(np.mean([r[k] for r in reported if k in r])) for k in {k for r in reported for k in r}}
+
+    def _round_log(self, why: str) -> RoundLog:
+        return RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
+                        time.monotonic() - self._opened_at, self.ch.received_bytes - self._bytes_in0,
+                        self.ch.sent_bytes - self._bytes_out0, why, self._reported_means())
 
     def watchdog(self) -> None:
         """Fail loudly (EdgeBertError) if the transport's network thread died: a job that can no
@@ -226,10 +272,17 @@ class Aggregator:
 
     def check_deadline(self) -> None:
         with self.lock:
-            late = self.selected and not self.done.is_set() and \
-                time.monotonic() - self._opened_at > self.cfg.deadline_s
+            open_s = time.monotonic() - self._opened_at
+            running = bool(self.selected) and not self.done.is_set()
+            late = running and open_s > self.cfg.deadline_s
+            nudge = running and not late and self.nudge_after is not None and not self._nudged \
+                and open_s > self.nudge_after * self.cfg.deadline_s
+            if nudge:
+                self._nudged = True
         if late:
             self._maybe_close("deadline")
+        elif nudge:  # whoever sent what was lost (a broker node died under it) sends it again
+            self._announce_round()
 
     def run(self, timeout: float | None = None, wait_for_devices: float = 30.0) -> Weights:
         """Run every remaining round (blocking); returns the final global model."""

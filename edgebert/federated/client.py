@@ -19,6 +19,7 @@ import numpy as np
 from edgebert.federated.aggregate import fedprox_gradient
 from edgebert.federated.auth import sign_update
 from edgebert.federated.encoding import INT8_DELTA, encode_int8_delta
+from edgebert.federated.hierarchy import edge_of
 from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
 from edgebert.runtime.online import OnlineLearner
@@ -29,8 +30,10 @@ DataFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (round, n) -> lo
 class DeviceClient:
     def __init__(self, channel: Channel, job: str, learner: OnlineLearner, data: DataFn, inner_steps: int = 10,
                  shots: int = 10, fedprox_mu: float = 0.0, int8_updates: bool = False,
-                 update_key: bytes | None = None) -> None:
-        """``update_key``: the device's key (``federated.auth``); every update is tagged with it."""
+                 update_key: bytes | None = None, edges: int = 0) -> None:
+        """``update_key``: the device's key (``federated.auth``); every update is tagged with it.
+        ``edges``: the job's rounds are hierarchical with this many edge aggregators (docs/scale.md):
+        the device's edge calls it with the model when it takes part, and its updates go to that edge."""
         self.ch, self.job, self.learner, self.data = channel, job, learner, data
         self.key = update_key
         self.inner_steps, self.shots, self.mu, self.int8 = inner_steps, shots, fedprox_mu, int8_updates
@@ -42,7 +45,14 @@ class DeviceClient:
         self._residual: dict[str, np.ndarray] | None = None
         self._lock = threading.Lock()
         t = channel.topics
-        channel.subscribe(t.model(job), self._on_model)
+        if edges:
+            edge = edge_of(self.me, edges)
+            self.update_topic = t.edge_update(job, edge, self.me)
+            channel.subscribe(t.call(job, self.me), self._on_model)
+            channel.subscribe(t.edge_model(job, edge), self._on_model)  # retained: the final model
+        else:
+            self.update_topic = t.update(job, self.me)
+            channel.subscribe(t.model(job), self._on_model)
         channel.subscribe(t.ack(job, self.me), lambda topic, m: self.acks.append({"round": m.round, **m.info}))
         channel.send(t.status(self.me), Message("status", self.me, info={"status": "online"}), retain=True)
 
@@ -61,7 +71,7 @@ class DeviceClient:
             return
         if self._last is not None and self._last[0] == msg.round:  # already trained this round
             if self.me in msg.info.get("missing", []):
-                self.ch.send(self.ch.topics.update(self.job, self.me), self._last[1])
+                self.ch.send(self.update_topic, self._last[1])
             return
         with self._lock:
             update = self._train(msg)
@@ -69,7 +79,7 @@ class DeviceClient:
             update = sign_update(update, self.key)
         self._last = (msg.round, update)
         self.rounds_done.append(msg.round)
-        self.ch.send(self.ch.topics.update(self.job, self.me), update)
+        self.ch.send(self.update_topic, update)
 
     def _fedprox(self, global_w: dict[str, np.ndarray]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
         """FedProx: mu * (w - w_global) added to every gradient (weights are (in, out) in the learner)."""

@@ -20,6 +20,7 @@ applies them to its devices and the root averages the edges' results by their sa
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ import numpy as np
 from edgebert.errors import InputError
 from edgebert.federated.aggregate import (
     DEFAULT_RULE,
+    MAX_SAMPLES,
     ROBUST,
     Weights,
     bound_updates,
@@ -47,6 +49,18 @@ class Partial:
     mean: Weights
     weight: float
     devices: int
+
+
+def edge_name(index: int) -> str:
+    return f"edge{index}"
+
+
+def edge_of(device: str, edges: int) -> str:
+    """The edge that serves ``device`` among ``edges`` (a stable hash of its id: the same on every
+    machine and in every process, so devices, edges and tools agree without asking anyone)."""
+    if edges < 1:
+        raise InputError(f"edges: expected at least 1, found {edges}")
+    return edge_name(zlib.crc32(device.encode("utf-8")) % edges)
 
 
 def edge_partial(theta: Weights, adapted: Sequence[Weights], samples: Sequence[int], rule: str = DEFAULT_RULE,
@@ -81,8 +95,9 @@ def check_partial(partial: Partial, reference: Weights) -> str | None:
     reason = check_update(partial.mean, reference)
     if reason is not None:
         return reason
-    if not (np.isfinite(partial.weight) and partial.weight > 0) or partial.devices < 1:
-        return f"expected a positive weight from at least one device, found {partial.weight!r} from {partial.devices}"
+    if not (np.isfinite(partial.weight) and 0 < partial.weight <= partial.devices * MAX_SAMPLES) or partial.devices < 1:
+        return (f"expected a positive weight of at most {MAX_SAMPLES} per device from at least one device, "
+                f"found {partial.weight!r} from {partial.devices}")
     return None
 
 
@@ -99,4 +114,4 @@ def root_update(theta: Weights, partials: Sequence[Partial], step: float = 1.0) 
     return {k: (theta[k] + step * move[k].astype(np.float32)).astype(np.float32) for k in theta}
 
 
-__all__ = ["Partial", "check_partial", "edge_partial", "root_update"]
+__all__ = ["Partial", "check_partial", "edge_name", "edge_of", "edge_partial", "root_update"]

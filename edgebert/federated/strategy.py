@@ -66,6 +66,7 @@ class Verdict:
     tensors: Weights | None = None
     reason: str = ""
     ack: bool = True
+    samples: float | None = None  # what the update stands for, when not the message's sample count
 
     @property
     def accepted(self) -> bool:

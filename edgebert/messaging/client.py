@@ -18,12 +18,13 @@ def client_id(topics: Topics, me: str, suffix: str = "") -> str:
 
 def connect(broker: BrokerConfig | str, topics: Topics, me: str, *, device: bool = False,
             loop: MqttLoop | None = None, retry: bool = False, suffix: str = "",
-            connect_timeout: float = 10.0) -> Channel:
+            connect_timeout: float = 10.0, status_topic: str | None = None) -> Channel:
     """A ``Channel`` for ``me`` on ``broker``. ``device=True`` sets the last will (retained
-    "offline" on ``topics.status(me)``); ``retry=True`` keeps trying while the broker is down
-    instead of raising ``BrokerError``."""
+    "offline" on ``topics.status(me)``, or on ``status_topic``: an edge aggregator's);
+    ``retry=True`` keeps trying while the broker is down instead of raising ``BrokerError``."""
     config = broker if isinstance(broker, BrokerConfig) else BrokerConfig(broker)
-    will = (topics.status(me), Message("status", me, info={"status": "offline"}).to_bytes()) if device else None
+    status = status_topic or topics.status(me)
+    will = (status, Message("status", me, info={"status": "offline"}).to_bytes()) if device or status_topic else None
     transport = MqttTransport(config, client_id(topics, me, suffix), loop, will=will, retry=retry,
                               connect_timeout=connect_timeout)
     return Channel(transport, topics, me)

@@ -25,7 +25,8 @@ from edgebert.tensors import from_bytes, to_bytes
 
 PROTOCOL_VERSION = 1
 MAGIC = b"EBF1"
-KINDS = ("job", "model", "update", "status", "ack", "chunk", "resend", "offer", "file")
+KINDS = ("job", "model", "update", "status", "ack", "chunk", "resend", "offer", "file", "partial")
+TENSOR_KINDS = ("job", "model", "update", "partial")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -68,6 +69,32 @@ class Topics:
 
     def statuses(self) -> str:
         return f"{self.root}/devices/+/status"
+
+    # hierarchical rounds (docs/scale.md): the root's model goes to the edges; edge ``e`` re-announces it
+    # to its slice of the fleet, collects its devices' updates and sends the root one partial result
+    def edge_model(self, job: str, edge: str) -> str:  # retained: the round's model + the edge's participants
+        return f"{self.root}/jobs/{job}/edges/{edge}/model"
+
+    def edge_update(self, job: str, edge: str, device: str) -> str:  # device -> its edge
+        return f"{self.root}/jobs/{job}/edges/{edge}/updates/{device}"
+
+    def edge_updates(self, job: str, edge: str) -> str:
+        return f"{self.root}/jobs/{job}/edges/{edge}/updates/+"
+
+    def edge_status(self, job: str, edge: str) -> str:  # retained "online"; last will "offline"
+        return f"{self.root}/jobs/{job}/edges/{edge}/status"
+
+    def edge_statuses(self, job: str) -> str:
+        return f"{self.root}/jobs/{job}/edges/+/status"
+
+    def call(self, job: str, device: str) -> str:  # edge -> one participant: the round's model
+        return f"{self.root}/jobs/{job}/calls/{device}"
+
+    def partial(self, job: str, edge: str) -> str:  # edge -> root
+        return f"{self.root}/jobs/{job}/partials/{edge}"
+
+    def partials(self, job: str) -> str:
+        return f"{self.root}/jobs/{job}/partials/+"
 
     def resend(self, sender: str) -> str:  # requests for missing chunks of sender's payloads
         return f"{self.root}/resend/{sender}"
@@ -166,7 +193,7 @@ class Message:
             raise ProtocolError("body: expected the length and sha256 in the header, found different ones (truncated or altered)")
         try:
             kind = h["kind"]
-            tensors = tensors_from_bytes(body) if kind in ("job", "model", "update") else {}
+            tensors = tensors_from_bytes(body) if kind in TENSOR_KINDS else {}
             metrics = {str(k): float(v) for k, v in (h.get("metrics") or {}).items()}
             if not all(np.isfinite(v) for v in metrics.values()):
                 raise ValueError("metrics must be finite numbers")
