@@ -18,15 +18,16 @@ def client_id(topics: Topics, me: str, suffix: str = "") -> str:
 
 def connect(broker: BrokerConfig | str, topics: Topics, me: str, *, device: bool = False,
             loop: MqttLoop | None = None, retry: bool = False, suffix: str = "",
-            connect_timeout: float = 10.0, status_topic: str | None = None) -> Channel:
+            connect_timeout: float = 10.0, status_topic: str | None = None, subscribe_qos: int = 1) -> Channel:
     """A ``Channel`` for ``me`` on ``broker``. ``device=True`` sets the last will (retained
     "offline" on ``topics.status(me)``, or on ``status_topic``: an edge aggregator's);
-    ``retry=True`` keeps trying while the broker is down instead of raising ``BrokerError``."""
+    ``retry=True`` keeps trying while the broker is down instead of raising ``BrokerError``;
+    ``subscribe_qos``: see ``MqttTransport``."""
     config = broker if isinstance(broker, BrokerConfig) else BrokerConfig(broker)
     status = status_topic or topics.status(me)
     will = (status, Message("status", me, info={"status": "offline"}).to_bytes()) if device or status_topic else None
     transport = MqttTransport(config, client_id(topics, me, suffix), loop, will=will, retry=retry,
-                              connect_timeout=connect_timeout)
+                              connect_timeout=connect_timeout, subscribe_qos=subscribe_qos)
     return Channel(transport, topics, me)
 
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from edgebert.messaging.mqtt import MqttTransport
 
 
+MISC_BATCH = 256  # clients whose keepalive/reconnect work runs between two reads of the sockets
+
+
 class MqttLoop:
     """One thread driving many paho clients (paho's external-loop API over a selector)."""
 
@@ -30,6 +33,7 @@ class MqttLoop:
         self._calls: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.clients: list[MqttTransport] = []
+        self._misc_pos = 0
         self._stop = False
         self.error = ""
         self.handler_errors = 0
@@ -115,9 +119,12 @@ class MqttLoop:
                 except Exception as exc:  # noqa: BLE001
                     self._contain("call", exc)
             now = time.monotonic()
-            if now - last_misc >= 0.25:
-                last_misc = now
-                for client in list(self.clients):
+            if now - last_misc >= 0.25:  # keepalives and reconnects, MISC_BATCH clients per pass, so that
+                batch = self.clients[self._misc_pos:self._misc_pos + MISC_BATCH]  # 10,000 clients
+                self._misc_pos += MISC_BATCH  # never hold up reads and calls for long
+                if self._misc_pos >= len(self.clients):
+                    self._misc_pos, last_misc = 0, now
+                for client in batch:
                     client.paho.loop_misc()
                     client._maybe_reconnect(now)
 
