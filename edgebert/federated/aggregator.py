@@ -36,6 +36,8 @@ from edgebert.messaging.protocol import Message
 from edgebert.messaging.transport import Channel
 from edgebert.tensors import load_tensors, save_tensors
 
+NUDGE_EVERY = 0.1  # after the first nudge, the round is announced again every this share of the deadline
+
 
 @dataclass
 class RoundLog:
@@ -69,7 +71,7 @@ class Aggregator:
         self.known: set[str] = set(devices or [])
         self.offline: set[str] = set()
         self.nudge_after: float | None = None  # share of the deadline after which the round is announced again
-        self._nudged = False
+        self._nudged = 0  # (and again every NUDGE_EVERY of it)
         self.logs: list[RoundLog] = []
         self.done = threading.Event()
         self.round_closed = threading.Condition(self.lock)
@@ -151,7 +153,7 @@ class Aggregator:
                 self.selected = self.select(self.round)
                 self._commit()
             self._opened_at = time.monotonic()
-            self._nudged = False
+            self._nudged = 0
             self._bytes_in0, self._bytes_out0 = self.ch.received_bytes, self.ch.sent_bytes
             self.rejected = {}
         self._announce_round()
@@ -275,10 +277,10 @@ class Aggregator:
             open_s = time.monotonic() - self._opened_at
             running = bool(self.selected) and not self.done.is_set()
             late = running and open_s > self.cfg.deadline_s
-            nudge = running and not late and self.nudge_after is not None and not self._nudged \
-                and open_s > self.nudge_after * self.cfg.deadline_s
+            nudge = running and not late and self.nudge_after is not None \
+                and open_s > self.nudge_after * self.cfg.deadline_s + self._nudged * NUDGE_EVERY * self.cfg.deadline_s
             if nudge:
-                self._nudged = True
+                self._nudged += 1
         if late:
             self._maybe_close("deadline")
         elif nudge:  # whoever sent what was lost (a broker node died under it) sends it again

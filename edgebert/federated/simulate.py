@@ -1,10 +1,12 @@
-"""``edgebert federate simulate``: N device clients (each its own MQTT connection) + the aggregator
-on one machine, through a real broker (the embedded one unless a URL is given)."""
+"""``edgebert federate simulate``: N device clients (each its own MQTT connection) and the aggregator,
+or the root and E edge aggregators (``edges``), on one machine, through a real broker (the embedded
+one unless a URL is given; a comma-separated list of URLs is a cluster's nodes)."""
 
 from __future__ import annotations
 
 import secrets
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -13,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.errors import BrokerError, InputError
 from edgebert.federated.aggregate import DEFAULT_RULE
 from edgebert.federated.aggregator import Aggregator, JobConfig
 from edgebert.federated.client import DeviceClient
+from edgebert.federated.edge import EdgeAggregator
+from edgebert.federated.hierarchy import edge_name, edge_of
+from edgebert.federated.root import ROOT, RootAggregator
 from edgebert.federated.tasks import DeviceTask, few_shot_score, new_learner
 from edgebert.messaging.broker import EmbeddedBroker
 from edgebert.messaging.client import connect
@@ -40,6 +46,16 @@ class SimConfig:
     seed: int = 0
     deadline_s: float = 60.0
     robust: str = DEFAULT_RULE
+    edges: int = 0  # 0: one flat aggregator; E: a root and E edge aggregators (docs/scale.md)
+    device_qos: int = 1  # the devices' subscriptions (0: no per-subscription broker state; see MqttTransport)
+    connect_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.per_round <= self.devices or self.rounds <= 0:
+            raise InputError(f"expected 0 < --per-round <= --devices and --rounds > 0, found {self.per_round}, "
+                             f"{self.devices}, {self.rounds}")
+        if not 0 <= self.edges <= self.per_round:
+            raise InputError(f"--edges: expected 0 (flat) to --per-round ({self.per_round}), found {self.edges}")
 
     @property
     def k(self) -> int:
@@ -52,6 +68,16 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return digits_data()
 
 
+def _wait_connected(clients: list[DeviceClient], timeout: float, progress: Progress) -> None:
+    deadline = time.monotonic() + timeout
+    for i, c in enumerate(clients):
+        if not c.ch.transport.connected.wait(max(0.0, deadline - time.monotonic())):
+            up = sum(x.ch.transport.connected.is_set() for x in clients)
+            raise BrokerError(f"simulate: expected {len(clients)} devices connected within {timeout:.0f} s, "
+                              f"found {up}")
+        progress("connect", i + 1, len(clients))
+
+
 def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_dir: Path | None = None) -> dict[str, Any]:
     broker = EmbeddedBroker().start() if cfg.broker is None else None
     url = broker.url if broker else str(cfg.broker)
@@ -61,27 +87,45 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
     def task(i: int) -> DeviceTask:
         return DeviceTask(cfg.task, cfg.seed * 1_000_003 + i, dx, dy)
 
-    device_loop, agg_loop = MqttLoop(), MqttLoop()
+    device_loop = MqttLoop()
+    loops = [device_loop]
     keys = {f"dev{i:05d}": secrets.token_bytes(32) for i in range(cfg.devices)}  # as `fleet credentials` hands out
     clients: list[DeviceClient] = []
     tmp = tempfile.TemporaryDirectory() if state_dir is None else None
+    state = Path(state_dir or tmp.name)  # type: ignore[union-attr]
+    edges: list[EdgeAggregator] = []
     try:
         t0 = time.perf_counter()
-        for i in range(cfg.devices):
+        for i in range(cfg.devices):  # every device connects at once; then they are waited for
             name = f"dev{i:05d}"
-            channel = connect(url, topics, name, device=True, loop=device_loop)
+            channel = connect(url, topics, name, device=True, loop=device_loop, retry=True,
+                              subscribe_qos=cfg.device_qos)
             clients.append(DeviceClient(channel, cfg.task, new_learner(cfg.task, cfg.inner_lr, i),
                                         task(i).round_data, inner_steps=cfg.k, shots=cfg.shots,
-                                        int8_updates=cfg.int8_updates, update_key=keys[name]))
-            progress("connect", i + 1, cfg.devices)
+                                        int8_updates=cfg.int8_updates, update_key=keys[name], edges=cfg.edges))
+        _wait_connected(clients, cfg.connect_timeout_s, progress)
         connect_s = time.perf_counter() - t0
         job = JobConfig(cfg.task, cfg.task, cfg.algorithm, cfg.rounds, fraction=cfg.per_round / cfg.devices,
                         min_participants=cfg.per_round, deadline_s=cfg.deadline_s, inner_steps=cfg.k,
                         inner_lr=cfg.inner_lr, shots=cfg.shots, seed=cfg.seed, robust=cfg.robust)
         init = new_learner(cfg.task, cfg.inner_lr, seed=cfg.seed).get_weights()
-        agg = Aggregator(connect(url, topics, "aggregator", loop=agg_loop), job, init,
-                         Path(state_dir or tmp.name), devices=sorted(keys),  # type: ignore[union-attr]
-                         device_keys=keys)
+        agg: Aggregator
+        if cfg.edges:
+            for e in range(cfg.edges):
+                name = edge_name(e)
+                loops.append(MqttLoop())
+                edges.append(EdgeAggregator(
+                    connect(url, topics, name, loop=loops[-1], status_topic=topics.edge_status(job.job, name)),
+                    job, e, cfg.edges, state / name, device_keys={d: k for d, k in keys.items()
+                                                                  if edge_of(d, cfg.edges) == name},
+                    devices=sorted(keys)))
+                threading.Thread(target=edges[-1].serve, daemon=True, name=f"edgebert-{name}").start()
+            loops.append(MqttLoop())
+            agg = RootAggregator(connect(url, topics, ROOT, loop=loops[-1]), job, init, state / ROOT, cfg.edges)
+        else:
+            loops.append(MqttLoop())
+            agg = Aggregator(connect(url, topics, "aggregator", loop=loops[-1]), job, init, state,
+                             devices=sorted(keys), device_keys=keys)
         unseen = [task(10_000_000 + i) for i in range(cfg.eval_devices)]
         evaluation = [few_shot_score(cfg.task, init, unseen, cfg.shots)]
         final = agg.drive(lambda n, weights: progress("round", n, cfg.rounds))
@@ -89,20 +133,26 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         evaluation.append(few_shot_score(cfg.task, final, unseen, cfg.shots))
         device_bytes = sum(c.ch.sent_bytes + c.ch.received_bytes for c in clients)
         rounds = agg.metrics()
+        bytes_per_round = {"aggregator": float(np.mean([r["bytes_in"] + r["bytes_out"] for r in rounds])),
+                           "aggregator_in": float(np.mean([r["bytes_in"] for r in rounds])),
+                           "devices": device_bytes / max(1, len(rounds))}
+        if edges:
+            bytes_per_round["edges_in"] = [float(np.mean([r.bytes_in for r in e.logs])) if e.logs else 0.0
+                                           for e in edges]
         return {
             "config": asdict(cfg), "broker": BrokerConfig(url).redacted(), "connect_s": connect_s, "wall_s": wall,
             "rounds": rounds,
             "round_wall_s": {"median": float(np.median([r["wall_s"] for r in rounds])),
+                             "p95": float(np.percentile([r["wall_s"] for r in rounds], 95)),
                              "max": float(np.max([r["wall_s"] for r in rounds]))},
-            "bytes_per_round": {"aggregator": float(np.mean([r["bytes_in"] + r["bytes_out"] for r in rounds])),
-                                "devices": device_bytes / max(1, len(rounds))},
+            "bytes_per_round": bytes_per_round,
             "evaluation": {"metric": "mse" if cfg.task == "sine" else "accuracy", "unseen_devices": cfg.eval_devices,
                            "shots": cfg.shots, "initial": evaluation[0], "final": evaluation[-1]},
             "final_weights": final,
         }
     finally:
-        device_loop.stop()
-        agg_loop.stop()
+        for loop in loops:
+            loop.stop()
         if broker is not None:
             broker.stop()
         if tmp is not None:

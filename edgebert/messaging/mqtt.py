@@ -28,6 +28,8 @@ from edgebert.messaging.loop import MqttLoop, default_loop
 __all__ = ["BrokerConfig", "MqttLoop", "MqttTransport", "default_loop"]
 from edgebert.messaging.transport import Handler, topic_matches
 
+CONNACK_TIMEOUT_S = 5.0  # a broker that accepted the TCP connection must answer CONNECT within this
+
 
 @dataclass(frozen=True)
 class BrokerConfig:
@@ -110,6 +112,7 @@ class MqttTransport:
         self._subscribing: dict[int, str] = {}  # message id of a SUBSCRIBE -> its topic filter
         self._resubscribe: list[tuple[float, str]] = []  # (when, filter) refused by the broker, to ask again
         self._backoff, self._next_attempt, self._want = 0.5, 0.0, True
+        self._connack_by = 0.0  # a connect in flight must be answered by then, or the next node is tried
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         user, password = config.credentials()
         if user:
@@ -157,7 +160,7 @@ class MqttTransport:
 
     def _schedule_retry(self) -> None:
         self._next_attempt = time.monotonic() + self._backoff * (0.5 + random.random())
-        self._backoff = min(self._backoff * 2, 30.0)
+        self._backoff = min(self._backoff * 2, 30.0 if len(self.config.urls) == 1 else 8.0)
 
     def _sub(self, topic_filter: str) -> None:
         """SUBSCRIBE (on the loop thread), remembering the filter until the broker grants it."""
@@ -179,6 +182,17 @@ class MqttTransport:
             self._resubscribe = [(when, f) for when, f in self._resubscribe if when > now]
             for topic_filter in due:
                 self._sub(topic_filter)
+        if self._want and self._connack_by and now > self._connack_by and not self.paho.is_connected():
+            # the TCP connect went through but no CONNACK came (a cluster node still electing, say):
+            # give up on it, as on a refused connect, instead of waiting out the keepalive
+            self._connack_by = 0.0
+            self.node += 1
+            self._schedule_retry()
+            try:
+                self.paho.disconnect()
+            except OSError:
+                pass
+            return
         if self._want and not self.paho.is_connected() and self._next_attempt and now >= self._next_attempt:
             try:
                 if len(self.config.urls) > 1:
@@ -187,6 +201,7 @@ class MqttTransport:
                 else:
                     self.paho.reconnect()
                 self._next_attempt = 0.0
+                self._connack_by = now + CONNACK_TIMEOUT_S
             except OSError:
                 self.node += 1  # that node is down: the next one
                 self._schedule_retry()
@@ -197,7 +212,7 @@ class MqttTransport:
             self.node += 1
             self._schedule_retry()
             return
-        self._backoff = 0.5
+        self._backoff, self._connack_by = 0.5, 0.0
         self._resubscribe = []
         for topic_filter, _ in self.handlers:
             self._sub(topic_filter)
@@ -206,7 +221,7 @@ class MqttTransport:
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                        properties: object = None) -> None:
         self.connected.clear()
-        if self._want:
+        if self._want and not self._next_attempt:  # (not when a retry is already planned)
             self.node += 1  # a cluster's node went away: the next one (one node: the same one)
             self._schedule_retry()
 
