@@ -72,6 +72,7 @@ class Aggregator:
         self.offline: set[str] = set()
         self.nudge_after: float | None = None  # share of the deadline after which the round is announced again
         self._nudged = 0  # (and again every NUDGE_EVERY of it)
+        self.extend_empty = 0  # times a round that got nothing by its deadline is given another deadline
         self.logs: list[RoundLog] = []
         self.done = threading.Event()
         self.round_closed = threading.Condition(self.lock)
@@ -83,7 +84,8 @@ class Aggregator:
             self.selected: list[str] = []
             self.accepted: dict[str, tuple[Weights, float]] = {}
             self._commit()
-        self._opened_at = time.monotonic()
+        self._opened_at = self._started_at = time.monotonic()
+        self._extended = 0
         self._bytes_in0, self._bytes_out0 = channel.received_bytes, channel.sent_bytes
         self.rejected: dict[str, int] = {}
         self._reported: dict[str, dict[str, float]] = {}
@@ -152,8 +154,8 @@ class Aggregator:
             if not self.selected:
                 self.selected = self.select(self.round)
                 self._commit()
-            self._opened_at = time.monotonic()
-            self._nudged = 0
+            self._opened_at = self._started_at = time.monotonic()
+            self._nudged = self._extended = 0
             self._bytes_in0, self._bytes_out0 = self.ch.received_bytes, self.ch.sent_bytes
             self.rejected = {}
         self._announce_round()
@@ -258,7 +260,7 @@ class Aggregator:
 
     def _round_log(self, why: str) -> RoundLog:
         return RoundLog(self.round, len(self.selected), len(self.accepted), dict(self.rejected),
-                        time.monotonic() - self._opened_at, self.ch.received_bytes - self._bytes_in0,
+                        time.monotonic() - self._started_at, self.ch.received_bytes - self._bytes_in0,
                         self.ch.sent_bytes - self._bytes_out0, why, self._reported_means())
 
     def watchdog(self) -> None:
@@ -277,13 +279,19 @@ class Aggregator:
             open_s = time.monotonic() - self._opened_at
             running = bool(self.selected) and not self.done.is_set()
             late = running and open_s > self.cfg.deadline_s
+            if late and not self.accepted and self._extended < self.extend_empty:
+                late, self._extended = False, self._extended + 1  # nothing came: a broker failing over, say
+                self._opened_at, self._nudged = time.monotonic(), 0
+                open_s, extend = 0.0, True
+            else:
+                extend = False
             nudge = running and not late and self.nudge_after is not None \
                 and open_s > self.nudge_after * self.cfg.deadline_s + self._nudged * NUDGE_EVERY * self.cfg.deadline_s
             if nudge:
                 self._nudged += 1
         if late:
             self._maybe_close("deadline")
-        elif nudge:  # whoever sent what was lost (a broker node died under it) sends it again
+        elif nudge or extend:  # whoever sent what was lost (a broker node died under it) sends it again
             self._announce_round()
 
     def run(self, timeout: float | None = None, wait_for_devices: float = 30.0) -> Weights:

@@ -11,7 +11,8 @@ sample-weighted rules that is the flat aggregator's model for the same updates.
 Everything else is the flat ``Aggregator``: state on disk after every step (``state.json`` the
 commit point; the model; one file per accepted partial), resume mid-round, a handler that never
 raises, a round announced again (``nudge_after``) so that an edge whose partial a dying broker node
-lost sends it again.
+lost sends it again, and a round that got no partial at all by its deadline given up to two more
+deadlines (``extend_empty``) rather than closed empty.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class RootAggregator(Aggregator):
         super().__init__(channel, config, init, state_dir, devices=[edge_name(i) for i in range(edges)],
                          keep_history=keep_history, strategy=RootStrategy(config, edge_keys, edges))
         self.nudge_after = nudge_after
+        self.extend_empty = 2  # a round none of whose partials came (the broker failing over) is given more time
 
     def update_filter(self) -> str:
         return self.ch.topics.partials(self.cfg.job)

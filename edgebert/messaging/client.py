@@ -20,14 +20,18 @@ def connect(broker: BrokerConfig | str, topics: Topics, me: str, *, device: bool
             loop: MqttLoop | None = None, retry: bool = False, suffix: str = "",
             connect_timeout: float = 10.0, status_topic: str | None = None, subscribe_qos: int = 1) -> Channel:
     """A ``Channel`` for ``me`` on ``broker``. ``device=True`` sets the last will (retained
-    "offline" on ``topics.status(me)``, or on ``status_topic``: an edge aggregator's);
+    "offline" on ``topics.status(me)``, or on ``status_topic``: an edge aggregator's) and says
+    "online" there on every connect (a node that died may have sent the will meanwhile);
     ``retry=True`` keeps trying while the broker is down instead of raising ``BrokerError``;
     ``subscribe_qos``: see ``MqttTransport``."""
     config = broker if isinstance(broker, BrokerConfig) else BrokerConfig(broker)
     status = status_topic or topics.status(me)
-    will = (status, Message("status", me, info={"status": "offline"}).to_bytes()) if device or status_topic else None
+    will = birth = None
+    if device or status_topic:  # "offline" as last will; "online" again on every (re)connect
+        will = (status, Message("status", me, info={"status": "offline"}).to_bytes())
+        birth = (status, Message("status", me, info={"status": "online"}).to_bytes())
     transport = MqttTransport(config, client_id(topics, me, suffix), loop, will=will, retry=retry,
-                              connect_timeout=connect_timeout, subscribe_qos=subscribe_qos)
+                              connect_timeout=connect_timeout, subscribe_qos=subscribe_qos, birth=birth)
     return Channel(transport, topics, me)
 
 

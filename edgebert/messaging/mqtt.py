@@ -31,6 +31,14 @@ from edgebert.messaging.transport import Handler, topic_matches
 CONNACK_TIMEOUT_S = 5.0  # a broker that accepted the TCP connection must answer CONNECT within this
 
 
+def _pending(info: paho.MQTTMessageInfo) -> bool:
+    """A QoS 1 publish the broker has not acknowledged yet (one that failed outright is not pending)."""
+    try:
+        return not info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class BrokerConfig:
     """``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` (TLS, optional CA file); the nodes of
@@ -98,7 +106,7 @@ class BrokerConfig:
 class MqttTransport:
     def __init__(self, config: BrokerConfig, client_id: str, loop: MqttLoop | None = None,
                  will: tuple[str, bytes] | None = None, retry: bool = False, connect_timeout: float = 10.0,
-                 subscribe_qos: int = 1) -> None:
+                 subscribe_qos: int = 1, birth: tuple[str, bytes] | None = None) -> None:
         """``subscribe_qos=0``: the broker delivers at most once (no per-subscription session state:
         on NATS that is no JetStream consumer per subscription, 10x faster connects and 16x less broker
         memory for a large fleet); for clients whose protocol repeats what is lost (devices)."""
@@ -112,6 +120,7 @@ class MqttTransport:
         self._subscribing: dict[int, str] = {}  # message id of a SUBSCRIBE -> its topic filter
         self._resubscribe: list[tuple[float, str]] = []  # (when, filter) refused by the broker, to ask again
         self._backoff, self._next_attempt, self._want = 0.5, 0.0, True
+        self._unacked: list[paho.MQTTMessageInfo] = []  # recent QoS 1 publishes (``flush`` waits for them)
         self._connack_by = 0.0  # a connect in flight must be answered by then, or the next node is tried
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         user, password = config.credentials()
@@ -121,6 +130,7 @@ class MqttTransport:
             self.paho.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         if will is not None:
             self.paho.will_set(will[0], will[1], qos=1, retain=True)
+        self.birth = birth  # published (retained) on every connect: the broker may have sent the will meanwhile
         self.paho.max_queued_messages_set(0)
         self.paho.max_inflight_messages_set(1000)
         self.paho.on_connect, self.paho.on_disconnect, self.paho.on_message = self._on_connect, self._on_disconnect, \
@@ -216,6 +226,8 @@ class MqttTransport:
         self._resubscribe = []
         for topic_filter, _ in self.handlers:
             self._sub(topic_filter)
+        if self.birth is not None:
+            self.paho.publish(self.birth[0], self.birth[1], qos=1, retain=True)
         self.connected.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
@@ -234,7 +246,17 @@ class MqttTransport:
                     self.loop._contain(f"handler for {msg.topic[:120]}", exc)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.paho.publish(topic, payload, qos=1, retain=retain)
+        info = self.paho.publish(topic, payload, qos=1, retain=retain)
+        self._unacked = [i for i in self._unacked if _pending(i)][-1000:] + [info]
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the broker has acknowledged what was published (True), at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while self.paho.is_connected() and any(_pending(i) for i in self._unacked):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         self.handlers.append((topic_filter, handler))
@@ -242,6 +264,7 @@ class MqttTransport:
             self.loop.call(lambda: self._sub(topic_filter))
 
     def close(self) -> None:
+        self.flush()  # a service's last word (a final model, say) reaches the broker before it hangs up
         self._want = False
 
         def shut() -> None:
