@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 
-def run_flower(rounds: int, devices: int, per_round: int) -> dict:
+def run_flower(rounds: int, devices: int, per_round: int, steps: int = 32) -> dict:
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
     from flwr.serverapp import Grid, ServerApp
@@ -34,7 +34,7 @@ def run_flower(rounds: int, devices: int, per_round: int) -> dict:
                                           strict=True)))
         round_ = int(msg.content["config"]["server-round"])
         x, y = DeviceTask("sine", node).round_data(round_, 10)
-        adapt(learner, x, y, 32)  # the same local work as the Reptile devices of (c)
+        adapt(learner, x, y, steps)  # the same local work as edgebert's devices (32 steps: Reptile's)
         weights = learner.get_weights()
         content = RecordDict({"arrays": ArrayRecord([weights[k] for k in sorted(weights)]),
                               "metrics": MetricRecord({"num-examples": 10})})
@@ -58,4 +58,17 @@ def run_flower(rounds: int, devices: int, per_round: int) -> dict:
     total = time.perf_counter() - t0
     rounds_s = (times["end"] - times["start"]) if "end" in times else float("nan")
     return {"round_s": rounds_s / rounds, "rounds": rounds, "devices": devices, "per_round": per_round,
-            "with_startup_s": total, "engine": "ray", "numpy": np.__version__}
+            "steps": steps, "with_startup_s": total, "engine": "ray", "numpy": np.__version__}
+
+
+if __name__ == "__main__":  # one run in its own process (benchmarks/scale.py): JSON on the last line
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=32)
+    a = parser.parse_args()
+    print(json.dumps(run_flower(a.rounds, a.devices, a.per_round, a.steps)))

@@ -39,7 +39,7 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
 
     cfg = SimConfig(args.task, args.devices, args.per_round, args.rounds, args.algorithm, args.broker,
                     args.inner_steps, args.inner_lr, int8_updates=args.int8_updates, seed=args.seed,
-                    robust=args.robust, edges=args.edges, device_qos=args.device_qos, deadline_s=args.deadline)
+                    robust=args.robust, edges=args.edges, subscribe_qos=args.subscribe_qos, deadline_s=args.deadline)
     with progress_bar(not args.quiet) as progress:
         result = simulate(cfg, progress)
     weights = result.pop("final_weights")
@@ -115,7 +115,7 @@ def _finish(args: argparse.Namespace, job: JobConfig, agg: Aggregator, weights: 
 
         save_tensors(Path(args.model_out), weights)
     print(f"job {args.job}: finished {agg.round} rounds")
-    transport.close()
+    transport.close(flush_s=60.0)  # type: ignore[call-arg]
     return 0
 
 
@@ -131,7 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                      "at the aggregator (or root), participants and the few-shot score on unseen "
                                      "devices.",
                          epilog="example: edgebert federate simulate --devices 10000 --per-round 1000 --edges 3 "
-                                "--algorithm fedavg --device-qos 0 --broker mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884")
+                                "--algorithm fedavg --subscribe-qos 0 --broker mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884")
     fs.add_argument("--task", choices=("sine", "digits"), default="sine")
     fs.add_argument("--devices", type=int, default=100)
     fs.add_argument("--per-round", type=int, default=10)
@@ -142,10 +142,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                      "broker)")
     fs.add_argument("--edges", type=int, default=0, help="edge aggregators between the devices and the root "
                                                          "(default 0: one flat aggregator)")
-    fs.add_argument("--device-qos", type=int, choices=(0, 1), default=1,
-                    help="QoS of the devices' subscriptions; 0 keeps no per-subscription state in the broker "
-                         "(NATS: no JetStream consumer each), which a 10,000-device fleet needs there; what a "
-                         "device misses is sent again when its aggregator calls the missing devices")
+    fs.add_argument("--subscribe-qos", type=int, choices=(0, 1), default=1,
+                    help="QoS of every client's subscriptions; 0 keeps no per-subscription state in the broker "
+                         "(NATS: no JetStream consumer each, and no message stored in JetStream on its way), which "
+                         "a 10,000-device fleet needs there; what is lost when a node dies is sent again when the "
+                         "aggregators call whoever is missing")
     fs.add_argument("--deadline", type=float, default=60.0, help="seconds per round")
     fs.add_argument("--inner-steps", type=int, help="local steps per round (default 32 for reptile, 1 for fedavg)")
     fs.add_argument("--inner-lr", type=float, default=0.01)

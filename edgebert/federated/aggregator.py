@@ -72,6 +72,7 @@ class Aggregator:
         self.offline: set[str] = set()
         self.nudge_after: float | None = None  # share of the deadline after which the round is announced again
         self._nudged = 0  # (and again every NUDGE_EVERY of it)
+        self.ack_accepted = True  # tell a device its update counted (refusals are always told)
         self.extend_empty = 0  # times a round that got nothing by its deadline is given another deadline
         self.logs: list[RoundLog] = []
         self.done = threading.Event()
@@ -142,11 +143,12 @@ class Aggregator:
     def select(self, round_: int) -> list[str]:
         return self.strategy.select(self.known, round_)
 
-    def announce(self) -> None:
+    def announce(self, finished: bool = False) -> None:
         """The retained job announcement: the job's configuration, for devices that join later."""
+        done = finished or self.done.is_set()
         self.ch.send(self.ch.topics.job(self.cfg.job),
                      Message("job", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
-                             info={"config": self.cfg.to_info(), "status": "done" if self.done.is_set() else "running"}),
+                             info={"config": self.cfg.to_info(), "status": "done" if done else "running"}),
                      retain=True)
 
     def start_round(self) -> None:
@@ -204,8 +206,9 @@ class Aggregator:
             print(f"aggregator: update from {device!r} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             return
         if accepted:
-            self.ch.send(self.ch.topics.ack(self.cfg.job, device),
-                         Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
+            if self.ack_accepted:
+                self.ch.send(self.ch.topics.ack(self.cfg.job, device),
+                             Message("ack", self.ch.me, job=self.cfg.job, round=msg.round, info={"accepted": True}))
             self._maybe_close("quorum")
 
     def _check_and_accept(self, topic: str, device: str, msg: Message) -> bool:
@@ -245,12 +248,12 @@ class Aggregator:
             self._commit()
             self.round_closed.notify_all()
             finished = self.round >= self.cfg.rounds
-        if finished:
-            self.done.set()
-            self.announce()
+        if finished:  # published before ``done`` is set: a service closes its connection once it is
+            self.announce(finished=True)
             self.ch.send(self.model_topic(),
                          Message("model", self.ch.me, job=self.cfg.job, round=self.round, model_version=self.round,
                                  info={"participants": [], "final": True}, tensors=self.weights), retain=True)
+            self.done.set()
         else:
             self.start_round()
 

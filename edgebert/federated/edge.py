@@ -67,11 +67,12 @@ class EdgeAggregator(Aggregator):
         if not 0 <= index < edges:
             raise ValueError(f"edge: expected an index in [0, {edges}), found {index}")
         self.edge, self.edges, self.edge_key = edge_name(index), edges, edge_key
-        self.partial_sent = False
+        self.partial_sent = self._finishing = False
         strategy = EdgeStrategy(edge_config(config, edges), device_keys, self.edge, edges)
         super().__init__(channel, strategy.config, {}, state_dir,
                          devices=[d for d in devices or [] if strategy.knows(d)], strategy=strategy)
         self.nudge_after = nudge_after
+        self.ack_accepted = False  # a message per participant saved: a device whose update did not come is called again
         t = channel.topics
         channel.subscribe(t.model(config.job), self._on_root_model)
         channel.send(t.edge_status(config.job, self.edge), Message("status", self.edge, info={"status": "online"}),
@@ -107,12 +108,13 @@ class EdgeAggregator(Aggregator):
             return
         if msg.info.get("final"):
             with self.lock:
-                if self.done.is_set():
+                if self.done.is_set() or self._finishing:
                     return
-                self.done.set()
+                self._finishing = True
             self.ch.send(self.model_topic(), Message("model", self.ch.me, job=self.cfg.job, round=msg.round,
                                                      model_version=msg.round, info={"final": True},
                                                      tensors=msg.tensors), retain=True)
+            self.done.set()  # after the send: ``serve`` returns and the service hangs up once it is set
             return
         if self.edge not in msg.info.get("participants", []):
             return

@@ -99,6 +99,7 @@ class RootAggregator(Aggregator):
         super().__init__(channel, config, init, state_dir, devices=[edge_name(i) for i in range(edges)],
                          keep_history=keep_history, strategy=RootStrategy(config, edge_keys, edges))
         self.nudge_after = nudge_after
+        self.ack_accepted = False  # nobody listens: an edge whose partial did not come is asked again
         self.extend_empty = 2  # a round none of whose partials came (the broker failing over) is given more time
 
     def update_filter(self) -> str:

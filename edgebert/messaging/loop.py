@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from edgebert.messaging.mqtt import MqttTransport
 
 
-MISC_BATCH = 256  # clients whose keepalive/reconnect work runs between two reads of the sockets
+MISC_BATCH = 256  # clients whose keepalive work runs between two reads of the sockets
+KEEPALIVE_PASS_S = 2.0  # every client's keepalive is looked at this often (its keepalive is 30 s)
 
 
 class MqttLoop:
@@ -33,6 +34,7 @@ class MqttLoop:
         self._calls: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.clients: list[MqttTransport] = []
+        self.attention: set[MqttTransport] = set()  # clients whose connection needs looking after now
         self._misc_pos = 0
         self._stop = False
         self.error = ""
@@ -93,7 +95,7 @@ class MqttLoop:
             raise
 
     def _serve(self) -> None:
-        last_misc = 0.0
+        last_misc = last_attention = 0.0
         while not self._stop:
             for key, mask in self.sel.select(timeout=0.1):
                 if key.data is None:
@@ -119,14 +121,17 @@ class MqttLoop:
                 except Exception as exc:  # noqa: BLE001
                     self._contain("call", exc)
             now = time.monotonic()
-            if now - last_misc >= 0.25:  # keepalives and reconnects, MISC_BATCH clients per pass, so that
-                batch = self.clients[self._misc_pos:self._misc_pos + MISC_BATCH]  # 10,000 clients
-                self._misc_pos += MISC_BATCH  # never hold up reads and calls for long
+            if now - last_attention >= 0.05:  # clients connecting, reconnecting or re-subscribing
+                last_attention = now
+                for client in list(self.attention):
+                    client._maybe_reconnect(now)
+            if now - last_misc >= KEEPALIVE_PASS_S:  # keepalives, MISC_BATCH clients per pass, so that
+                batch = self.clients[self._misc_pos:self._misc_pos + MISC_BATCH]  # 10,000 idle clients
+                self._misc_pos += MISC_BATCH  # cost little and never hold up reads and calls for long
                 if self._misc_pos >= len(self.clients):
                     self._misc_pos, last_misc = 0, now
                 for client in batch:
                     client.paho.loop_misc()
-                    client._maybe_reconnect(now)
 
     def _contain(self, where: str, exc: Exception) -> None:
         self.handler_errors += 1

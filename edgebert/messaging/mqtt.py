@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -28,7 +29,7 @@ from edgebert.messaging.loop import MqttLoop, default_loop
 __all__ = ["BrokerConfig", "MqttLoop", "MqttTransport", "default_loop"]
 from edgebert.messaging.transport import Handler, topic_matches
 
-CONNACK_TIMEOUT_S = 5.0  # a broker that accepted the TCP connection must answer CONNECT within this
+CONNACK_TIMEOUT_S = 10.0  # on reconnecting, a broker that accepted the TCP connection must answer within this
 
 
 def _pending(info: paho.MQTTMessageInfo) -> bool:
@@ -142,7 +143,9 @@ class MqttTransport:
         self.paho.on_socket_close = lambda c, u, s: self.loop._forget(s)
         def join() -> None:
             self.loop.clients.append(self)
+            self.loop.attention.add(self)  # until its CONNACK (or, with retry, its reconnection)
             self._connect()
+
 
         try:
             self.loop.call_wait(join)
@@ -169,6 +172,7 @@ class MqttTransport:
                 self.node += 1
 
     def _schedule_retry(self) -> None:
+        self.loop.attention.add(self)
         self._next_attempt = time.monotonic() + self._backoff * (0.5 + random.random())
         self._backoff = min(self._backoff * 2, 30.0 if len(self.config.urls) == 1 else 8.0)
 
@@ -185,8 +189,13 @@ class MqttTransport:
         if topic_filter is not None and any(getattr(c, "is_failure", False) for c in codes):
             # a cluster still electing after a node died refuses subscriptions for a while: ask again
             self._resubscribe.append((time.monotonic() + 1.0, topic_filter))
+            self.loop.attention.add(self)
 
     def _maybe_reconnect(self, now: float) -> None:
+        """Connection care, run by the loop while this client is in its ``attention`` set."""
+        if self.paho.is_connected() and not self._resubscribe and not self._connack_by:
+            self.loop.attention.discard(self)
+            return
         if self._resubscribe and self.paho.is_connected():
             due = [f for when, f in self._resubscribe if when <= now]
             self._resubscribe = [(when, f) for when, f in self._resubscribe if when > now]
@@ -263,8 +272,12 @@ class MqttTransport:
         if self.paho.is_connected():
             self.loop.call(lambda: self._sub(topic_filter))
 
-    def close(self) -> None:
-        self.flush()  # a service's last word (a final model, say) reaches the broker before it hangs up
+    def close(self, flush_s: float = 5.0) -> None:
+        """Hang up, after waiting (at most ``flush_s``) for the broker to acknowledge what was published:
+        a service's last word (a final model, say) must reach the broker first."""
+        if not self.flush(flush_s):
+            print(f"mqtt {self.client_id}: closing with publishes the broker has not acknowledged in {flush_s:.0f} s",
+                  file=sys.stderr, flush=True)
         self._want = False
 
         def shut() -> None:
