@@ -97,3 +97,19 @@ def test_device_side_modules_do_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["serve", "--role", "edge", "--job", "j", "--state", "{tmp}/s"], "expected --edges N"),
+    (["serve", "--role", "root", "--job", "j", "--state", "{tmp}/s"], "expected --edges N"),
+    (["serve", "--role", "edge", "--edges", "3", "--edge", "3", "--job", "j", "--state", "{tmp}/s"],
+     "expected --edge K with 0 <= K < --edges"),
+    (["simulate", "--devices", "3", "--per-round", "2", "--edges", "5"], "expected 0 .flat. to --per-round"),
+    (["simulate", "--devices", "3", "--per-round", "4"], "expected 0 < --per-round <= --devices"),
+])
+def test_hierarchical_federate_arguments_are_checked_before_anything_starts(tmp_path: Path, capsys, args: list[str],
+                                                                           match: str) -> None:
+    code, _, err = _run(["federate", *[a.replace("{tmp}", str(tmp_path)) for a in args]], capsys)
+
+    assert code == 2 and err.count("\n") == 1 and __import__("re").search(match, err), err
+    assert not (tmp_path / "s").exists()  # no state directory made for a refused service
