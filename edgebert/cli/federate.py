@@ -39,7 +39,8 @@ def cmd_federate_simulate(args: argparse.Namespace) -> int:
 
     cfg = SimConfig(args.task, args.devices, args.per_round, args.rounds, args.algorithm, args.broker,
                     args.inner_steps, args.inner_lr, int8_updates=args.int8_updates, seed=args.seed,
-                    robust=args.robust, edges=args.edges, subscribe_qos=args.subscribe_qos, deadline_s=args.deadline)
+                    robust=args.robust, edges=args.edges, subscribe_qos=args.subscribe_qos, deadline_s=args.deadline,
+                    processes=args.processes)
     with progress_bar(not args.quiet) as progress:
         result = simulate(cfg, progress)
     weights = result.pop("final_weights")
@@ -148,6 +149,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "a 10,000-device fleet needs there; what is lost when a node dies is sent again when the "
                          "aggregators call whoever is missing")
     fs.add_argument("--deadline", type=float, default=60.0, help="seconds per round")
+    fs.add_argument("--processes", action="store_true",
+                    help="run the aggregator (or the root and each edge) as `federate serve` processes, as deployed, "
+                         "instead of threads beside the simulated devices (on a multi-core machine they then do not "
+                         "wait for the devices' Python)")
     fs.add_argument("--inner-steps", type=int, help="local steps per round (default 32 for reptile, 1 for fedavg)")
     fs.add_argument("--inner-lr", type=float, default=0.01)
     fs.add_argument("--int8-updates", action="store_true", help="send updates as int8 deltas with error feedback")

@@ -104,11 +104,16 @@ class Aggregator:
         return self.ch.topics.model(self.cfg.job)
 
     # ---------------------------------------------------------------- persistence
-    def _commit(self) -> None:
+    def _state(self) -> dict[str, Any]:
+        return {"round": self.round, "selected": self.selected, "logs": [asdict(x) for x in self.logs],
+                "known": sorted(self.known), "config": self.cfg.to_info()}
+
+    def _save_model(self) -> None:
         save_tensors(self.dir / f"model-r{self.round}.safetensors", self.weights)
-        state = {"round": self.round, "selected": self.selected, "logs": [asdict(x) for x in self.logs],
-                 "known": sorted(self.known), "config": self.cfg.to_info()}
-        atomic_write(self.dir / "state.json", json.dumps(state))  # the commit point
+
+    def _commit(self) -> None:
+        self._save_model()
+        atomic_write(self.dir / "state.json", json.dumps(self._state()))  # the commit point
         for old in self.dir.glob("model-r*.safetensors"):
             if old.name != f"model-r{self.round}.safetensors":
                 old.unlink(missing_ok=True)
@@ -116,11 +121,15 @@ class Aggregator:
             if not old.name.startswith(f"r{self.round}-"):
                 old.unlink(missing_ok=True)
 
-    def _resume(self) -> None:
-        state = json.loads((self.dir / "state.json").read_text())
+    def _read_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads((self.dir / "state.json").read_text())
         self.round, self.selected = int(state["round"]), list(state["selected"])
         self.known |= set(state.get("known", []))
         self.logs = [RoundLog(**x) for x in state.get("logs", [])]
+        return state
+
+    def _resume(self) -> None:
+        self._read_state()
         self.weights = load_tensors(self.dir / f"model-r{self.round}.safetensors")[0]
         self._load_accepted()
 

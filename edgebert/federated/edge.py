@@ -18,20 +18,20 @@ sent it. Its MQTT last will tells the root it is gone, so the root does not wait
 
 from __future__ import annotations
 
-import json
 import math
+import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgebert.federated.aggregate import Weights
-from edgebert.federated.aggregator import Aggregator, RoundLog
+from edgebert.federated.aggregator import Aggregator
 from edgebert.federated.auth import sign_update
 from edgebert.federated.hierarchy import edge_name, edge_of, edge_partial
 from edgebert.federated.strategy import JobConfig, RoundStrategy
-from edgebert.files import atomic_write
 from edgebert.messaging.protocol import Message, tensors_to_bytes
 from edgebert.messaging.transport import Channel
 
@@ -86,20 +86,14 @@ class EdgeAggregator(Aggregator):
         return self.ch.topics.edge_model(self.cfg.job, self.edge)
 
     # ---------------------------------------------------------------- persistence (no model: the root has it)
-    def _commit(self) -> None:
-        state = {"round": self.round, "selected": self.selected, "partial_sent": self.partial_sent,
-                 "logs": [asdict(x) for x in self.logs], "known": sorted(self.known), "config": self.cfg.to_info()}
-        atomic_write(self.dir / "state.json", json.dumps(state))  # the commit point
-        for old in (self.dir / "updates").glob("r*-*.safetensors"):
-            if not old.name.startswith(f"r{self.round}-"):
-                old.unlink(missing_ok=True)
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "partial_sent": self.partial_sent}
+
+    def _save_model(self) -> None:
+        pass
 
     def _resume(self) -> None:
-        state = json.loads((self.dir / "state.json").read_text())
-        self.round, self.selected = int(state["round"]), list(state["selected"])
-        self.partial_sent = bool(state.get("partial_sent"))
-        self.known |= set(state.get("known", []))
-        self.logs = [RoundLog(**x) for x in state.get("logs", [])]
+        self.partial_sent = bool(self._read_state().get("partial_sent"))
         self.weights, self.accepted = {}, {}  # until the root's model comes: then the updates are read back
 
     # ---------------------------------------------------------------- rounds
@@ -183,8 +177,6 @@ class EdgeAggregator(Aggregator):
 
     def serve(self, timeout: float | None = None) -> None:
         """Serve rounds until the root publishes its final model (or ``timeout`` s)."""
-        import time
-
         end = None if timeout is None else time.monotonic() + timeout
         while not self.done.wait(0.05):
             self.watchdog()

@@ -24,7 +24,6 @@ from typing import Any
 
 from edgebert.federated.aggregate import Weights
 from edgebert.federated.aggregator import Aggregator, RoundLog
-from edgebert.federated.auth import verify_update
 from edgebert.federated.hierarchy import Partial, check_partial, edge_name, root_update
 from edgebert.federated.strategy import JobConfig, RoundStrategy, Verdict
 from edgebert.messaging.protocol import Message
@@ -56,18 +55,9 @@ class RootStrategy(RoundStrategy):
 
     def check(self, edge: str, msg: Message, round_: int, selected: Container[str], accepted: Container[str],
               weights: Weights) -> Verdict:
-        if msg.kind != "partial" or msg.sender != edge:
-            return Verdict(reason=f"unauthenticated: sender {msg.sender!r} does not own the topic of {edge!r}")
-        if self.keys is not None:
-            why = verify_update(msg, self.keys.get(edge))
-            if why is not None:
-                return Verdict(reason=f"unauthenticated: {why}", ack=False)
-        if msg.job != self.config.job or msg.round != round_:
-            return Verdict(reason=f"stale: expected round {round_}, found {msg.round}")
-        if edge not in selected:
-            return Verdict(reason=f"not selected: {edge} is not an edge of this job")
-        if edge in accepted:
-            return Verdict(reason="duplicate", ack=False)
+        refused = self.admit(edge, msg, "partial", round_, selected, accepted)
+        if refused is not None:
+            return refused
         try:
             weight, devices = float(msg.info["weight"]), int(msg.info["devices"])
         except (KeyError, TypeError, ValueError):

@@ -99,18 +99,9 @@ class RoundStrategy:
     def check(self, device: str, msg: Message, round_: int, selected: Container[str], accepted: Container[str],
               weights: Weights) -> Verdict:
         """The verdict on ``msg`` arriving on ``device``'s update topic in round ``round_``."""
-        if msg.kind != "update" or msg.sender != device:
-            return Verdict(reason=f"unauthenticated: sender {msg.sender!r} does not own the topic of {device!r}")
-        if self.keys is not None:
-            why = verify_update(msg, self.keys.get(device))
-            if why is not None:  # no ack: the real device's acknowledgements are not an impostor's to spend
-                return Verdict(reason=f"unauthenticated: {why}", ack=False)
-        if msg.job != self.config.job or msg.round != round_:
-            return Verdict(reason=f"stale: expected round {round_}, found {msg.round}")
-        if device not in selected:
-            return Verdict(reason=f"not selected: {device} is not a participant of round {round_}")
-        if device in accepted:
-            return Verdict(reason="duplicate", ack=False)
+        refused = self.admit(device, msg, "update", round_, selected, accepted)
+        if refused is not None:
+            return refused
         tensors: Weights | None = msg.tensors
         reason = check_samples(msg.samples)
         if reason is None and msg.info.get("encoding") == INT8_DELTA:
@@ -120,6 +111,24 @@ class RoundStrategy:
         if reason is not None or tensors is None:
             return Verdict(reason=f"invalid: {reason}")
         return Verdict(tensors)
+
+    def admit(self, sender: str, msg: Message, kind: str, round_: int, selected: Container[str],
+              accepted: Container[str]) -> Verdict | None:
+        """What every message on a participant's topic must pass first: its kind, the topic's own
+        sender, the sender's key (when keys are given), the round, selection, once (None: it passes)."""
+        if msg.kind != kind or msg.sender != sender:
+            return Verdict(reason=f"unauthenticated: sender {msg.sender!r} does not own the topic of {sender!r}")
+        if self.keys is not None:
+            why = verify_update(msg, self.keys.get(sender))
+            if why is not None:  # no ack: the real sender's acknowledgements are not an impostor's to spend
+                return Verdict(reason=f"unauthenticated: {why}", ack=False)
+        if msg.job != self.config.job or msg.round != round_:
+            return Verdict(reason=f"stale: expected round {round_}, found {msg.round}")
+        if sender not in selected:
+            return Verdict(reason=f"not selected: {sender} is not a participant of round {round_}")
+        if sender in accepted:
+            return Verdict(reason="duplicate", ack=False)
+        return None
 
     def still_valid(self, device: str, tensors: Weights, samples: int, selected: Container[str],
                     weights: Weights) -> bool:
