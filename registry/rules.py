@@ -53,5 +53,8 @@ RULES = [
 ]
 
 
-def rule_updates() -> list[str]:
-    return [PREFIXES + r for r in RULES]
+def rule_constructs() -> list[str]:
+    """The rules as CONSTRUCT queries (each rule's INSERT template and pattern): what each adds. The
+    registry runs them in order on a scratch copy of what is written, adding each one's new triples
+    before the next (so a rule sees what the ones before it derived)."""
+    return [PREFIXES + r.replace("INSERT", "CONSTRUCT", 1) for r in RULES]

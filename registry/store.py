@@ -105,6 +105,7 @@ class Store(Protocol):
     def query_result(self, sparql: str, max_rows: int, deadline: float, dataset: Dataset = Dataset(),
                      base_iri: str | None = None) -> QueryResult: ...
     def update(self, sparql: str, base_iri: str | None = None) -> None: ...
+    def replace_graphs(self, graphs: list[str], quads: list[Any]) -> None: ...
     def dump(self, path: Path) -> None: ...
     def restore(self, path: Path) -> None: ...
     def count(self) -> int: ...
@@ -216,6 +217,19 @@ class OxigraphStore:
         except OSError as exc:
             raise StoreError(f"{self.url}: the update failed: {exc}") from None
 
+    def replace_graphs(self, graphs: list[str], quads: list[Any]) -> None:
+        """Atomically: drop these named graphs, then add ``quads``. When none of the graphs exists
+        yet (a bulk ingest of new devices) the quads go in by one atomic ``extend``, without the
+        SPARQL text (a third of the write's time); otherwise by one SPARQL update."""
+        ox = self._ox
+        if not any(self._store.contains_named_graph(ox.NamedNode(g)) for g in graphs):
+            try:
+                self._store.extend(quads)
+                return
+            except OSError as exc:
+                raise StoreError(f"{self.url}: the update failed: {exc}") from None
+        self.update("".join(f"DROP SILENT GRAPH <{g}> ;\n" for g in graphs) + insert_data(quads))
+
     def dump(self, path: Path) -> None:
         fmt = self._ox.RdfFormat.N_QUADS if _format_for(path) == ".nq" else self._ox.RdfFormat.TRIG
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -308,6 +322,10 @@ class SparqlEndpointStore:
 
     def update(self, sparql: str, base_iri: str | None = None) -> None:
         self._post(self.update_url, sparql, "application/sparql-update", "*/*")
+
+    def replace_graphs(self, graphs: list[str], quads: list[Any]) -> None:
+        """Drop these named graphs and add ``quads``, in one SPARQL update request (atomic at the endpoint)."""
+        self.update("".join(f"DROP SILENT GRAPH <{g}> ;\n" for g in graphs) + insert_data(quads))
 
     def dump(self, path: Path) -> None:
         if _format_for(path) != ".nq":
