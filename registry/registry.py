@@ -32,6 +32,8 @@ from registry.describe import (
     tds_to_quads,
     validate_td_json,
 )
+from registry.match_index import DEVICE as MATCH_DEVICE
+from registry.match_index import ArtifactTable
 from registry.registration import DISCOVERY, Registration, now_utc, register, rfc3339, split
 from registry.rules import rule_constructs
 from registry.store import Store, insert_data, open_store
@@ -88,6 +90,9 @@ def _parse_tds(docs: list[dict]) -> list[ox.Quad]:
 class Registry(Deployments):
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._table: ArtifactTable | None = None  # match's artifact table (match_index), and the store
+        self._table_generation = -1  # generation it was read at
+        self._table_off = False
         if not self.store.query(PREFIXES + f'ASK {{ GRAPH <{ONTOLOGY_GRAPH}> {{ eb:ontology eb:sha256 '
                                            f'"{_ontology_sha256()}" }} }}')[0]["ask"]:
             self._load_ontology()  # a new store, or one written with an older ontology or op list
@@ -132,7 +137,12 @@ class Registry(Deployments):
         derived = [ox.Quad(t.subject, t.predicate, t.object, owner[str(t.subject)]) for t in new
                    if str(t.subject) in owner]
         graphs = sorted({str(q.graph_name.value) for q in quads if isinstance(q.graph_name, ox.NamedNode)})
+        before, table = getattr(self.store, "generation", None), self._table
+        keep = table is not None and before == self._table_generation and not table.touched_by(
+            (getattr(q.subject, "value", ""), q.predicate.value) for q in quads + derived)
         self.store.replace_graphs(graphs, quads + derived)
+        if keep and before is not None and getattr(self.store, "generation", None) == before + 1:
+            self._table_generation = before + 1  # a write of devices only: the artifact table still holds
         return graphs
 
     @staticmethod
@@ -293,6 +303,8 @@ class Registry(Deployments):
         if isinstance(self.store, OxigraphStore):
             from oxrdflib import OxigraphStore as RdflibOxigraph
 
+            self._table_off = True  # writes through rdflib are not counted: match asks the store each time
+
             return rdflib.Dataset(store=RdflibOxigraph(store=self.store._store), default_union=True)
         from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
 
@@ -328,16 +340,32 @@ class Registry(Deployments):
         return [Match(r["artifact"], r["id"], _short(r["runtime"]), _short(r["precision"]), r["ram"], r["flash"],
                       r["size"], r["fidelity"]) for r in rows]
 
+    def _artifact_table(self) -> ArtifactTable | None:
+        """The artifacts' table for ``match`` (``match_index``), read again after any write that can
+        change it; None for a remote store (other clients write there unseen)."""
+        generation = getattr(self.store, "generation", None)
+        if generation is None or self._table_off:
+            return None
+        if self._table is None or self._table_generation != generation:
+            self._table, self._table_generation = ArtifactTable.read(self.store.query), generation
+        return self._table
+
     def _match_rows(self, device: str) -> list[dict[str, Any]]:
-        """``queries.MATCH``'s rows, in its order, from two queries (see ``queries.MATCH_CANDIDATES``)."""
-        candidates = self.store.query(queries.MATCH_CANDIDATES % {"device": device})
+        """``queries.MATCH``'s rows, in its order: from the artifact table and the device's own facts
+        on the embedded store, from two queries on a remote one (see ``queries.MATCH_CANDIDATES``)."""
+        table = self._artifact_table()
+        facts: dict[str, dict[str, Any]] = {}
+        if table is not None:
+            candidates = table.candidates(self.store.query(MATCH_DEVICE % {"device": device}))
+            facts = table.facts
+        else:
+            candidates = self.store.query(queries.MATCH_CANDIDATES % {"device": device})
+            for start in range(0, len(candidates), 500):
+                values = " ".join(f"<{c['a']}>" for c in candidates[start:start + 500])
+                for row in self.store.query(queries.ARTIFACT_FACTS % {"artifacts": values}):
+                    facts.setdefault(row["a"], row)  # one row per artifact (its first, like DISTINCT over MATCH's)
         if not candidates:
             return []
-        facts: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(candidates), 500):
-            values = " ".join(f"<{c['a']}>" for c in candidates[start:start + 500])
-            for row in self.store.query(queries.ARTIFACT_FACTS % {"artifacts": values}):
-                facts.setdefault(row["a"], row)  # one row per artifact (its first, like DISTINCT over MATCH's)
         rows = []
         for c in candidates:
             f = facts.get(c["a"], {})
@@ -348,7 +376,8 @@ class Registry(Deployments):
         def order(r: dict[str, Any]) -> tuple:
             fidelity = r["fidelity"] if r["fidelity"] is not None else -1.0
             size = r["size"] if r["size"] is not None else r["flash"]
-            return (0 if r["measured"] is not None else 1, -fidelity, size, r["artifact"])
+            return (0 if r["measured"] is not None else 1, -fidelity, size, r["artifact"], str(r["runtime"]),
+                    str(r["precision"]))
 
         return sorted(rows, key=order)
 

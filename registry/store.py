@@ -127,6 +127,7 @@ class OxigraphStore:
 
         self._ox = ox
         self.url = "memory" if path is None else str(path)
+        self.generation = 0  # counts writes through this handle (what the registry caches follows it)
         try:
             self._store = ox.Store(str(path)) if path is not None else ox.Store()
         except OSError as exc:
@@ -210,6 +211,7 @@ class OxigraphStore:
         return QueryResult("solutions", json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode())
 
     def update(self, sparql: str, base_iri: str | None = None) -> None:
+        self.generation += 1  # (before: a reader that sees the old number rereads after the write)
         try:
             self._store.update(sparql, base_iri=base_iri)
         except SyntaxError as exc:
@@ -223,6 +225,7 @@ class OxigraphStore:
         SPARQL text (a third of the write's time); otherwise by one SPARQL update."""
         ox = self._ox
         if not any(self._store.contains_named_graph(ox.NamedNode(g)) for g in graphs):
+            self.generation += 1
             try:
                 self._store.extend(quads)
                 return
@@ -243,6 +246,7 @@ class OxigraphStore:
             list(self._ox.parse(data, format=fmt))  # parse first: a bad file must not clear the store
         except SyntaxError as exc:
             raise StoreError(f"{path}: expected {path.suffix[1:]} data, found a syntax error: {exc}") from None
+        self.generation += 1
         self._store.clear()
         self._store.load(data, format=fmt)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from edgebert.errors import ArtifactError, DescriptionError, InputError, QueryError, StoreError
+from registry import queries
 from registry.describe import validate_td_json
 from registry.registry import open_registry
+from registry.vocab import PREFIXES
 
 from .conftest import SELOC, make_td
 
@@ -340,3 +342,29 @@ def test_two_step_match_answers_as_the_single_match_query(reg, artifact_factory)
         assert [m.artifact for m in two_step] == [r["artifact"] for r in single], device
         assert [(m.id, m.size_bytes, m.fidelity) for m in two_step] == [(r["id"], r["size"], r["fidelity"]) for r in single]
     assert sum(len(reg.match(d["id"])) for d in devices) > 20  # the comparison compared something
+
+
+def test_the_artifact_table_behind_match_follows_every_write(reg, artifact_factory) -> None:
+    """``match`` answers from an in-memory table of the artifacts: a write of devices keeps it, any
+    write that can change an artifact (a new artifact, a SPARQL update) has it read again."""
+    reg.add_tds([make_td("pi", ram=4_000, flash=4_000)])
+    reg.add_artifact(artifact_factory("small", ram=100, flash=100))
+    assert [m.id for m in reg.match("urn:dev:pi")] == ["small"]
+    table = reg._table
+
+    reg.add_tds([make_td("pi2", ram=4_000, flash=4_000)])  # devices only: the same table
+    assert [m.id for m in reg.match("urn:dev:pi2")] == ["small"] and reg._table is table
+
+    reg.add_artifact(artifact_factory("big", ram=3_000, flash=3_000, fidelity=0.999))
+    assert [m.id for m in reg.match("urn:dev:pi")] == ["big", "small"] and reg._table is not table
+
+    big = next(m.artifact for m in reg.match("urn:dev:pi") if m.id == "big")
+    reg.store.update(PREFIXES + f"INSERT DATA {{ <{big}> eb:usesOp eb:NoRuntimeHasThisOp }}")  # an admin update
+    assert [m.id for m in reg.match("urn:dev:pi")] == ["small"]
+    assert [r["id"] for r in reg.query(queries.MATCH % {"device": "urn:dev:pi"})] == ["small"]
+
+    reg.add_tds([{**make_td("sneaky", ram=4_000, flash=4_000), "eb:requiresRamBytes": 1,
+                  "eb:requiresFlashBytes": 1, "eb:runtime": {"@id": "eb:onnxruntime"}}])
+    table = reg._table
+    reg.match("urn:dev:pi")  # a TD that states artifact facts is read into the table like the SPARQL reads it
+    assert reg._table is not table and "urn:dev:sneaky" in reg._table.artifacts
