@@ -146,6 +146,29 @@ def rdflib_baseline(dump: Path, plan: list[tuple[str, list[str]]], cap: float) -
     return result
 
 
+class RemoteOxigraph:
+    """``oxigraph serve`` on a directory: the registry as a client of a remote SPARQL endpoint."""
+
+    def __init__(self, location: Path) -> None:
+        self.location, self.proc = location, None
+
+    def start(self) -> str:
+        exe = shutil.which("oxigraph")
+        if exe is None:
+            raise SystemExit("--remote: expected `oxigraph` on PATH (pip install oxigraph), found none")
+        port = free_port()
+        self.proc = serve([exe, "serve", "--location", str(self.location), "--bind", f"127.0.0.1:{port}",
+                           "--union-default-graph"],
+                          f"http://127.0.0.1:{port}/query", seconds=300)
+        return f"http://127.0.0.1:{port}/query"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(60)
+            self.proc = None
+
+
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -309,6 +332,8 @@ def main() -> int:
     parser.add_argument("--writers", type=int, default=200, help="concurrent HTTP writers")
     parser.add_argument("--writes", type=int, default=5, help="TDs each writer creates (then it replaces one)")
     parser.add_argument("--only", choices=("fleet", "writers"), help="run one part only")
+    parser.add_argument("--remote", action="store_true",
+                        help="fleet part: the registry's store is a remote `oxigraph serve` (SPARQL over HTTP)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "registry.json"))
     args = parser.parse_args()
     writers: dict = {}
@@ -326,7 +351,9 @@ def main() -> int:
     tds, artifacts = fleet_tds(args.devices, rng), fleet_artifacts(args.artifacts, rng)
     with tempfile.TemporaryDirectory() as tmp:
         store_dir = Path(tmp) / "store"
-        reg = open_registry(str(store_dir))
+        remote = RemoteOxigraph(store_dir) if args.remote else None
+        spec = remote.start() if remote else str(store_dir)
+        reg = open_registry(spec)
         t = time.perf_counter()
         reg.bulk_add_tds(tds)  # TD JSON Schema per TD; writes of 1,000 (rules + device checks each), pipelined
         t_devices = time.perf_counter() - t
@@ -368,7 +395,10 @@ def main() -> int:
         reg.dump(dump)
         open_size = dir_size(store_dir)  # RocksDB's write-ahead log included while the store is open
         reg.close()
-        reg = open_registry(str(store_dir))  # reopened, the log is replayed into tables and dropped
+        if remote:  # the server stopped and started again: its log replayed into tables and dropped
+            remote.stop()
+            spec = remote.start()
+        reg = open_registry(spec)  # reopened, the log is replayed into tables and dropped
         size = dir_size(store_dir)  # what the store takes at rest
         plan = [("match", [queries.MATCH % {"device": sample[0]}]),
                 ("devices-for", [queries.DEVICES_FOR % {"artifact": art_sample[0]}]),
@@ -381,8 +411,13 @@ def main() -> int:
                 reg.query(sparql)
             oxi_single[label] = time.perf_counter() - t
         base = rdflib_baseline(dump, plan, args.cap)
+        if remote:
+            reg.close()
+            remote.stop()
 
     result = {
+        "store": "remote oxigraph serve (SPARQL over HTTP)" if args.remote else "embedded Oxigraph",
+        "ingest_tds_per_s": args.devices / t_devices,
         "devices": args.devices, "artifacts": args.artifacts, "deployments": len(pairs), "triples": triples,
         "ingest_s": ingest, "ingest_devices_s": t_devices, "ingest_artifacts_s": t_artifacts, "deploy_s": t_deploy,
         "match_ms": {"median": statistics.median(match_ms), "p99": pct(match_ms, 0.99), "n": len(match_ms)},
@@ -404,6 +439,7 @@ def main() -> int:
         b = base.get(step)
         return f"{b['seconds'] / oxi_single[step]:.0f}x" if b and b["seconds"] else "-"
 
+    print(f"store: {result['store']}; devices ingested at {result['ingest_tds_per_s']:.0f} TDs/s")
     rows = [("ingest (TDs + artifacts)", f"{ingest:.1f} s", rd("load") + " (parse only)", ""),
             ("match, median / p99", f"{result['match_ms']['median']:.1f} / {result['match_ms']['p99']:.1f} ms",
              rd("match"), ratio("match")),
@@ -416,8 +452,13 @@ def main() -> int:
             ("store while open (with log)", f"{open_size / 1e6:.1f} MB", "-", "")]
     for r in rows:
         print(f"{r[0]:<30}{r[1]:>24}{r[2]:>30}{r[3]:>8}")
-    targets = {"ingest <= 30 s": ingest <= 30, "match median <= 20 ms": result["match_ms"]["median"] <= 20,
-               "outdated <= 1 s": result["outdated_s"]["median"] <= 1.0, **writer_targets}
+    if args.devices >= 100_000:  # issue 17's fleet targets
+        targets = {"ingest >= 1,000 TDs/s": result["ingest_tds_per_s"] >= 1000,
+                   "match p99 <= 20 ms": result["match_ms"]["p99"] <= 20, "store <= 1 GB": size <= 1e9}
+    else:
+        targets = {"ingest <= 30 s": ingest <= 30, "match median <= 20 ms": result["match_ms"]["median"] <= 20,
+                   "outdated <= 1 s": result["outdated_s"]["median"] <= 1.0}
+    targets.update(writer_targets)
     return finish(targets, result, args.out)
 
 
