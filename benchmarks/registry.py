@@ -429,6 +429,7 @@ def main() -> int:
     }
     print(f"\nregistry: {args.devices} devices of {len(KINDS)} kinds, {args.artifacts} artifacts, "
           f"{len(pairs)} deployments, {triples} triples")
+    print(f"store: {result['store']}; devices ingested at {result['ingest_tds_per_s']:.0f} TDs/s")
     print(f"{'measure':<30}{'Oxigraph (edgebert)':>24}{'rdflib in-memory':>30}{'ratio':>8}")
 
     def rd(step: str) -> str:
@@ -439,7 +440,6 @@ def main() -> int:
         b = base.get(step)
         return f"{b['seconds'] / oxi_single[step]:.0f}x" if b and b["seconds"] else "-"
 
-    print(f"store: {result['store']}; devices ingested at {result['ingest_tds_per_s']:.0f} TDs/s")
     rows = [("ingest (TDs + artifacts)", f"{ingest:.1f} s", rd("load") + " (parse only)", ""),
             ("match, median / p99", f"{result['match_ms']['median']:.1f} / {result['match_ms']['p99']:.1f} ms",
              rd("match"), ratio("match")),
