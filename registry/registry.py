@@ -116,12 +116,14 @@ class Registry(Deployments):
     def _write(self, quads: list[ox.Quad], check_devices: bool = True, shacl: bool = False,
                td_shapes: bool = False) -> list[str]:
         """Derive, check and atomically write quads; returns the graphs written."""
-        scratch = ox.Store()
-        scratch.extend(ox.Quad(q.subject, q.predicate, q.object, ox.DefaultGraph()) for q in quads)
+        scratch = ox.Store()  # the quads as they are, queried as the union of their graphs
+        scratch.extend(quads)
         new: list[ox.Triple] = []  # what the rules add, in order (a rule sees what the ones before added)
         for construct in rule_constructs():
-            fresh = [ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in scratch.query(construct)]
-            fresh = [q for q in dict.fromkeys(fresh) if q not in scratch]
+            fresh = [ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph())
+                     for t in scratch.query(construct, use_default_graph_as_union=True)]
+            fresh = [q for q in dict.fromkeys(fresh)
+                     if next(scratch.quads_for_pattern(q.subject, q.predicate, q.object, None), None) is None]
             scratch.extend(fresh)
             new += [ox.Triple(q.subject, q.predicate, q.object) for q in fresh]
         owner: dict[str, ox.NamedNode] = {}
@@ -150,14 +152,15 @@ class Registry(Deployments):
         """Device IRIs usable as MQTT ids and capability values the registry knows. The capabilities
         themselves are optional: a Thing without them is stored and listed, and matching says which
         it lacks (``unknown_capabilities``)."""
-        for row in scratch.query(PREFIXES + "SELECT ?d WHERE { ?d a eb:Device }"):
+        for row in scratch.query(PREFIXES + "SELECT ?d WHERE { ?d a eb:Device }", use_default_graph_as_union=True):
             try:
                 check_device_iri(row["d"].value)
             except InputError as exc:
                 raise DescriptionError(str(exc)) from None
         known = {f"<{EB}{r}>" for r in RUNTIMES} | {f"<{EB}{p}>" for p in PRECISIONS}
         for prop in ("supportsRuntime", "supportsPrecision"):
-            for row in scratch.query(PREFIXES + f"SELECT ?d ?v WHERE {{ ?d eb:{prop} ?v }}"):
+            for row in scratch.query(PREFIXES + f"SELECT ?d ?v WHERE {{ ?d eb:{prop} ?v }}",
+                                     use_default_graph_as_union=True):
                 if str(row["v"]) not in known:
                     raise DescriptionError(f"device {row['d'].value}: expected eb:{prop} among "
                                            f"{', '.join(RUNTIMES if 'Runtime' in prop else PRECISIONS)}, "
