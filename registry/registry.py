@@ -71,7 +71,6 @@ def _short(value: str | None) -> str | None:
     return value.removeprefix(EB) if value else value
 
 
-
 def _validate_all(tds: list[dict]) -> None:
     for td in tds:
         validate_td_json(td, f"TD {td.get('id', '(no id)') if isinstance(td, dict) else ''}")
@@ -86,6 +85,7 @@ def _parse_tds(docs: list[dict]) -> list[ox.Quad]:
     with ThreadPoolExecutor(2, thread_name_prefix="edgebert-jsonld") as pool:
         first, second = pool.map(tds_to_quads, [docs[:half], docs[half:]])
     return first + second
+
 
 class Registry(Deployments):
     def __init__(self, store: Store) -> None:
@@ -203,7 +203,7 @@ class Registry(Deployments):
         error says how many TDs were written before it."""
         if validate:
             _validate_all(tds)
-        ids = [td.get("id") for td in tds]
+        ids = [td.get("id") if isinstance(td, dict) else None for td in tds]
         if len(set(ids)) != len(ids):
             raise DescriptionError("TDs: expected each id once in one import, found an id twice")
         now = now or now_utc()

@@ -368,3 +368,25 @@ def test_the_artifact_table_behind_match_follows_every_write(reg, artifact_facto
     table = reg._table
     reg.match("urn:dev:pi")  # a TD that states artifact facts is read into the table like the SPARQL reads it
     assert reg._table is not table and "urn:dev:sneaky" in reg._table.artifacts
+
+
+def test_bulk_ingest_writes_whole_chunks_and_says_how_far_it_got(reg) -> None:
+    fleet = [make_td(f"b{i:03d}", 1000, 1000) for i in range(250)]
+    assert reg.bulk_add_tds(fleet, chunk=100) == [td["id"] for td in fleet]
+    assert reg.count_devices() == 250 and reg.get_td("urn:dev:b249")["title"] == "b249"
+    assert len(reg.match("urn:dev:b000")) == 0 and reg.registrations(["urn:dev:b007"])  # registered like add_tds
+
+    broken = [make_td(f"c{i:03d}", 1000, 1000) for i in range(250)]
+    broken[120] = {k: v for k, v in broken[120].items() if k != "security"}  # not a TD
+    with pytest.raises(DescriptionError):
+        reg.bulk_add_tds(broken, chunk=100)
+    assert reg.count_devices() == 250  # checked before anything was written
+
+    with pytest.raises(DescriptionError, match="each id once"):
+        reg.bulk_add_tds([make_td("d1", 1, 1), make_td("d1", 2, 2)])
+
+    bad_runtime = [make_td(f"e{i:03d}", 1000, 1000) for i in range(250)]
+    bad_runtime[160] = make_td("e160", 1000, 1000, runtimes=("cobol",))  # a valid TD the device checks refuse
+    with pytest.raises(DescriptionError, match=r"in TDs 101-200; the 100 before them are written"):
+        reg.bulk_add_tds(bad_runtime, chunk=100)
+    assert reg.count_devices() == 350  # the first chunk, whole; nothing of the second
