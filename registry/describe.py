@@ -6,7 +6,6 @@ graph (``graph_for``), so that replacing or deleting a thing replaces or drops i
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from functools import cache
@@ -17,7 +16,7 @@ import pyoxigraph as ox
 
 from edgebert.artifact import Artifact
 from edgebert.errors import DescriptionError
-from registry import td_rules
+from registry import td_document, td_rules, td_templates
 from registry.vocab import (
     DCAT,
     EB,
@@ -117,31 +116,44 @@ def _offline_context(td: dict) -> Any:
     return out
 
 
-def tds_to_quads(tds: list[dict]) -> list[ox.Quad]:
-    """Many TDs in one JSON-LD document (each in its own named graph): the TD context is processed once."""
+TEMPLATES = td_templates.TemplateCache()  # the JSON-LD of TDs by shape (td_templates)
+
+
+def tds_to_quads(tds: list[dict], templates: bool = True) -> list[ox.Quad]:
+    """The TDs' quads, each TD in its own named graph. A TD whose shape was seen before is filled in
+    from its template (``td_templates``: 10x faster than the JSON-LD parser); the others go to
+    the parser together, in one JSON-LD document (the TD context is processed once)."""
     if not tds:
         return []
-    common = _offline_context(tds[0])
-    nodes = []
+    quads: list[ox.Quad] = []
+    rest = []
+    contexts: dict[str, list[Any]] = {}
     for td in tds:
-        node = copy.deepcopy(td)
-        ctx = _offline_context(td)
-        node.pop("@context", None)
-        if ctx != common:
-            node["@context"] = ctx
-        nodes.append({"@id": graph_for(td["id"]), "@graph": [node]})
-    doc = json.dumps({"@context": common, "@graph": nodes})
-    try:
-        quads = list(ox.parse(doc, format=ox.RdfFormat.JSON_LD))
-    except SyntaxError as exc:
-        raise DescriptionError(f"TD: expected valid JSON-LD, found: {exc}") from None
+        key = json.dumps(td.get("@context"), sort_keys=True)
+        ctx = contexts.get(key)
+        if ctx is None:
+            ctx = contexts[key] = _offline_context(td)
+        node = {k: v for k, v in td.items() if k != "@context"}
+        filled = TEMPLATES.quads(node, ctx, key, ox.NamedNode(graph_for(td["id"]))) if templates else None
+        if filled is None:
+            rest.append((td, node, ctx))
+        else:
+            quads += filled
+    if rest:
+        common = rest[0][2]
+        nodes = [{"@id": graph_for(td["id"]), "@graph": [node if ctx == common else {**node, "@context": ctx}]}
+                 for td, node, ctx in rest]
+        try:
+            quads += ox.parse(json.dumps({"@context": common, "@graph": nodes}), format=ox.RdfFormat.JSON_LD)
+        except SyntaxError as exc:
+            raise DescriptionError(f"TD: expected valid JSON-LD, found: {exc}") from None
     extra = []
     for td in tds:
         g, s = ox.NamedNode(graph_for(td["id"])), ox.NamedNode(td["id"])
+        document, datatype = td_document.encode(td)  # the TD as given, deflated (td_document)
         extra += [ox.Quad(s, ox.NamedNode(RDF + "type"), ox.NamedNode(TD + "Thing"), g),
                   ox.Quad(s, ox.NamedNode(RDF + "type"), ox.NamedNode(EB + "Device"), g),
-                  ox.Quad(s, ox.NamedNode(EB + "tdDocument"),
-                          ox.Literal(json.dumps(td, sort_keys=True), datatype=ox.NamedNode(RDF + "JSON")), g)]
+                  ox.Quad(s, ox.NamedNode(EB + "tdDocument"), ox.Literal(document, datatype=ox.NamedNode(datatype)), g)]
     return quads + extra
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+from registry import td_document
 from registry.describe import validate_td_json
 from registry.vocab import EB, PREFIXES, TD_CONTEXT_URLS
 
@@ -39,9 +39,10 @@ def with_eb_prefix(td: dict[str, Any]) -> dict[str, Any]:
 
 
 def device_td(query: Query, device: str) -> dict[str, Any]:
-    stored = query(PREFIXES + f"SELECT ?doc WHERE {{ <{device}> eb:tdDocument ?doc }} LIMIT 1")
+    stored = query(PREFIXES + f"SELECT ?doc (STR(DATATYPE(?doc)) AS ?type) WHERE {{ <{device}> eb:tdDocument ?doc }} "
+                              "LIMIT 1")
     if stored:
-        return with_eb_prefix(json.loads(stored[0]["doc"]))
+        return with_eb_prefix(td_document.decode(stored[0]["doc"], stored[0]["type"]))
     facts = query(PREFIXES + f"""SELECT ?title ?desc ?ram ?flash ?arch ?clock WHERE {{
         <{device}> eb:ramBytes ?ram ; eb:flashBytes ?flash .
         OPTIONAL {{ <{device}> td:title ?title }} OPTIONAL {{ <{device}> td:description ?desc }}

@@ -390,3 +390,42 @@ def test_bulk_ingest_writes_whole_chunks_and_says_how_far_it_got(reg) -> None:
     with pytest.raises(DescriptionError, match=r"in TDs 101-200; the 100 before them are written"):
         reg.bulk_add_tds(bad_runtime, chunk=100)
     assert reg.count_devices() == 350  # the first chunk, whole; nothing of the second
+
+
+def test_a_bulk_import_on_disk_goes_in_as_table_files_and_survives_reopening(tmp_path, monkeypatch) -> None:
+    from registry import store as store_module
+
+    bulk_calls: list[int] = []
+    monkeypatch.setattr(store_module, "BULK_QUADS", 500)  # a chunk of 100 TDs is about 2,400 quads
+    monkeypatch.setattr(store_module.OxigraphStore, "_bulk_extend",
+                        lambda self, quads: (bulk_calls.append(len(quads)), self._store.bulk_extend(quads)),
+                        raising=False)
+    reg = open_registry(str(tmp_path / "store"))
+    fleet = [make_td(f"f{i:03d}", 1000, 1000) for i in range(250)]
+    reg.bulk_add_tds(fleet, chunk=100)
+    reg.add_tds([make_td("one", 1000, 1000)])  # a small write: one extend
+    reg.add_tds([make_td("f001", 2000, 2000)])  # a replacement: one SPARQL update
+    reg.close()
+
+    again = open_registry(str(tmp_path / "store"))
+    assert len(bulk_calls) == 3 and all(n >= 500 for n in bulk_calls)
+    assert again.count_devices() == 251
+    assert again.get_td("urn:dev:f249")["title"] == "f249" and again.get_td("urn:dev:f001")["eb:ramBytes"] == 2000
+    assert again.query(PREFIXES + "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <urn:edgebert:graph:urn:dev:f001> "
+                                  "{ <urn:dev:f001> eb:ramBytes ?r } }")[0]["n"] == 1  # replaced, not added to
+
+
+def test_registration_stores_date_modified_only_once_the_td_changed(reg) -> None:
+    disc = "https://www.w3.org/2021/wot/discovery#"
+    reg.add_tds([make_td("m1", 1000, 1000)])
+    first = reg.registrations(["urn:dev:m1"])["urn:dev:m1"]
+    stored = PREFIXES + f"SELECT ?p WHERE {{ <urn:dev:m1> <{disc}hasRegistrationInformation> ?r . ?r ?p ?o }}"
+    assert {r["p"] for r in reg.query(stored)} == {disc + "dateCreated"}
+    assert first.modified == first.created
+    version = reg.collection_version()
+
+    reg.add_tds([make_td("m1", 2000, 2000)])
+    second = reg.registrations(["urn:dev:m1"])["urn:dev:m1"]
+    assert {r["p"] for r in reg.query(stored)} == {disc + "dateCreated", disc + "dateModified"}
+    assert second.created == first.created and second.modified > first.created
+    assert reg.collection_version() != version
