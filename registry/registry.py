@@ -8,6 +8,7 @@ ones): the store executes it atomically, so a failed or refused write leaves it 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -86,12 +87,16 @@ def _parse_tds(docs: list[dict]) -> list[ox.Quad]:
     return first + second
 
 
+SHARED_TABLE_TTL_S = 5.0  # on a shared store, match sees another client's artifact writes after at most this
+
+
 class Registry(Deployments):
     def __init__(self, store: Store) -> None:
         self.store = store
         self._table: ArtifactTable | None = None  # match's artifact table (match_index), and the store
         self._table_generation = -1  # generation it was read at
         self._table_off = False
+        self._table_read = 0.0  # time.monotonic() it was read at
         if not self.store.query(PREFIXES + f'ASK {{ GRAPH <{ONTOLOGY_GRAPH}> {{ eb:ontology eb:sha256 '
                                            f'"{_ontology_sha256()}" }} }}')[0]["ask"]:
             self._load_ontology()  # a new store, or one written with an older ontology or op list
@@ -345,13 +350,16 @@ class Registry(Deployments):
                       r["size"], r["fidelity"]) for r in rows]
 
     def _artifact_table(self) -> ArtifactTable | None:
-        """The artifacts' table for ``match`` (``match_index``), read again after any write that can
-        change it; None for a remote store (other clients write there unseen)."""
+        """The artifacts' table for ``match`` (``match_index``), read again after any write through
+        this registry that can change it, and on a store other clients also write to (a remote
+        endpoint) once it is ``SHARED_TABLE_TTL_S`` old."""
         generation = getattr(self.store, "generation", None)
         if generation is None or self._table_off:
             return None
-        if self._table is None or self._table_generation != generation:
+        expired = getattr(self.store, "shared", False) and time.monotonic() - self._table_read > SHARED_TABLE_TTL_S
+        if self._table is None or self._table_generation != generation or expired:
             self._table, self._table_generation = ArtifactTable.read(self.store.query), generation
+            self._table_read = time.monotonic()
         return self._table
 
     def _match_rows(self, device: str) -> list[dict[str, Any]]:

@@ -64,6 +64,11 @@ def _json_term(ox: Any, term: Any) -> dict[str, Any]:  # noqa: ANN401 - pyoxigra
     return {"type": "triple", "value": str(term)}
 
 
+def _graph_term(graph: Any) -> str:
+    """A quad's graph as the fourth N-Quads term, with its space ("" for the default graph)."""
+    return "" if graph is None or str(graph) == "DEFAULT" else f"{graph} "
+
+
 def insert_data(quads: list[Any]) -> str:
     """One SPARQL ``INSERT DATA`` for pyoxigraph quads, grouped by graph."""
     by_graph: dict[str, list[str]] = {}
@@ -280,12 +285,19 @@ class OxigraphStore:
 class SparqlEndpointStore:
     """A remote SPARQL 1.1 endpoint over HTTP (query and update endpoints)."""
 
-    def __init__(self, url: str, update_url: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, update_url: str | None = None, timeout: float = 30.0,
+                 store_url: str | None = None) -> None:
         self.url = url.rstrip("/")
+        oxigraph_like = self.url.endswith("/query")
         if update_url is None:
-            update_url = self.url[: -len("/query")] + "/update" if self.url.endswith("/query") else self.url
+            update_url = self.url[: -len("/query")] + "/update" if oxigraph_like else self.url
         self.update_url = update_url
+        # where a large write of new graphs can go as N-Quads: Oxigraph's (and Fuseki's) dataset POST,
+        # bulk-loaded; None, or an endpoint that refuses it, means SPARQL Update only
+        self.store_url = store_url or (self.url[: -len("/query")] + "/store" if oxigraph_like else None)
         self.timeout = timeout
+        self.generation = 0  # writes through this handle; others' writes are not seen (``shared``)
+        self.shared = True  # other clients may write to the endpoint: what the registry caches expires
 
     def _post(self, url: str, body: str, content_type: str, accept: str) -> bytes:
         return self._post_typed(url, body, content_type, accept)[0]
@@ -337,10 +349,28 @@ class SparqlEndpointStore:
         return QueryResult("solutions", raw)
 
     def update(self, sparql: str, base_iri: str | None = None) -> None:
+        self.generation += 1
         self._post(self.update_url, sparql, "application/sparql-update", "*/*")
 
     def replace_graphs(self, graphs: list[str], quads: list[Any]) -> None:
-        """Drop these named graphs and add ``quads``, in one SPARQL update request (atomic at the endpoint)."""
+        """Drop these named graphs and add ``quads``, in one request (atomic at the endpoint): a large
+        write of graphs none of which exists yet (a bulk import) as N-Quads to the store URL, which
+        Oxigraph bulk-loads (2x faster than parsing SPARQL text, and its table files stay
+        compressed); otherwise one SPARQL update."""
+        if self.store_url and len(quads) >= BULK_QUADS and not self.query(
+                "ASK { VALUES ?g { " + " ".join(f"<{g}>" for g in graphs) + " } GRAPH ?g { ?s ?p ?o } }")[0]["ask"]:
+            body = "".join(f"{q.subject} {q.predicate} {q.object} {_graph_term(q.graph_name)}.\n" for q in quads)
+            request = urllib.request.Request(self.store_url + "?no_transaction", data=body.encode("utf-8"),
+                                             method="POST", headers={"Content-Type": "application/n-quads"})
+            self.generation += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout):
+                    return
+            except urllib.error.HTTPError as exc:
+                if 400 <= exc.code < 500:
+                    self.store_url = None  # not offered here: SPARQL Update from now on
+            except (urllib.error.URLError, OSError):
+                pass  # the update below says whether the endpoint is there; it replaces whatever went in
         self.update("".join(f"DROP SILENT GRAPH <{g}> ;\n" for g in graphs) + insert_data(quads))
 
     def dump(self, path: Path) -> None:

@@ -104,11 +104,16 @@ def test_device_side_modules_do_not_import_torch() -> None:
     (["serve", "--role", "root", "--job", "j", "--state", "{tmp}/s"], "expected --edges N"),
     (["serve", "--role", "edge", "--edges", "3", "--edge", "3", "--job", "j", "--state", "{tmp}/s"],
      "expected --edge K with 0 <= K < --edges"),
+    (["serve", "--role", "root", "--edges", "2", "--job", "j", "--state", "{tmp}/s", "--broker", "mqtt://127.0.0.1:9",
+      "--credentials", "{tmp}/devices-only.json"], "expected the 'aggregator' service user"),
+    (["serve", "--role", "edge", "--edges", "2", "--edge", "0", "--job", "j", "--state", "{tmp}/s",
+      "--broker", "mqtt://127.0.0.1:9", "--credentials", "{tmp}/missing.json"], "expected credentials.json"),
     (["simulate", "--devices", "3", "--per-round", "2", "--edges", "5"], "expected 0 .flat. to --per-round"),
     (["simulate", "--devices", "3", "--per-round", "4"], "expected 0 < --per-round <= --devices"),
 ])
 def test_hierarchical_federate_arguments_are_checked_before_anything_starts(tmp_path: Path, capsys, args: list[str],
                                                                            match: str) -> None:
+    (tmp_path / "devices-only.json").write_text('{"dev-a": "device-secret"}')
     code, _, err = _run(["federate", *[a.replace("{tmp}", str(tmp_path)) for a in args]], capsys)
 
     assert code == 2 and err.count("\n") == 1 and __import__("re").search(match, err), err

@@ -72,29 +72,35 @@ def cmd_federate_serve(args: argparse.Namespace) -> int:
     job = JobConfig(args.job, args.task, args.algorithm, args.rounds, args.fraction, args.min_participants,
                     args.quorum, args.deadline, args.server_step, args.robust, args.clip, seed=args.seed)
     topics = Topics(args.prefix, args.fleet)
+    keys = edge_keys = None  # read before connecting: a bad file is one clear line, not a half-started service
+    if args.credentials:
+        from edgebert.fleet.security import device_update_keys, edge_update_keys
+
+        keys = device_update_keys(Path(args.credentials))
+        if args.role != "flat":
+            edge_keys = edge_update_keys(Path(args.credentials), args.edges)  # partials are signed and checked
+    elif args.role != "root":
+        print("warning: no --credentials: updates are not authenticated (any client that can publish on the broker "
+              "can send an update as any device)", file=sys.stderr)
     me = {"flat": "aggregator", "root": ROOT, "edge": edge_name(args.edge)}[args.role]
     channel = connect(BrokerConfig(args.broker, args.username, os.environ.get("EDGEBERT_MQTT_PASSWORD")), topics,
                       me, suffix=args.job, subscribe_qos=args.subscribe_qos,
                       status_topic=topics.edge_status(args.job, me) if args.role == "edge" else None)
     transport = channel.transport
     if args.role == "root":
+        if edge_keys is None:
+            print("warning: no --credentials: partial results are not authenticated (any client that can publish "
+                  "on the broker can send a partial as any edge)", file=sys.stderr)
         root = RootAggregator(channel, job, new_learner(args.task, seed=args.seed).get_weights(), Path(args.state),
-                              args.edges)
+                              args.edges, edge_keys=edge_keys)
         print(f"job {args.job}: root of {args.edges} edges, round {root.round}/{job.rounds}, state in {args.state}, "
               f"broker {transport.config.redacted()}", file=sys.stderr)
         weights = root.drive()
         return _finish(args, job, root, weights, transport)
-    keys = None
-    if args.credentials:
-        from edgebert.fleet.security import device_update_keys
-
-        keys = device_update_keys(Path(args.credentials))
-    else:
-        print("warning: no --credentials: updates are not authenticated (any client that can publish on the broker "
-              "can send an update as any device)", file=sys.stderr)
     if args.role == "edge":
         edge = EdgeAggregator(channel, job, args.edge, args.edges, Path(args.state), device_keys=keys,
-                              devices=sorted(keys) if keys else None)
+                              devices=sorted(keys) if keys else None,
+                              edge_key=edge_keys[edge_name(args.edge)] if edge_keys else None)
         print(f"job {args.job}: {edge.edge} of {args.edges}, state in {args.state}, broker "
               f"{transport.config.redacted()}", file=sys.stderr)
         edge.serve()
@@ -203,7 +209,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fv.add_argument("--clip", type=float, help="also clip each update's L2 norm to this absolute value")
     fv.add_argument("--credentials", help="credentials.json from `edgebert fleet credentials`: every update must "
                                           "carry an HMAC tag made with its device's key (derived from its password), "
-                                          "so impersonation fails even on a broker without ACLs")
+                                          "so impersonation fails even on a broker without ACLs; with --role "
+                                          "root/edge the edges' partials are signed too, with keys derived from the "
+                                          "'aggregator' service password")
     fv.add_argument("--seed", type=int, default=0)
     fv.add_argument("--state", required=True, help="state directory (created; resumed from if it holds a job)")
     fv.add_argument("--wait", type=float, default=60.0, help="seconds to wait for enough devices")

@@ -30,6 +30,14 @@ def update_key(password: str) -> bytes:
     return hmac.new(password.encode("utf-8"), KEY_CONTEXT, hashlib.sha256).digest()
 
 
+def edge_key(aggregator_password: str, edge: str) -> bytes:
+    """An edge aggregator's 32-byte key for its partial results, derived from the ``aggregator``
+    service password (``fleet credentials``) and the edge's name: the root and each edge, run by
+    the fleet's operator, derive it; a device, which holds only its own password, cannot."""
+    return hmac.new(update_key(aggregator_password), b"edge partial key v1 " + edge.encode("utf-8"),
+                    hashlib.sha256).digest()
+
+
 def _signed_bytes(msg: Message, body_sha256: str) -> bytes:
     info = {k: v for k, v in msg.info.items() if k != "auth"}
     fields = [ALGORITHM, msg.kind, msg.sender, msg.job, msg.round, msg.model_version, msg.samples,

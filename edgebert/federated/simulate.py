@@ -22,7 +22,7 @@ import numpy as np
 from edgebert.errors import BrokerError, EdgeBertError, InputError
 from edgebert.federated.aggregate import DEFAULT_RULE, Weights
 from edgebert.federated.aggregator import Aggregator, JobConfig
-from edgebert.federated.auth import update_key
+from edgebert.federated.auth import edge_key, update_key
 from edgebert.federated.client import DeviceClient
 from edgebert.federated.edge import EdgeAggregator
 from edgebert.federated.hierarchy import edge_name, edge_of
@@ -91,12 +91,13 @@ class _Services:
     interpreters: on a multi-core machine they do not wait for the simulated devices' Python)."""
 
     def __init__(self, cfg: SimConfig, job: JobConfig, url: str, topics: Topics, state: Path,
-                 passwords: dict[str, str]) -> None:
+                 passwords: dict[str, str], aggregator_password: str) -> None:
         self.cfg, self.state = cfg, state
         self._mtime, self._logs = 0, 0
         credentials = state / "credentials.json"  # the devices' keys, as `fleet credentials` would hand them
         state.mkdir(parents=True, exist_ok=True)
-        atomic_write(credentials, json.dumps(passwords), mode=0o600)
+        services = {"aggregator": aggregator_password}  # the edges' partials are signed with keys derived from it
+        atomic_write(credentials, json.dumps({**passwords, **services}), mode=0o600)
         base = [sys.executable, "-m", "edgebert", "federate", "serve", "--broker", url, "--prefix", topics.prefix,
                 "--fleet", topics.fleet, "--job", job.job, "--task", job.task, "--algorithm", job.algorithm,
                 "--rounds", str(job.rounds), "--fraction", repr(job.fraction), "--min-participants",
@@ -105,7 +106,7 @@ class _Services:
         self.main = state / (ROOT if cfg.edges else "aggregator")
         roles = [["--role", "edge", "--edges", str(cfg.edges), "--edge", str(e), "--state", str(state / edge_name(e)),
                   "--credentials", str(credentials)] for e in range(cfg.edges)]
-        roles.append(["--role", "root", "--edges", str(cfg.edges)] if cfg.edges else
+        roles.append(["--role", "root", "--edges", str(cfg.edges), "--credentials", str(credentials)] if cfg.edges else
                      ["--role", "flat", "--credentials", str(credentials), "--wait", "60"])
         roles[-1] += ["--state", str(self.main), "--metrics", str(state / "metrics.json"),
                       "--model-out", str(state / "final.safetensors")]
@@ -168,6 +169,8 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
     loops = [device_loop]
     passwords = {f"dev{i:05d}": secrets.token_hex(16) for i in range(cfg.devices)}  # as `fleet credentials` hands out
     keys = {name: update_key(pw) for name, pw in passwords.items()}
+    aggregator_password = secrets.token_hex(16)
+    edge_keys = {edge_name(e): edge_key(aggregator_password, edge_name(e)) for e in range(cfg.edges)}
     clients: list[DeviceClient] = []
     tmp = tempfile.TemporaryDirectory() if state_dir is None else None
     state = Path(state_dir or tmp.name)  # type: ignore[union-attr]
@@ -189,7 +192,7 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
         init = new_learner(cfg.task, cfg.inner_lr, seed=cfg.seed).get_weights()
         agg: Aggregator | _Services
         if cfg.processes:
-            agg = _Services(cfg, job, url, topics, state, passwords)
+            agg = _Services(cfg, job, url, topics, state, passwords, aggregator_password)
         elif cfg.edges:
             for e in range(cfg.edges):
                 name = edge_name(e)
@@ -199,11 +202,11 @@ def simulate(cfg: SimConfig, progress: Progress = lambda s, d, t: None, state_di
                             subscribe_qos=cfg.subscribe_qos),
                     job, e, cfg.edges, state / name, device_keys={d: k for d, k in keys.items()
                                                                   if edge_of(d, cfg.edges) == name},
-                    devices=sorted(keys)))
+                    devices=sorted(keys), edge_key=edge_keys[name]))
                 threading.Thread(target=edges[-1].serve, daemon=True, name=f"edgebert-{name}").start()
             loops.append(MqttLoop())
             agg = RootAggregator(connect(url, topics, ROOT, loop=loops[-1], subscribe_qos=cfg.subscribe_qos), job,
-                                 init, state / ROOT, cfg.edges)
+                                 init, state / ROOT, cfg.edges, edge_keys=edge_keys)
         else:
             loops.append(MqttLoop())
             agg = Aggregator(connect(url, topics, "aggregator", loop=loops[-1], subscribe_qos=cfg.subscribe_qos),

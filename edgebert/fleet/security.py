@@ -95,6 +95,19 @@ def device_update_keys(path: Path) -> dict[str, bytes]:
     return {user: update_key(pw) for user, pw in read_credentials(path).items() if user not in SERVICE_USERS}
 
 
+def edge_update_keys(path: Path, edges: int) -> dict[str, bytes]:
+    """Each edge aggregator's key for its partials (``federated.auth.edge_key``), from the
+    ``aggregator`` service password in ``credentials.json``."""
+    from edgebert.federated.auth import edge_key
+    from edgebert.federated.hierarchy import edge_name
+
+    password = read_credentials(path).get("aggregator")
+    if password is None:
+        raise InputError(f"{path}: expected the 'aggregator' service user (its password keys the edges' partials), "
+                         "found none")
+    return {edge_name(i): edge_key(password, edge_name(i)) for i in range(edges)}
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """Server certificate, its key and the CA that signed it (PEM paths) for an ``mqtts://`` listener."""

@@ -213,3 +213,30 @@ def test_an_edge_without_devices_answers_at_once_with_an_empty_partial(tmp_path:
 
     log = top.metrics()[0]
     assert log["closed_by"] == "quorum" and log["devices_accepted"] == len(mine) == len(e0.known)
+
+
+def test_edge_keys_come_from_the_aggregator_password_and_a_device_cannot_sign_a_partial(tmp_path: Path) -> None:
+    import json
+
+    from edgebert.errors import InputError
+    from edgebert.federated.auth import update_key
+    from edgebert.fleet.security import device_update_keys, edge_update_keys
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"aggregator": "operator-secret", "provisioner": "p", "dev-a": "device-secret"}))
+    keys = edge_update_keys(creds, 2)
+    assert set(keys) == {"edge0", "edge1"} and keys["edge0"] != keys["edge1"]
+    assert len(keys["edge0"]) == 32 and update_key("operator-secret") not in keys.values()
+
+    cfg = JobConfig("sine", "sine", "fedavg", rounds=1, fraction=1.0, robust="none", deadline_s=1.0)
+    bus = InMemoryBus()
+    devices(bus, 2)
+    edge(bus, cfg, 0, 2, tmp_path / "e0", edge_key=keys["edge0"])
+    edge(bus, cfg, 1, 2, tmp_path / "e1", edge_key=device_update_keys(creds)["dev-a"])  # a device posing as edge1
+    top = root(bus, cfg, 2, tmp_path / "root", edge_keys=keys)
+    top.drive()
+    assert top.metrics()[0]["accepted"] == 1 and top.metrics()[0]["rejected"] == {"unauthenticated": 2}
+
+    creds.write_text(json.dumps({"dev-a": "device-secret"}))
+    with pytest.raises(InputError, match="'aggregator' service user"):
+        edge_update_keys(creds, 2)

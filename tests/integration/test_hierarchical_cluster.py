@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgebert.federated.auth import update_key
 from edgebert.federated.client import DeviceClient
 from edgebert.federated.tasks import DeviceTask, new_learner
 from edgebert.messaging.client import connect
@@ -42,16 +43,21 @@ def test_a_node_killed_mid_round_the_round_closes_and_the_devices_come_back(tmp_
         fleet = f"h{uuid.uuid4().hex[:6]}"
         topics = Topics("edgebert", fleet)
         loop = MqttLoop()
-        devices = [DeviceClient(connect(cluster.url, topics, f"dev{i:03d}", device=True, loop=loop, retry=True,
+        passwords = {f"dev{i:03d}": f"device-password-{i}" for i in range(DEVICES)}
+        credentials = tmp_path / "credentials.json"  # devices sign updates, edges their partials (aggregator's key)
+        credentials.write_text(json.dumps({**passwords, "aggregator": "operator-password"}))
+        devices = [DeviceClient(connect(cluster.url, topics, name, device=True, loop=loop, retry=True,
                                         subscribe_qos=0),
                                 "sine", new_learner("sine", 0.01, seed=i), DeviceTask("sine", i).round_data,
-                                inner_steps=1, edges=EDGES) for i in range(DEVICES)]
+                                inner_steps=1, edges=EDGES, update_key=update_key(passwords[name]))
+                   for i, name in enumerate(passwords)]
         procs: list[subprocess.Popen] = []
         try:
             assert wait_until(lambda: all(d.ch.transport.connected.is_set() for d in devices), 30)
             for e in range(EDGES):
-                procs.append(serve(cluster.url, fleet, "edge", tmp_path / f"edge{e}", "--edge", str(e)))
-            procs.append(serve(cluster.url, fleet, "root", tmp_path / "root", "--metrics",
+                procs.append(serve(cluster.url, fleet, "edge", tmp_path / f"edge{e}", "--edge", str(e),
+                                   "--credentials", str(credentials)))
+            procs.append(serve(cluster.url, fleet, "root", tmp_path / "root", "--credentials", str(credentials), "--metrics",
                                str(tmp_path / "metrics.json"), "--model-out", str(tmp_path / "final.safetensors")))
 
             assert wait_until(lambda: any(1 in d.rounds_done for d in devices), 60)  # round 1 under way
@@ -69,6 +75,7 @@ def test_a_node_killed_mid_round_the_round_closes_and_the_devices_come_back(tmp_
 
     rounds = json.loads((tmp_path / "metrics.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == list(range(ROUNDS))  # no round lost
+    assert not any("unauthenticated" in r["rejected"] for r in rounds)  # every partial verified with its edge's key
     assert rounds[1]["closed_by"] in ("quorum", "deadline") and rounds[1]["devices_accepted"] > 0
     assert rounds[2]["devices_accepted"] >= 0.95 * DEVICES, rounds  # the next round: the fleet is back
     assert nodes.count(busiest) >= DEVICES // 3  # (the node killed held a third of the fleet or more)

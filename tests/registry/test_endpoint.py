@@ -92,3 +92,52 @@ def test_the_directory_over_a_remote_endpoint(endpoint: str) -> None:
     assert "created" in stored["registration"]
     assert status == 200 and headers["content-type"].startswith("text/csv") and body.decode().split() == ["ram", "1000"]
     assert [t.subject.value for t in ox.parse(graph, format=ox.RdfFormat.N_TRIPLES)] == ["urn:dev:remote-http"]
+
+
+def test_match_on_a_shared_endpoint_sees_its_own_writes_at_once_and_others_once_its_table_expires(
+        endpoint: str, artifact_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "SHARED_TABLE_TTL_S", 3600.0)
+    mine, other = open_registry(endpoint), open_registry(endpoint)
+    mine.add_tds([make_td("shared-dev", 10_000, 10_000)])
+    before = {m.id for m in mine.match("urn:dev:shared-dev")}
+
+    other.add_artifact(artifact_factory("shared-theirs", ram=1_000))
+    assert {m.id for m in mine.match("urn:dev:shared-dev")} == before  # its table is younger than the TTL
+    mine.add_artifact(artifact_factory("shared-mine", ram=1_000))
+    assert {m.id for m in mine.match("urn:dev:shared-dev")} == before | {"shared-mine", "shared-theirs"}  # read again
+
+    other.add_artifact(artifact_factory("shared-later", ram=1_000))
+    monkeypatch.setattr(registry_module, "SHARED_TABLE_TTL_S", 0.0)
+    assert "shared-later" in {m.id for m in mine.match("urn:dev:shared-dev")}
+
+
+def test_a_bulk_import_goes_to_the_endpoints_store_as_n_quads_and_falls_back_to_sparql(
+        endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry import store as store_module
+
+    monkeypatch.setattr(store_module, "BULK_QUADS", 50)  # a chunk of 10 TDs is about 240 quads
+    posted: list[int] = []
+    real_urlopen = store_module.urllib.request.urlopen
+
+    def counting(request, *args, **kwargs):  # noqa: ANN001, ANN202
+        if request.full_url.endswith("?no_transaction"):
+            posted.append(len(request.data))
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.urllib.request, "urlopen", counting)
+    reg = open_registry(endpoint)
+    assert reg.store.store_url == endpoint.removesuffix("/query") + "/store"
+    reg.bulk_add_tds([make_td(f"bulk-{i:02d}", 1000, 1000) for i in range(30)], chunk=10)
+    assert len(posted) == 3 and reg.get_td("urn:dev:bulk-29")["title"] == "bulk-29"
+    reg.bulk_add_tds([make_td(f"bulk-{i:02d}", 2000, 2000) for i in range(10)], chunk=10)  # they exist: SPARQL
+    assert len(posted) == 3 and reg.get_td("urn:dev:bulk-05")["eb:ramBytes"] == 2000
+    assert reg.query("PREFIX eb: <https://w3id.org/edgebert/ns#> SELECT (COUNT(*) AS ?n) WHERE "
+                     "{ <urn:dev:bulk-05> eb:ramBytes ?r }")[0]["n"] == 1  # replaced, not added to
+
+    elsewhere = open_registry(endpoint)
+    elsewhere.store.store_url = endpoint.removesuffix("/query") + "/no-such-service"  # answers 404
+    elsewhere.bulk_add_tds([make_td(f"fallback-{i:02d}", 1000, 1000) for i in range(10)], chunk=10)
+    assert elsewhere.store.store_url is None and elsewhere.count_devices() >= 40
+    assert elsewhere.get_td("urn:dev:fallback-09")["title"] == "fallback-09"
