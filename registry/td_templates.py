@@ -12,8 +12,10 @@ each placeholder is found
 - otherwise (inside a longer string or IRI: a relative IRI, a JSON literal; nowhere: dropped, or
   changed, like an integer a context types as a double): the value is part of the shape.
 A TD with values in its shape is expanded again with them in place, and that skeleton is cached
-too. Values under keywords (``@id``, ``@type``, ``@language``...), floats, booleans, null and
-object keys are always part of the shape. A TD the templates cannot fill exactly (or that holds a
+too. A shape is expanded when a second TD has it: the first goes to the batch parse with the
+TDs of other new shapes (alone, a TD's expansion costs 4x its share of a batch). Values under
+keywords (``@id``, ``@type``, ``@language``...), floats, booleans, null and object keys are always
+part of the shape. A TD the templates cannot fill exactly (or that holds a
 value a placeholder could be taken for) goes to the JSON-LD parser whole (``quads`` gives None).
 
 Pure translation: no store, no I/O. ``tests/registry/test_td_templates.py`` compares it with
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,7 @@ INT_LIMIT = 10**17  # an integer at or above this in absolute value is part of t
 MAX_TEMPLATES = 4096  # shapes kept; the cache starts again when full
 
 Path = tuple[Any, ...]
+_MISSING = object()
 # how _fill makes a term: ("t", term) as it is, ("b", label) a fresh blank node per TD,
 # ("i", k) value k as an IRI, ("l", k, datatype, language, direction) value k as a literal
 Op = tuple[Any, ...]
@@ -140,9 +144,25 @@ class TemplateCache:
 
     def __init__(self) -> None:
         self._templates: dict[str, Template | None] = {}
+        self._seen: set[str] = set()  # shapes met once
         self._terms: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         self.parsed = 0  # skeletons expanded by the JSON-LD parser (for tests and benchmarks)
+
+    def _template(self, key: str, skeleton: Callable[[], dict], context: list[Any], n: int) -> Template | None:
+        """The template of a shape seen before; None the first time (a shape seen once costs a
+        JSON-LD parse of its own, 4x a TD's share of a batch parse: a TD of a new shape goes to the
+        batch, and its shape is expanded when a second TD has it)."""
+        template = self._templates.get(key, _MISSING)
+        if template is not _MISSING:
+            return template  # type: ignore[return-value]
+        with self._lock:
+            first = key not in self._seen
+            if first:
+                if len(self._seen) >= MAX_TEMPLATES:
+                    self._seen.clear()
+                self._seen.add(key)
+        return None if first else self._expand(key, skeleton(), context, n)
 
     def _expand(self, key: str, skeleton: dict, context: list[Any], n: int) -> Template | None:
         try:
@@ -186,7 +206,7 @@ class TemplateCache:
         except ValueError:
             return None
         key = context_key + "\n" + json.dumps(skeleton, sort_keys=True)
-        template = self._templates.get(key) if key in self._templates else self._expand(key, skeleton, context, len(leaves))
+        template = self._template(key, lambda: skeleton, context, len(leaves))
         if template is None:
             return None
         terms = self._context_terms(context_key, context)
@@ -200,11 +220,9 @@ class TemplateCache:
             return _fill(template, leaves, graph)
         keep = sorted(shape)
         key1 = key + "\n" + json.dumps([[list(leaves[k][0]), leaves[k][1]] for k in keep])
-        template = self._templates.get(key1, False) if key1 in self._templates else False
         kept = frozenset(leaves[k][0] for k in keep)
         rest = [leaf for leaf in leaves if leaf[0] not in kept]
-        if template is False:
-            template = self._expand(key1, _skeleton(node, kept, (), []), context, len(rest))
+        template = self._template(key1, lambda: _skeleton(node, kept, (), []), context, len(rest))
         if template is None:
             return None
         if (template.mixed or len(template.literal) + len(template.iri) < len(rest)
