@@ -140,6 +140,9 @@ class OxigraphStore:
             self._store = ox.Store(str(path)) if path is not None else ox.Store()
         except OSError as exc:
             raise StoreError(f"{path}: expected an Oxigraph store directory, found: {exc}") from None
+        if path is not None:  # table files of a bulk write a crash interrupted: never ingested, only disk
+            for leftover in Path(path).glob("bulk-*.sst"):  # (the store is ours now: RocksDB holds its lock)
+                leftover.unlink(missing_ok=True)
 
     def _run(self, sparql: str) -> Any:  # noqa: ANN401 - pyoxigraph's result types
         try:

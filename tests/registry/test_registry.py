@@ -429,3 +429,49 @@ def test_registration_stores_date_modified_only_once_the_td_changed(reg) -> None
     assert {r["p"] for r in reg.query(stored)} == {disc + "dateCreated", disc + "dateModified"}
     assert second.created == first.created and second.modified > first.created
     assert reg.collection_version() != version
+
+
+def test_table_files_a_crash_left_behind_are_removed_when_the_store_opens(tmp_path) -> None:
+    reg = open_registry(str(tmp_path / "store"))
+    reg.add_tds([make_td("kept", 1000, 1000)])
+    reg.close()
+    leftover = tmp_path / "store" / "bulk-123456789.sst"
+    leftover.write_bytes(b"half a table file")  # a bulk write killed before RocksDB ingested its files
+
+    again = open_registry(str(tmp_path / "store"))
+    assert not leftover.exists() and again.count_devices() == 1
+
+
+def test_a_bulk_import_killed_midway_leaves_whole_chunks_and_no_stray_files(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "store"
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent.parent)!r})
+from registry import store
+from registry.registry import open_registry
+from tests.registry.conftest import make_td
+store.BULK_QUADS = 50  # every chunk of 20 TDs goes in as table files
+reg = open_registry({str(store)!r})
+print("open", flush=True)
+reg.bulk_add_tds([make_td(f"k{{i:05d}}", 1000, 1000) for i in range(20_000)], chunk=20)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    deadline = time.monotonic() + 60
+    while sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) < 3_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until chunks are being written (validation of all 20,000 TDs comes first)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    reg = open_registry(str(store))
+    written = reg.count_devices()
+    assert 0 < written < 20_000 and written % 20 == 0  # killed mid-import: whole chunks only
+    assert not list(store.glob("bulk-*.sst"))
+    last = reg.list_devices(offset=written - 1, limit=1)[0]
+    assert reg.get_td(last)["eb:ramBytes"] == 1000  # its graph whole
