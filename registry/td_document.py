@@ -4,7 +4,7 @@ The registry keeps each TD's JSON beside its RDF (``eb:tdDocument``) so that a T
 was given. That literal was the largest thing a device costs in the store (11% of a fleet store:
 Oxigraph's RocksDB leaves its first two levels uncompressed, and a 100,000-device store sits there).
 So the document is stored deflated (raw DEFLATE, RFC 1951) against a preset dictionary of the TD
-vocabulary, in base85: a typical device TD of 590 characters takes about 200.
+vocabulary, in base85: a typical device TD of 590 characters takes about 150.
 
 The literal's datatype says how to read it:
 - ``rdf:JSON``: the JSON itself (stores written before, and a TD that does not get shorter);
