@@ -76,17 +76,6 @@ def _validate_all(tds: list[dict]) -> None:
         validate_td_json(td, f"TD {td.get('id', '(no id)') if isinstance(td, dict) else ''}")
 
 
-def _parse_tds(docs: list[dict]) -> list[ox.Quad]:
-    """The TDs' quads; a large batch is parsed in two halves at once (pyoxigraph's JSON-LD parser
-    releases the GIL: on 2 cores the parse, the larger half of an ingest, takes half the time)."""
-    if len(docs) < 200:
-        return tds_to_quads(docs)
-    half = len(docs) // 2
-    with ThreadPoolExecutor(2, thread_name_prefix="edgebert-jsonld") as pool:
-        first, second = pool.map(tds_to_quads, [docs[:half], docs[half:]])
-    return first + second
-
-
 SHARED_TABLE_TTL_S = 5.0  # on a shared store, match sees another client's artifact writes after at most this
 
 
@@ -193,7 +182,7 @@ class Registry(Deployments):
         if len({d["id"] for d in docs}) != len(docs):
             raise DescriptionError("TDs: expected each id once in one write, found an id twice")
         previous = self.registrations([d["id"] for d in docs])
-        quads = _parse_tds(docs)
+        quads = tds_to_quads(docs)  # (templates fill most TDs in Python: two threads would only contend)
         for doc, client in split_tds:
             quads += _registration_quads(doc["id"], register(client, previous.get(doc["id"]), now))
         return [d["id"] for d in docs], quads

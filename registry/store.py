@@ -65,16 +65,15 @@ def _json_term(ox: Any, term: Any) -> dict[str, Any]:  # noqa: ANN401 - pyoxigra
 
 
 def _graph_term(graph: Any) -> str:
-    """A quad's graph as the fourth N-Quads term, with its space ("" for the default graph)."""
-    return "" if graph is None or str(graph) == "DEFAULT" else f"{graph} "
+    """A quad's graph as N-Quads/SPARQL writes it ("" for the default graph)."""
+    return "" if graph is None or str(graph) == "DEFAULT" else str(graph)
 
 
 def insert_data(quads: list[Any]) -> str:
     """One SPARQL ``INSERT DATA`` for pyoxigraph quads, grouped by graph."""
     by_graph: dict[str, list[str]] = {}
     for q in quads:
-        graph = "" if q.graph_name is None or str(q.graph_name) == "DEFAULT" else str(q.graph_name)
-        by_graph.setdefault(graph, []).append(f"{q.subject} {q.predicate} {q.object} .")
+        by_graph.setdefault(_graph_term(q.graph_name), []).append(f"{q.subject} {q.predicate} {q.object} .")
     blocks = [("\n".join(t) if g == "" else f"GRAPH {g} {{\n" + "\n".join(t) + "\n}") for g, t in by_graph.items()]
     return "INSERT DATA {\n" + "\n".join(blocks) + "\n}"
 
@@ -362,7 +361,7 @@ class SparqlEndpointStore:
         compressed); otherwise one SPARQL update."""
         if self.store_url and len(quads) >= BULK_QUADS and not self.query(
                 "ASK { VALUES ?g { " + " ".join(f"<{g}>" for g in graphs) + " } GRAPH ?g { ?s ?p ?o } }")[0]["ask"]:
-            body = "".join(f"{q.subject} {q.predicate} {q.object} {_graph_term(q.graph_name)}.\n" for q in quads)
+            body = "".join(f"{q.subject} {q.predicate} {q.object} {_graph_term(q.graph_name)} .\n" for q in quads)
             request = urllib.request.Request(self.store_url + "?no_transaction", data=body.encode("utf-8"),
                                              method="POST", headers={"Content-Type": "application/n-quads"})
             self.generation += 1

@@ -55,6 +55,18 @@ class Template:
     mixed: frozenset[int]  # placeholders found inside longer terms, or where _fill puts nothing
 
 
+def _passes_for_placeholder(value: Any) -> bool:
+    """A TD's own value a placeholder could be taken for: the TD then goes to the parser."""
+    if isinstance(value, str):
+        return LEAF in value or _int_token(value)
+    return isinstance(value, int) and not isinstance(value, bool) and INT_BASE <= value < INT_END
+
+
+def _int_token(value: str) -> bool:
+    """Whether a lexical form has the form of an integer placeholder (18 digits from 9)."""
+    return len(value) == 18 and value.isdigit() and value[0] == "9"
+
+
 def _skeleton(node: Any, keep: frozenset[Path], path: Path, leaves: list[tuple[Path, Any]]) -> Any:
     """``node`` with its fillable values replaced by placeholders (recorded in ``leaves``, in key
     order: the same shape numbers its values the same way); raises ValueError on a value a
@@ -63,25 +75,22 @@ def _skeleton(node: Any, keep: frozenset[Path], path: Path, leaves: list[tuple[P
         out = {}
         for k in sorted(node):
             v = node[k]
-            if LEAF in k:
+            if _passes_for_placeholder(k):
                 raise ValueError(k)
             out[k] = _plain(v) if k.startswith("@") else _skeleton(v, keep, (*path, k), leaves)
         return out
     if isinstance(node, list):
         return [_skeleton(v, keep, (*path, i), leaves) for i, v in enumerate(node)]
+    if _passes_for_placeholder(node):
+        raise ValueError(node)
     if isinstance(node, str):
-        if LEAF in node or (len(node) == 18 and node.isdigit() and node[0] == "9"):
-            raise ValueError(node)
         if path in keep:
             return node
         leaves.append((path, node))
         return f"{LEAF}{len(leaves) - 1}"
-    if isinstance(node, int) and not isinstance(node, bool):
-        if INT_BASE <= node < INT_END:
-            raise ValueError(node)
-        if abs(node) < INT_LIMIT and path not in keep:
-            leaves.append((path, node))
-            return INT_BASE + len(leaves) - 1
+    if isinstance(node, int) and not isinstance(node, bool) and abs(node) < INT_LIMIT and path not in keep:
+        leaves.append((path, node))
+        return INT_BASE + len(leaves) - 1
     return node  # floats, booleans, null, large integers: part of the shape
 
 
@@ -94,9 +103,7 @@ def _plain(node: Any) -> Any:
     elif isinstance(node, list):
         for v in node:
             _plain(v)
-    elif isinstance(node, str) and (LEAF in node or (len(node) == 18 and node.isdigit() and node[0] == "9")):
-        raise ValueError(node)
-    elif isinstance(node, int) and not isinstance(node, bool) and INT_BASE <= node < INT_END:
+    elif _passes_for_placeholder(node):
         raise ValueError(node)
     return node
 
@@ -104,7 +111,7 @@ def _plain(node: Any) -> Any:
 def _placeholder(value: str, n: int) -> int | None:
     if value.startswith(LEAF) and value[len(LEAF):].isdigit():
         k = int(value[len(LEAF):])
-    elif len(value) == 18 and value.isdigit() and value[0] == "9":
+    elif _int_token(value):
         k = int(value) - INT_BASE
     else:
         return None
